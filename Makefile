@@ -1,0 +1,56 @@
+# Set-up and checks. `make demo` and `make test` create whatever is missing first.
+PYTHON ?= python3.11
+VENV := .venv
+QVENV := .venv-quant
+STAMP := $(VENV)/.installed
+QSTAMP := $(QVENV)/.installed
+DEMO_OUT ?= demo-out
+PIP_FLAGS ?= --quiet --disable-pip-version-check
+
+.PHONY: demo test lint typecheck unit venv venv-quant clean
+
+venv: $(STAMP)
+venv-quant: $(QSTAMP)
+
+# torch first, pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install $(PIP_FLAGS) torch==2.13.0
+	$(VENV)/bin/pip install $(PIP_FLAGS) -e '.[host,edge,gateway,dev]'
+	touch $@
+
+# The conversion toolchain pins numpy 1.26 (onnx2tf 1.29.24 and its exact pins), which OpenSim
+# cannot share: it lives in its own venv and the host calls it as a subprocess.
+$(QSTAMP): pyproject.toml
+	$(PYTHON) -m venv $(QVENV)
+	$(QVENV)/bin/pip install $(PIP_FLAGS) torch==2.13.0
+	$(QVENV)/bin/pip install $(PIP_FLAGS) -e '.[quant]'
+	touch $@
+
+# The main job on embedded defaults. File targets: a re-run reuses what is already there.
+demo: $(STAMP) $(QSTAMP) $(DEMO_OUT)/reference.osim $(DEMO_OUT)/subject-123.osim
+	$(VENV)/bin/cervical model info $(DEMO_OUT)/subject-123.osim
+
+$(DEMO_OUT)/population.parquet: | $(STAMP)
+	$(VENV)/bin/cervical population sample --n 1000000 --seed 7 --out $@
+
+$(DEMO_OUT)/reference.osim: | $(STAMP)
+	$(VENV)/bin/cervical model build --reference --out $@
+
+$(DEMO_OUT)/subject-123.osim: $(DEMO_OUT)/population.parquet
+	$(VENV)/bin/cervical model build --population $< --subject 123 --out $@
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+unit: $(STAMP) $(QSTAMP)
+	$(VENV)/bin/pytest
+
+test: lint typecheck unit
+
+clean:
+	rm -rf $(VENV) $(QVENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Host-side science: anatomy tables, model builder, personalisation, population, simulation."""

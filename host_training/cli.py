@@ -1,0 +1,165 @@
+"""``cervical population ...`` and ``cervical model ...``: thin commands over the pure stages."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from edge_runtime.contracts.errors import ContractError
+from host_training.errors import HostTrainingError
+
+population_app = typer.Typer(
+    help="Seeded populations of adult anthropometrics (ANSUR II).", no_args_is_help=True
+)
+model_app = typer.Typer(
+    help="The personalised 72-muscle head–neck OpenSim model.", no_args_is_help=True
+)
+err = Console(stderr=True)
+out = Console()
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {exc}")
+    return typer.Exit(2)
+
+
+@population_app.command("sample")
+def population_sample(
+    out_path: Annotated[Path, typer.Option("--out", help="Parquet file to write (atomically).")],
+    n: Annotated[int, typer.Option("--n", help="Number of subjects.", min=1)] = 1_000_000,
+    seed: Annotated[
+        int, typer.Option(help="Random seed; the same seed gives the same bytes.", min=0)
+    ] = 7,
+    female_fraction: Annotated[
+        float, typer.Option(help="Fraction of women, 0..1.", min=0.0, max=1.0)
+    ] = 0.5,
+) -> None:
+    """Draw N adults (sex, stature_m, body_mass_kg, neck_length_m, shoulder_width_m,
+    head_mass_kg) jointly from ANSUR II statistics; ids 0..N-1, a smaller N is a prefix."""
+    from host_training.population import write_population
+
+    with Progress(
+        TextColumn("sampling"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err, transient=True,
+    ) as progress:  # fmt: skip
+        task = progress.add_task("rows", total=n)
+        try:
+            write_population(
+                out_path,
+                n,
+                seed,
+                female_fraction,
+                progress=lambda rows: progress.advance(task, rows),
+            )
+        except (HostTrainingError, ContractError, ValueError) as exc:
+            raise _fail(exc) from exc
+    out.print(f"wrote {n:,} subjects to {out_path} (seed {seed})")
+
+
+@population_app.command("show")
+def population_show(
+    population: Annotated[Path, typer.Argument(help="Population Parquet file.")],
+    subject: Annotated[int, typer.Option(help="Subject id.")] = 0,
+) -> None:
+    """Print one subject's anthropometrics (SI units)."""
+    from host_training.population import subject_anthropometrics
+
+    try:
+        a = subject_anthropometrics(population, subject)
+    except (HostTrainingError, ContractError) as exc:
+        raise _fail(exc) from exc
+    for key, value in a.to_dict().items():
+        out.print(f"{key:18s} {value}")
+
+
+@model_app.command("build")
+def model_build(
+    out_path: Annotated[Path, typer.Option("--out", help=".osim file to write (atomically).")],
+    population: Annotated[
+        Path | None, typer.Option(help="Population Parquet file (with --subject).")
+    ] = None,
+    subject: Annotated[int | None, typer.Option(help="Subject id in --population.")] = None,
+    reference: Annotated[
+        bool, typer.Option("--reference", help="Build the reference (50th-percentile man).")
+    ] = False,
+) -> None:
+    """Build a loadable .osim: the reference model, or one subject's personalised model."""
+    from host_training.model_builder import build_model, write_model
+    from host_training.personalise import personalise
+    from host_training.population import subject_anthropometrics
+
+    if reference == (population is not None):
+        raise _fail(ValueError("give either --reference or --population with --subject"))
+    try:
+        if reference:
+            model, name = build_model(name="cervical_reference"), "reference"
+        else:
+            if subject is None:
+                raise ValueError("--population needs --subject")
+            assert population is not None
+            anthro = subject_anthropometrics(population, subject)
+            model = build_model(personalise(anthro), name=f"cervical_subject_{subject}")
+            model.set_credits(
+                f"{model.get_credits()}. Subject {subject} of {population.name}: {anthro.to_dict()}"
+            )
+            name = f"subject {subject}"
+        model.initSystem()
+        write_model(model, out_path)
+    except (HostTrainingError, ContractError, ValueError) as exc:
+        raise _fail(exc) from exc
+    out.print(f"wrote {name} model to {out_path}")
+
+
+@model_app.command("info")
+def model_info(path: Annotated[Path, typer.Argument(help=".osim file.")]) -> None:
+    """Print bodies, coordinates (ranges in deg), muscle count and total max isometric force (N)."""
+    from host_training.opensim_env import opensim
+
+    if not path.is_file():
+        raise _fail(FileNotFoundError(f"{path}: no such file"))
+    osim = opensim()
+    try:
+        model = osim.Model(str(path))
+        state = model.initSystem()
+    except RuntimeError as exc:
+        raise _fail(
+            ValueError(f"{path}: OpenSim cannot load it ({str(exc).splitlines()[0]})")
+        ) from exc
+    bodies = [model.getBodySet().get(i) for i in range(model.getBodySet().getSize())]
+    table = Table(title=f"{model.getName()}  ({path})")
+    table.add_column("coordinate")
+    table.add_column("range (deg)", justify="right")
+    table.add_column("role")
+    coords = model.getCoordinateSet()
+    for i in range(coords.getSize()):
+        c = coords.get(i)
+        role = (
+            "locked"
+            if c.getLocked(state)
+            else ("dependent" if c.isDependent(state) else "independent")
+        )
+        if role == "independent":
+            lo, hi = math.degrees(c.getRangeMin()), math.degrees(c.getRangeMax())
+            table.add_row(c.getName(), f"{lo:.1f} .. {hi:.1f}", role)
+    muscles = model.getMuscles()
+    fmax = sum(muscles.get(i).getMaxIsometricForce() for i in range(muscles.getSize()))
+    out.print(
+        f"bodies ({len(bodies)}): "
+        + ", ".join(f"{b.getName()} {b.getMass():.3g} kg" for b in bodies)
+    )
+    out.print(table)
+    out.print(
+        f"coordinates: {coords.getSize()} "
+        f"({sum(1 for i in range(coords.getSize()) if coords.get(i).isDependent(state))} coupled)"
+    )
+    out.print(f"constraints: {model.getConstraintSet().getSize()}")
+    out.print(f"muscles: {muscles.getSize()}")
+    out.print(f"total max isometric force: {fmax:,.1f} N")
+    if model.get_credits():
+        out.print(f"credits: {model.get_credits()}")
