@@ -29,6 +29,35 @@ def _median_ms(fn: Callable[[], Any], repeats: int) -> float:
     return statistics.median(times)
 
 
+def _one_subject(person: Any, out: Path, ref_file: Path, loaded: Any) -> dict[str, float]:
+    from host_training.model_builder import build_model, write_model
+    from host_training.opensim_env import opensim
+    from host_training.personalise import personalise
+
+    osim = opensim()
+    t0 = time.perf_counter()
+    anatomy = personalise(person)
+    t1 = time.perf_counter()
+    model = build_model(anatomy)
+    t2 = time.perf_counter()
+    model.initSystem()
+    t3 = time.perf_counter()
+
+    def build_write() -> None:
+        m = build_model(personalise(person))
+        m.initSystem()
+        write_model(m, out)
+
+    return {
+        "personalise_ms": (t1 - t0) * 1e3,
+        "build_ms": (t2 - t1) * 1e3,
+        "init_system_ms": (t3 - t2) * 1e3,
+        "build_write_ms": _median_ms(build_write, 1),
+        "opensim_load_file_ms": _median_ms(lambda: osim.Model(str(ref_file)).initSystem(), 1),
+        "opensim_copy_model_ms": _median_ms(lambda: osim.Model(loaded).initSystem(), 1),
+    }
+
+
 def measure(subjects: int, population_rows: int) -> dict[str, float]:
     """The figures of ``cervical bench model`` (ms per subject unless the key says otherwise)."""
     from host_training.model_builder import build_model, write_model
@@ -52,35 +81,9 @@ def measure(subjects: int, population_rows: int) -> dict[str, float]:
             "personalise_ms", "build_ms", "init_system_ms", "build_write_ms",
             "opensim_load_file_ms", "opensim_copy_model_ms")}  # fmt: skip
         for i, person in enumerate(people):  # interleaved: drift hits every figure alike
-            anatomy: Any = None
-
-            def do_personalise(p: Any = person) -> None:
-                nonlocal anatomy
-                anatomy = personalise(p)
-
-            figures["personalise_ms"].append(_median_ms(do_personalise, 1))
-            model: Any = None
-
-            def do_build() -> None:
-                nonlocal model
-                model = build_model(anatomy)
-
-            figures["build_ms"].append(_median_ms(do_build, 1))
-            figures["init_system_ms"].append(_median_ms(lambda: model.initSystem(), 1))
             out = Path(tmp) / f"s{i}.osim"
-
-            def do_all(p: Any = person, path: Path = out) -> None:
-                m = build_model(personalise(p))
-                m.initSystem()
-                write_model(m, path)
-
-            figures["build_write_ms"].append(_median_ms(do_all, 1))
-            figures["opensim_load_file_ms"].append(
-                _median_ms(lambda: osim.Model(str(ref_file)).initSystem(), 1)
-            )
-            figures["opensim_copy_model_ms"].append(
-                _median_ms(lambda: osim.Model(loaded).initSystem(), 1)
-            )
+            for key, value in _one_subject(person, out, ref_file, loaded).items():
+                figures[key].append(value)
     result = {k: statistics.median(v) for k, v in figures.items()}
     result["population_rows_per_s"] = population_rows / population_s
     result["personalise_build_ms"] = result["personalise_ms"] + result["build_ms"]

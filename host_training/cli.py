@@ -20,8 +20,8 @@ population_app = typer.Typer(
 model_app = typer.Typer(
     help="The personalised 72-muscle head–neck OpenSim model.", no_args_is_help=True
 )
-err = Console(stderr=True)
-out = Console()
+err = Console(stderr=True, soft_wrap=True)  # messages stay whole lines in logs
+out = Console(soft_wrap=True)
 
 
 def _fail(exc: Exception) -> typer.Exit:

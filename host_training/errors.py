@@ -2,7 +2,7 @@
 
     HostTrainingError
      ├── AnatomyTableError (ValueError)      a packaged table has a bad value
-     ├── PopulationFileError (ValueError)    a population file is missing, corrupt or of another schema
+     ├── PopulationFileError (ValueError)    missing, corrupt, or of another schema
      └── UnknownSubjectError (KeyError)      a subject id the population does not hold
 
 Invalid anthropometrics raise ``edge_runtime.contracts.errors.InvalidAnthropometricsError``: the

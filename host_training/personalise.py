@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import math
 
 import numpy as np
@@ -124,9 +125,7 @@ def neutral_musculotendon_lengths_m(anatomy: Anatomy) -> dict[str, float]:
     lengths = {}
     for m in anatomy.muscles:
         pts = [poses[p.body][1] + poses[p.body][0] @ np.array(p.location_m) for p in m.path]
-        lengths[m.name] = float(
-            sum(np.linalg.norm(b - a) for a, b in zip(pts, pts[1:], strict=False))
-        )
+        lengths[m.name] = float(sum(np.linalg.norm(b - a) for a, b in itertools.pairwise(pts)))
     return lengths
 
 

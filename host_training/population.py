@@ -108,7 +108,7 @@ class PopulationStatistics:
 def load_statistics(path: Path = STATISTICS_PATH) -> PopulationStatistics:
     raw = path.read_bytes()
     data = json.loads(raw)
-    by_sex = {}
+    by_sex: dict[str, SexStatistics] = {}
     for sex in SEXES:
         d = data[sex]
         by_sex[sex] = SexStatistics(

@@ -4,7 +4,8 @@ A developer tool, run by hand when the tables are re-derived; nothing at run tim
 reference model. It writes ``host_training/anatomy/*.csv`` with a ``source`` column on every row,
 applying the documented fixes (see ``host_training/anatomy/NOTES.md``).
 
-    .venv/bin/python scripts/derive_anatomy_tables.py ../shared/reference/hyoid-1.2/HYOID_1.2_ScaledStrenght_UpdatedInertia.osim
+    .venv/bin/python scripts/derive_anatomy_tables.py \
+        ../shared/reference/hyoid-1.2/HYOID_1.2_ScaledStrenght_UpdatedInertia.osim
 
 Mortensen, Vasavada & Merryweather 2018, PLOS ONE 13(6):e0199912 (MIT licence).
 """
@@ -35,7 +36,7 @@ def _vec(v: osim.Vec3) -> list[float]:
 
 
 def _fmt(x: float) -> str:
-    return repr(round(float(x), 10))
+    return repr(float(x))  # full precision: personalisation at the reference is exact
 
 
 def _write(name: str, header: list[str], rows: list[list[object]]) -> None:
@@ -233,7 +234,8 @@ def derive(reference: Path) -> None:
         "bushings.csv",
         [
             "name", "body1", "body2",
-            "rot_stiffness_x_nm_per_rad", "rot_stiffness_y_nm_per_rad", "rot_stiffness_z_nm_per_rad",
+            "rot_stiffness_x_nm_per_rad", "rot_stiffness_y_nm_per_rad",
+            "rot_stiffness_z_nm_per_rad",
             "rot_damping_x_nms_per_rad", "rot_damping_y_nms_per_rad", "rot_damping_z_nms_per_rad",
             "source",
         ],

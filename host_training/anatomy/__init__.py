@@ -43,7 +43,10 @@ class BodySpec:
 
 @dataclass(frozen=True)
 class JointSpec:
-    """A joint between two bodies; offsets locate the joint frame in each body (x-y-z body-fixed)."""
+    """A joint between two bodies; offsets locate the joint frame in each body.
+
+    Orientations are body-fixed x-y-z rotation sequences, as OpenSim writes them.
+    """
 
     name: str
     kind: str  # custom | weld

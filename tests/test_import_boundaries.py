@@ -1,0 +1,60 @@
+"""The dependency rules of ARCHITECTURE.md, checked on every import statement in the packages."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+FORBIDDEN = {
+    "edge_runtime": {"torch", "tensorflow", "opensim", "host_training", "quantization",
+                     "ble_gateway", "onnx", "onnx2tf", "dask", "pyarrow"},
+    "host_training": {"quantization", "ble_gateway", "tensorflow", "onnx2tf", "bleak"},
+    "quantization": {"host_training", "ble_gateway", "opensim", "bleak"},
+    "ble_gateway": {"host_training", "quantization", "opensim", "torch", "tensorflow"},
+}  # fmt: skip
+# Other packages may use only edge_runtime's contract modules.
+EDGE_CONTRACTS = "edge_runtime.contracts"
+# The console root lives in edge_runtime but loads groups by entry point, never by import.
+
+
+def _imports(path: Path) -> list[tuple[str, int]]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.module, node.lineno))
+    return found
+
+
+def _violations(package: str) -> list[str]:
+    bad = []
+    for path in sorted((REPO / package).rglob("*.py")):
+        for module, line in _imports(path):
+            top = module.split(".")[0]
+            where = f"{path.relative_to(REPO)}:{line} imports {module}"
+            if top in FORBIDDEN[package]:
+                bad.append(where)
+            if (top == "edge_runtime" and package != "edge_runtime"
+                    and not module.startswith(EDGE_CONTRACTS)):  # fmt: skip
+                bad.append(where + " (only edge_runtime.contracts is shared)")
+    return bad
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_package_respects_import_boundaries(package: str) -> None:
+    assert (REPO / package / "__init__.py").is_file()
+    assert _violations(package) == []
+
+
+def test_checker_catches_a_forbidden_import(tmp_path: Path) -> None:
+    bad = tmp_path / "m.py"
+    bad.write_text("import opensim\nfrom host_training.anatomy import load_anatomy\n")
+    modules = [m for m, _ in _imports(bad)]
+    assert modules == ["opensim", "host_training.anatomy"]
+    assert {m.split(".")[0] for m in modules} <= FORBIDDEN["edge_runtime"]
