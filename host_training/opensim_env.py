@@ -12,4 +12,6 @@ def opensim() -> Any:
     import opensim as osim
 
     osim.Logger.setLevelString("warn")
+    # OpenSim otherwise appends to ./opensim.log wherever a command happens to run.
+    osim.Logger.removeFileSink()
     return osim

@@ -16,8 +16,9 @@ import argparse
 import csv
 import math
 from pathlib import Path
+from typing import Any
 
-import opensim as osim
+from host_training.opensim_env import opensim
 
 from host_training.anatomy import ANATOMY_DIR, neck_slice_inertia_kg_m2
 
@@ -31,7 +32,10 @@ NECK_RADIUS_M = 0.398 / (2.0 * math.pi)
 GIRDLE_MASS_KG = {"clavicle": 0.156, "scapula": 0.705}
 
 
-def _vec(v: osim.Vec3) -> list[float]:
+osim = opensim()
+
+
+def _vec(v: Any) -> list[float]:
     return [float(v.get(0)), float(v.get(1)), float(v.get(2))]
 
 
@@ -59,7 +63,7 @@ def _scaling_group(body: str) -> str:
     return "thorax"
 
 
-def _joint_centre_heights(model: osim.Model) -> dict[str, float]:
+def _joint_centre_heights(model: Any) -> dict[str, float]:
     """Distance between each cervical body's lower and upper joint centres at neutral (m)."""
     state = model.initSystem()
     heights: dict[str, float] = {}
@@ -79,7 +83,6 @@ def _joint_centre_heights(model: osim.Model) -> dict[str, float]:
 
 
 def derive(reference: Path) -> None:
-    osim.Logger.setLevelString("error")
     model = osim.Model(str(reference))
     heights = _joint_centre_heights(model)
 
