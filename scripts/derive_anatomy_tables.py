@@ -18,9 +18,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from host_training.opensim_env import opensim
-
 from host_training.anatomy import ANATOMY_DIR, neck_slice_inertia_kg_m2
+from host_training.opensim_env import opensim
 
 SOURCE = "HYOID 1.2 (Mortensen 2018)"
 CERVICAL = ("cerv7", "cerv6", "cerv5", "cerv4", "cerv3", "cerv2", "cerv1")
