@@ -1,0 +1,149 @@
+"""Vectorised kinematics of the head–neck model in numpy: the fast path beside OpenSim's.
+
+For N postures at once (the six independent coordinates, rad, ``(N, 6)``) it computes every body's
+pose, every muscle's via-point path length and moment arms, and the head-on-trunk rotation. It
+reads the same anatomy tables as the OpenSim builder and reproduces OpenSim's numbers to round-off
+(tested against ``host_training.kinematics.CoupledPoser``, which asks OpenSim itself).
+
+Joint convention (OpenSim CustomJoint): the child's joint frame is the parent's joint frame rotated
+by ``rotation1`` then ``rotation2`` then ``rotation3``, each about its axis in the already-rotated
+frame (body-fixed sequence); each angle is ``ratio x coordinate``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from host_training.anatomy import INDEPENDENT_COORDINATES, Anatomy
+from host_training.personalise import rotation_body_xyz
+
+FloatArray = npt.NDArray[np.float64]
+MOMENT_ARM_STEP_RAD = 1e-5
+
+
+def _axis_rotations(axis: FloatArray, angle: FloatArray) -> FloatArray:
+    """Rodrigues rotation matrices (N, 3, 3) about a unit ``axis`` by ``angle`` (N,)."""
+    x, y, z = axis
+    c, s = np.cos(angle), np.sin(angle)
+    t = 1.0 - c
+    r = np.empty((angle.shape[0], 3, 3))
+    r[:, 0, 0] = t * x * x + c
+    r[:, 0, 1] = t * x * y - s * z
+    r[:, 0, 2] = t * x * z + s * y
+    r[:, 1, 0] = t * x * y + s * z
+    r[:, 1, 1] = t * y * y + c
+    r[:, 1, 2] = t * y * z - s * x
+    r[:, 2, 0] = t * x * z - s * y
+    r[:, 2, 1] = t * y * z + s * x
+    r[:, 2, 2] = t * z * z + c
+    return r
+
+
+@dataclass(frozen=True)
+class _Joint:
+    parent: str
+    child: str
+    parent_rotation: FloatArray  # joint frame in parent body
+    parent_offset_m: FloatArray
+    child_rotation: FloatArray  # joint frame in child body
+    child_offset_m: FloatArray
+    axes: tuple[tuple[FloatArray, FloatArray], ...]  # (unit axis, ratio per independent coord (6,))
+
+
+class FastNeckKinematics:
+    """Kinematics of one (personalised) anatomy, vectorised over postures."""
+
+    def __init__(self, anatomy: Anatomy) -> None:
+        # Each coordinate as a linear map of the six independent ones: a (6,) row.
+        rows: dict[str, FloatArray] = {}
+        for k, name in enumerate(INDEPENDENT_COORDINATES):
+            rows[name] = np.eye(6)[k]
+        for c in anatomy.couplers:
+            rows[c.dependent_coordinate] = (
+                c.ratio * np.eye(6)[INDEPENDENT_COORDINATES.index(c.independent_coordinate)]
+            )
+        locked = {c.name for c in anatomy.coordinates if c.role == "thorax_locked"}
+        self._joints: list[_Joint] = []
+        pending = list(anatomy.joints)
+        known = {"ground"}
+        while pending:  # topological order: parents first
+            j = next(j for j in pending if j.parent_body in known)
+            pending.remove(j)
+            known.add(j.child_body)
+            axes = []
+            for a in anatomy.joint_axes:
+                if a.joint == j.name and a.coordinate not in locked:
+                    unit = np.array(a.axis) / np.linalg.norm(a.axis)
+                    axes.append((unit, a.ratio * rows[a.coordinate]))
+            self._joints.append(
+                _Joint(
+                    j.parent_body, j.child_body,
+                    rotation_body_xyz(j.parent_orientation_rad), np.array(j.parent_offset_m),
+                    rotation_body_xyz(j.child_orientation_rad), np.array(j.child_offset_m),
+                    tuple(axes),
+                )
+            )  # fmt: skip
+        self.muscle_names = anatomy.muscle_names()
+        points = [(p.body, np.array(p.location_m)) for m in anatomy.muscles for p in m.path]
+        self._point_body = [b for b, _ in points]
+        self._point_xyz = np.array([xyz for _, xyz in points])  # (P, 3)
+        counts = [len(m.path) for m in anatomy.muscles]
+        starts = np.cumsum([0, *counts[:-1]])
+        # segment k joins point k and k+1 within a muscle; segment_muscle maps it to its muscle
+        self._seg_a = np.concatenate(
+            [s + np.arange(c - 1) for s, c in zip(starts, counts, strict=True)]
+        )
+        self._seg_muscle = np.repeat(np.arange(len(counts)), [c - 1 for c in counts])
+        self._bodies_with_points = sorted(set(self._point_body))
+        self._point_index = {b: [i for i, pb in enumerate(self._point_body) if pb == b]
+                             for b in self._bodies_with_points}  # fmt: skip
+
+    def body_poses(self, q_rad: FloatArray) -> dict[str, tuple[FloatArray, FloatArray]]:
+        """Rotation (N, 3, 3) and origin (N, 3) of every body in ground at postures ``q_rad``."""
+        q = np.atleast_2d(np.asarray(q_rad, dtype=np.float64))
+        n = q.shape[0]
+        poses = {"ground": (np.broadcast_to(np.eye(3), (n, 3, 3)), np.zeros((n, 3)))}
+        for j in self._joints:
+            r_p, o_p = poses[j.parent]
+            r = r_p @ j.parent_rotation
+            origin = o_p + r_p @ j.parent_offset_m
+            for unit, coeffs in j.axes:
+                r = r @ _axis_rotations(unit, q @ coeffs)
+            r_child = r @ j.child_rotation.T
+            poses[j.child] = (r_child, origin - r_child @ j.child_offset_m)
+        return poses
+
+    def lengths_m(self, q_rad: FloatArray) -> FloatArray:
+        """Musculotendon path lengths, (N, n_muscles)."""
+        poses = self.body_poses(q_rad)
+        n = next(iter(poses.values()))[1].shape[0]
+        world = np.empty((n, len(self._point_body), 3))
+        for body, idx in self._point_index.items():
+            r, o = poses[body]
+            world[:, idx, :] = o[:, None, :] + np.einsum("nij,pj->npi", r, self._point_xyz[idx])
+        seg = np.linalg.norm(world[:, self._seg_a + 1] - world[:, self._seg_a], axis=2)
+        out = np.zeros((n, len(self.muscle_names)))
+        np.add.at(out, (slice(None), self._seg_muscle), seg)
+        return out
+
+    def lengths_and_moment_arms(
+        self, q_rad: FloatArray, step_rad: float = MOMENT_ARM_STEP_RAD
+    ) -> tuple[FloatArray, FloatArray]:
+        """Lengths (N, M) and moment arms r = -dL/dq (N, M, 6), central differences, one batch."""
+        q = np.atleast_2d(np.asarray(q_rad, dtype=np.float64))
+        n = q.shape[0]
+        steps = np.concatenate([np.zeros((1, 6)), step_rad * np.eye(6), -step_rad * np.eye(6)])
+        batch = (q[None, :, :] + steps[:, None, :]).reshape(-1, 6)
+        lengths = self.lengths_m(batch).reshape(13, n, -1)
+        arms = -(lengths[1:7] - lengths[7:13]) / (2.0 * step_rad)  # (6, N, M)
+        return lengths[0], np.moveaxis(arms, 0, 2)
+
+    def head_on_trunk_rotation(self, q_rad: FloatArray) -> FloatArray:
+        """Skull orientation relative to the thorax, (N, 3, 3)."""
+        poses = self.body_poses(q_rad)
+        r_thorax, _ = poses["spine"]
+        r_skull, _ = poses["skull"]
+        return np.asarray(np.swapaxes(r_thorax, 1, 2) @ r_skull)
