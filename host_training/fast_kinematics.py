@@ -125,9 +125,9 @@ class FastNeckKinematics:
             r, o = poses[body]
             world[:, idx, :] = o[:, None, :] + np.einsum("nij,pj->npi", r, self._point_xyz[idx])
         seg = np.linalg.norm(world[:, self._seg_a + 1] - world[:, self._seg_a], axis=2)
-        out = np.zeros((n, len(self.muscle_names)))
-        np.add.at(out, (slice(None), self._seg_muscle), seg)
-        return out
+        # sum each muscle's segments: segments are stored muscle by muscle
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(self._seg_muscle))[:-1]])
+        return np.asarray(np.add.reduceat(seg, bounds, axis=1))
 
     def lengths_and_moment_arms(
         self, q_rad: FloatArray, step_rad: float = MOMENT_ARM_STEP_RAD

@@ -194,7 +194,7 @@ def _angle_function(
 def trajectory(spec: MotionSpec, split: PlaneSplit) -> Trajectory:
     """Sample ``spec`` at 100 Hz (t = 0 .. duration), coordinates and derivatives."""
     theta, duration = _angle_function(spec, split)
-    n = int(round(duration * SAMPLE_RATE_HZ)) + 1
+    n = round(duration * SAMPLE_RATE_HZ) + 1
     t = np.arange(n) / SAMPLE_RATE_HZ
     h = DERIVATIVE_STEP_S
     th0, thp, thm = theta(t), theta(t + h), theta(t - h)

@@ -2,17 +2,17 @@
 
 Both solve, per frame, the problem OpenSim's StaticOptimization states:
 
-    minimise   sum_i a_i^2 + sum_j (tau_res_j / R)^2 ... written with reserve controls c_j = tau_j / R
-    subject to sum_i a_i F_i r_ij + R c_j = M_j   for the six independent coordinates j
+    minimise   sum_i a_i^2 + sum_j c_j^2        (c_j = reserve torque / R)
+    subject to sum_i a_i F_i r_ij + R c_j = M_j  for the six independent coordinates j
                0 <= a_i <= 1
 
 with F_i the muscle's active fibre force at full activation at the frame's rigid-tendon fibre
 length and velocity (Millard curves; passive fibre force and the pennation projection ignored,
-as OpenSim's SO does), r_ij its moment arm about independent coordinate j (all coupled levels included), and M
-the inverse-dynamics generalized forces projected onto the six independent coordinates
-(M = C^T tau, C the coupling matrix). Reserves are coordinate actuators of strength R on the six
-independent coordinates; a frame is ``feasible`` when every reserve stays below
-``RESERVE_FEASIBLE_NM``.
+as OpenSim's SO does), r_ij its moment arm about independent coordinate j (all coupled levels
+included), and M the inverse-dynamics generalized forces projected onto the six independent
+coordinates (M = C^T tau, C the coupling matrix). Reserves are coordinate actuators of
+strength R on the six independent coordinates; a frame is ``feasible`` when every reserve
+stays below ``RESERVE_FEASIBLE_NM``.
 
 The fast solver takes inverse dynamics from OpenSim's InverseDynamicsSolver per frame, muscle
 lengths, moment arms and velocities from ``FastNeckKinematics`` (numpy, all frames at once), and
