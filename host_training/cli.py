@@ -163,3 +163,62 @@ def model_info(path: Annotated[Path, typer.Argument(help=".osim file.")]) -> Non
     out.print(f"total max isometric force: {fmax:,.1f} N")
     if model.get_credits():
         out.print(f"credits: {model.get_credits()}")
+
+
+simulate_app = typer.Typer(help="Simulate the muscle-force dataset (ID + static optimisation).")
+
+
+@simulate_app.callback(invoke_without_command=True)
+def simulate(
+    population: Annotated[Path, typer.Option(help="Population Parquet file.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Dataset directory (created).")],
+    subjects: Annotated[int, typer.Option(help="Simulate subject ids 0..N-1.", min=1)] = 2000,
+    motions: Annotated[str, typer.Option(help="Motion set: default | tiny.")] = "default",
+    seed: Annotated[int, typer.Option(help="Seed of the motion set.", min=0)] = 7,
+    solver: Annotated[str, typer.Option(help="fast | opensim (the reference).")] = "fast",
+    workers: Annotated[
+        int | None, typer.Option(help="Local worker processes (default: one per core).", min=1)
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Existing Dask scheduler, e.g. tcp://HOST:8786.")
+    ] = None,
+    shard_subjects: Annotated[int, typer.Option(help="Subjects per shard.", min=1)] = 10,
+) -> None:
+    """Forces (N) of the 72 muscles per frame (100 Hz) for every subject x motion, as Parquet
+    shards; re-running skips finished shards."""
+    from rich.progress import TimeRemainingColumn
+
+    from host_training.dataset import make_config
+    from host_training.motions import UnknownMotionSetError
+    from host_training.simulate import run_simulation
+
+    try:
+        config = make_config(population, subjects, motions, seed, solver, shard_subjects)
+    except (HostTrainingError, ContractError, UnknownMotionSetError) as exc:
+        raise _fail(exc) from exc
+    frames = {"done": 0, "seconds": 0.0}
+    with Progress(
+        TextColumn("simulating"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("shards  {task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=err,
+    ) as progress:  # fmt: skip
+        task = progress.add_task("shards", total=None, rate="")
+
+        def started(n_pending: int) -> None:
+            progress.update(task, total=n_pending)
+            if n_pending == 0:
+                err.print(f"{out_dir}: every shard already exists, nothing to do")
+            elif n_pending < config.n_shards():
+                err.print(f"resuming: {config.n_shards() - n_pending} of {config.n_shards()} "
+                          "shards already done")  # fmt: skip
+
+        def finished(report: dict[str, float]) -> None:
+            frames["done"] += int(report["frames"])
+            elapsed = progress.tasks[0].elapsed or 1e-9
+            progress.update(task, advance=1, rate=f"{frames['done'] / elapsed:,.0f} frames/s")
+
+        try:
+            run_simulation(config, out_dir, workers, scheduler, started, finished)
+        except (HostTrainingError, ContractError) as exc:
+            raise _fail(exc) from exc
+    out.print(f"dataset in {out_dir}: {config.n_shards()} shards, {frames['done']:,} new frames")

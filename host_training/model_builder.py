@@ -11,12 +11,11 @@ rigid tendons and a minimum activation of 0, among others.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from host_training.anatomy import Anatomy, JointSpec, load_anatomy
+from host_training.atomic import atomic_path
 from host_training.opensim_env import opensim
 
 MODEL_BUILDER_VERSION = "1.0.0"
@@ -167,14 +166,7 @@ def _set_coordinate_properties(model: Any, anatomy: Anatomy) -> None:
 
 def write_model(model: Any, out: Path) -> Path:
     """Write ``model`` to ``out`` (.osim) atomically: a failed write leaves no partial file."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".osim", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(out) as tmp:
         if not model.printToXML(str(tmp)):
             raise OSError(f"OpenSim could not write {out}")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out

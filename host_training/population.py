@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_runtime.contracts.anthropometrics import NUMERIC_FIELDS, SEXES, Anthropometrics
+from host_training.atomic import atomic_path
 from host_training.errors import PopulationFileError, UnknownSubjectError
 
 FloatArray = npt.NDArray[np.float64]
@@ -223,21 +222,11 @@ def write_population(
         + [(name, pa.float64()) for name in NUMERIC_FIELDS],
         metadata={METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()},
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-            for columns in iter_blocks(n, seed, female_fraction, stats):
-                writer.write_table(
-                    pa.table({c: columns[c] for c in POPULATION_COLUMNS}, schema=schema)
-                )
-                if progress is not None:
-                    progress(len(columns["subject_id"]))
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(out) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        for columns in iter_blocks(n, seed, female_fraction, stats):
+            writer.write_table(pa.table({c: columns[c] for c in POPULATION_COLUMNS}, schema=schema))
+            if progress is not None:
+                progress(len(columns["subject_id"]))
     return out
 
 

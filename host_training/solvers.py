@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -383,4 +384,10 @@ def opensim_spline_kinematics(traj: Trajectory) -> Trajectory:
     return Trajectory(traj.motion_id, traj.t_s, traj.q_rad, qd, derivative(qd))
 
 
-SOLVERS = {"fast": FastSolver, "opensim": OpenSimSolver}
+class Solver(Protocol):
+    name: str
+
+    def solve(self, traj: Trajectory) -> SolverResult: ...
+
+
+SOLVERS: dict[str, Callable[[Anatomy], Solver]] = {"fast": FastSolver, "opensim": OpenSimSolver}

@@ -1,0 +1,48 @@
+"""The three neck angles: how a head-on-trunk rotation becomes the model's inputs.
+
+One definition for the dataset (from the model's kinematics) and the hub (from two fused IMUs).
+The rotation is the head (skull) frame relative to the upper-trunk (thorax) frame, both with x
+anterior, y up, z right at the neutral posture. It is decomposed as R = Rz(e) Rx(b) Ry(r)
+(intrinsic z-x-y, the order of the model's joints):
+
+- ``neck_extension_rad`` e about z: + extension (face up), - flexion;
+- ``neck_lateral_bend_right_rad`` b about x: + right ear towards the right shoulder;
+- ``neck_axial_rotation_left_rad`` r about y: + face turning left.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+NECK_ANGLE_NAMES: tuple[str, str, str] = (
+    "neck_extension_rad",
+    "neck_lateral_bend_right_rad",
+    "neck_axial_rotation_left_rad",
+)
+NECK_VELOCITY_NAMES = tuple(n.replace("_rad", "_rad_s") for n in NECK_ANGLE_NAMES)
+NECK_ACCELERATION_NAMES = tuple(n.replace("_rad", "_rad_s2") for n in NECK_ANGLE_NAMES)
+
+
+def neck_angles_from_rotation(rotation: FloatArray) -> FloatArray:
+    """(N, 3, 3) head-in-trunk rotation matrices -> (N, 3) angles (rad), NECK_ANGLE_NAMES order."""
+    r = np.asarray(rotation, dtype=np.float64)
+    extension = np.arctan2(-r[..., 0, 1], r[..., 1, 1])
+    bend = np.arcsin(np.clip(r[..., 2, 1], -1.0, 1.0))
+    rotation_left = np.arctan2(-r[..., 2, 0], r[..., 2, 2])
+    return np.stack([extension, bend, rotation_left], axis=-1)
+
+
+def rotation_from_neck_angles(angles: FloatArray) -> FloatArray:
+    """Inverse of ``neck_angles_from_rotation``: (N, 3) angles -> (N, 3, 3) rotations."""
+    a = np.atleast_2d(np.asarray(angles, dtype=np.float64))
+    ce, se = np.cos(a[:, 0]), np.sin(a[:, 0])
+    cb, sb = np.cos(a[:, 1]), np.sin(a[:, 1])
+    cr, sr = np.cos(a[:, 2]), np.sin(a[:, 2])
+    r = np.empty((a.shape[0], 3, 3))
+    r[:, 0] = np.stack([ce * cr - se * sb * sr, -se * cb, ce * sr + se * sb * cr], axis=1)
+    r[:, 1] = np.stack([se * cr + ce * sb * sr, ce * cb, se * sr - ce * sb * cr], axis=1)
+    r[:, 2] = np.stack([-cb * sr, sb, cb * cr], axis=1)
+    return r
