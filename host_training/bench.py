@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -123,5 +124,101 @@ def bench_model(
         ("ratio build+write / load file", f"{r['ratio_build_write_vs_load_file']:.2f}"),
     ]
     for name, value in rows:
+        table.add_row(name, value)
+    Console().print(table)
+
+
+def compare_solvers(
+    subjects: int, motions: str, max_trials: int | None, seed: int = 7
+) -> dict[str, Any]:
+    """OpenSim reference vs fast solver on the same trials, side by side (see bench_simulate)."""
+    from edge_runtime.contracts.anthropometrics import NUMERIC_FIELDS, Anthropometrics
+    from host_training.motions import PlaneSplit, motion_set, trajectory
+    from host_training.personalise import personalise
+    from host_training.population import iter_blocks, load_statistics
+    from host_training.solvers import FastSolver, OpenSimSolver, opensim_spline_kinematics
+
+    block = next(iter_blocks(subjects, seed, 0.5, load_statistics()))
+    ref_s = fast_s = 0.0
+    ref_frames = fast_frames = 0
+    worst_abs, worst_rms_pct, trials, flag_mismatch = 0.0, 0.0, 0, 0
+    frames_per_subject = []
+    for i in range(subjects):
+        anthro = Anthropometrics.from_dict(
+            {"sex": str(block["sex"][i]), **{k: float(block[k][i]) for k in NUMERIC_FIELDS}}
+        )
+        anatomy = personalise(anthro)
+        split = PlaneSplit.of(anatomy)
+        fast, ref = FastSolver(anatomy), OpenSimSolver(anatomy)
+        specs = motion_set(motions, seed, i)
+        frames_per_subject.append(sum(len(trajectory(s, split).t_s) for s in specs))
+        for spec in specs[: max_trials if max_trials else None]:
+            traj = trajectory(spec, split)
+            same = opensim_spline_kinematics(traj)  # both solvers see OpenSim's derivatives
+            t0 = time.process_time()
+            rf = fast.solve(same)
+            fast_s += time.process_time() - t0
+            t0 = time.process_time()
+            rr = ref.solve(traj)
+            ref_s += time.process_time() - t0
+            n = len(traj.t_s)
+            fast_frames += n
+            ref_frames += n
+            both = rf.feasible & rr.feasible
+            flag_mismatch += int(np.sum(rf.feasible != rr.feasible))
+            if both.any():
+                diff = rf.forces_n[both] - rr.forces_n[both]
+                worst_abs = max(worst_abs, float(np.abs(diff).max()))
+                rms = np.sqrt(np.mean(diff**2, axis=0)) / fast.dynamics.fmax_n * 100.0
+                worst_rms_pct = max(worst_rms_pct, float(rms.max()))
+            trials += 1
+    ref_rate = ref_frames / ref_s
+    fast_rate = fast_frames / fast_s
+    mean_frames = float(np.mean(frames_per_subject))
+    return {
+        "trials": trials,
+        "frames": fast_frames,
+        "reference_frames_per_core_s": ref_rate,
+        "fast_frames_per_core_s": fast_rate,
+        "ratio": fast_rate / ref_rate,
+        "max_abs_diff_N": worst_abs,
+        "worst_rms_diff_pct_fmax": worst_rms_pct,
+        "feasibility_mismatches": flag_mismatch,
+        "frames_per_subject": mean_frames,
+        "projected_core_hours_1m": 1_000_000 * mean_frames / fast_rate / 3600.0,
+        "projected_core_hours_1m_reference": 1_000_000 * mean_frames / ref_rate / 3600.0,
+    }
+
+
+def bench_simulate(
+    subjects: Annotated[int, typer.Option(help="Subjects (drawn with seed 7).", min=1)] = 2,
+    motions: Annotated[str, typer.Option(help="Motion set: default | tiny.")] = "default",
+    max_trials: Annotated[
+        int | None, typer.Option(help="At most this many motions per subject.", min=1)
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """OpenSim's static optimisation vs the fast solver on the same trials: frames/s per core
+    (CPU time), their ratio, force differences on feasible frames (N and % of Fmax), and the
+    projected core-hours for all 1,000,000 subjects with the motion set."""
+    r = compare_solvers(subjects, motions, max_trials)
+    if as_json:
+        print(json.dumps(r, sort_keys=True))
+        return
+    table = Table(title=f"cervical bench simulate ({r['trials']} trials, {r['frames']:,} frames)")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for name, value in [
+        ("OpenSim reference", f"{r['reference_frames_per_core_s']:,.1f} frames/s per core"),
+        ("fast solver", f"{r['fast_frames_per_core_s']:,.1f} frames/s per core"),
+        ("ratio fast / reference", f"{r['ratio']:.1f}x"),
+        ("max |force difference| (feasible frames)", f"{r['max_abs_diff_N']:.4f} N"),
+        ("worst per-muscle RMS difference", f"{r['worst_rms_diff_pct_fmax']:.4f} % Fmax"),
+        ("frames with different feasibility", f"{r['feasibility_mismatches']}"),
+        ("frames per subject (motion set)", f"{r['frames_per_subject']:,.0f}"),
+        ("1,000,000 subjects, fast", f"{r['projected_core_hours_1m']:,.0f} core-hours"),
+        ("1,000,000 subjects, reference",
+         f"{r['projected_core_hours_1m_reference']:,.0f} core-hours"),
+    ]:  # fmt: skip
         table.add_row(name, value)
     Console().print(table)

@@ -196,29 +196,33 @@ def simulate(
         config = make_config(population, subjects, motions, seed, solver, shard_subjects)
     except (HostTrainingError, ContractError, UnknownMotionSetError) as exc:
         raise _fail(exc) from exc
-    frames = {"done": 0, "seconds": 0.0}
-    with Progress(
+    frames = {"done": 0}
+    progress = Progress(
         TextColumn("simulating"), BarColumn(), MofNCompleteColumn(),
         TextColumn("shards  {task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
         console=err,
-    ) as progress:  # fmt: skip
-        task = progress.add_task("shards", total=None, rate="")
+    )  # fmt: skip
+    task = progress.add_task("shards", total=None, rate="")
 
-        def started(n_pending: int) -> None:
-            progress.update(task, total=n_pending)
-            if n_pending == 0:
-                err.print(f"{out_dir}: every shard already exists, nothing to do")
-            elif n_pending < config.n_shards():
-                err.print(f"resuming: {config.n_shards() - n_pending} of {config.n_shards()} "
-                          "shards already done")  # fmt: skip
+    def started(n_pending: int) -> None:  # called once the output directory checks out
+        if n_pending == 0:
+            err.print(f"{out_dir}: every shard already exists, nothing to do")
+            return
+        if n_pending < config.n_shards():
+            err.print(f"resuming: {config.n_shards() - n_pending} of {config.n_shards()} "
+                      "shards already done")  # fmt: skip
+        progress.update(task, total=n_pending)
+        progress.start()
 
-        def finished(report: dict[str, float]) -> None:
-            frames["done"] += int(report["frames"])
-            elapsed = progress.tasks[0].elapsed or 1e-9
-            progress.update(task, advance=1, rate=f"{frames['done'] / elapsed:,.0f} frames/s")
+    def finished(report: dict[str, float]) -> None:
+        frames["done"] += int(report["frames"])
+        elapsed = progress.tasks[0].elapsed or 1e-9
+        progress.update(task, advance=1, rate=f"{frames['done'] / elapsed:,.0f} frames/s")
 
-        try:
-            run_simulation(config, out_dir, workers, scheduler, started, finished)
-        except (HostTrainingError, ContractError) as exc:
-            raise _fail(exc) from exc
+    try:
+        run_simulation(config, out_dir, workers, scheduler, started, finished)
+    except (HostTrainingError, ContractError) as exc:
+        raise _fail(exc) from exc
+    finally:
+        progress.stop()
     out.print(f"dataset in {out_dir}: {config.n_shards()} shards, {frames['done']:,} new frames")

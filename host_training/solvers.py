@@ -326,6 +326,9 @@ class OpenSimSolver:
         tool.setPrintResultFiles(False)
         tool.setSolveForEquilibrium(False)
         model.addAnalysis(so)
+        # Ipopt's per-frame complaints go to the log at warning level; feasibility is judged
+        # from the reserves afterwards, so keep the console to errors while it runs.
+        osim.Logger.setLevelString("error")
         try:
             if not tool.run():
                 raise RuntimeError(f"{traj.motion_id}: OpenSim static optimisation failed")
@@ -337,6 +340,7 @@ class OpenSimSolver:
                 forces_store, tuple(RESERVE_PREFIX + n for n in INDEPENDENT_COORDINATES)
             )
         finally:
+            osim.Logger.setLevelString("warn")
             model.removeAnalysis(so, False)
         moments = self.dynamics.inverse_dynamics_nm(traj)
         _, arms = self.dynamics.kinematics.lengths_and_moment_arms(traj.q_rad)
