@@ -30,6 +30,8 @@ $(QSTAMP): pyproject.toml
 # The main job on embedded defaults. File targets: a re-run reuses what is already there.
 demo: $(STAMP) $(QSTAMP) $(DEMO_OUT)/reference.osim $(DEMO_OUT)/subject-123.osim
 	$(VENV)/bin/cervical model info $(DEMO_OUT)/subject-123.osim
+	$(VENV)/bin/cervical simulate --population $(DEMO_OUT)/population.parquet --subjects 20 \
+		--motions default --out $(DEMO_OUT)/data
 
 $(DEMO_OUT)/population.parquet: | $(STAMP)
 	$(VENV)/bin/cervical population sample --n 1000000 --seed 7 --out $@
