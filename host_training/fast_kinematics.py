@@ -86,6 +86,7 @@ class FastNeckKinematics:
                     tuple(axes),
                 )
             )  # fmt: skip
+        self._axis_coeffs = np.array([c for j in self._joints for _, c in j.axes])  # (K, 6)
         self.muscle_names = anatomy.muscle_names()
         points = [(p.body, np.array(p.location_m)) for m in anatomy.muscles for p in m.path]
         self._point_body = [b for b, _ in points]
@@ -100,36 +101,100 @@ class FastNeckKinematics:
         self._bodies_with_points = sorted(set(self._point_body))
         self._point_index = {b: [i for i, pb in enumerate(self._point_body) if pb == b]
                              for b in self._bodies_with_points}  # fmt: skip
+        self._build_crossings()
+
+    def _build_crossings(self) -> None:
+        """Which joint axes each path segment crosses (the only ones it has a moment arm about)."""
+        upstream: dict[str, set[int]] = {"ground": set()}
+        k = 0
+        for j in self._joints:
+            own = set(range(k, k + len(j.axes)))
+            k += len(j.axes)
+            upstream[j.child] = upstream[j.parent] | own
+        rows = []  # (segment, axis, distal point, sign)
+        for s, a in enumerate(self._seg_a):
+            ua = upstream[self._point_body[a]]
+            ub = upstream[self._point_body[a + 1]]
+            for axis in sorted(ua ^ ub):
+                b_distal = axis in ub
+                rows.append((s, axis, a + 1 if b_distal else a, 1.0 if b_distal else -1.0))
+        self._x_seg, self._x_axis, self._x_point, sign = (
+            np.array(c) for c in zip(*rows, strict=True)
+        )
+        # r_mj = -sum over crossings of sign * e.(u x (p - o)) * coeff[axis, j]: a sparse map from
+        # crossings to (muscle, coordinate)
+        from scipy.sparse import csr_matrix
+
+        weights = sign[:, None] * self._axis_coeffs[self._x_axis]  # (X, 6)
+        muscle = self._seg_muscle[self._x_seg]
+        cols = muscle[:, None] * 6 + np.arange(6)[None, :]
+        self._crossing_to_arm = csr_matrix(
+            (-weights.ravel(), (np.repeat(np.arange(len(rows)), 6), cols.ravel())),
+            shape=(len(rows), len(self.muscle_names) * 6),
+        )
 
     def body_poses(self, q_rad: FloatArray) -> dict[str, tuple[FloatArray, FloatArray]]:
         """Rotation (N, 3, 3) and origin (N, 3) of every body in ground at postures ``q_rad``."""
+        return self._forward(q_rad)[0]
+
+    def _forward(
+        self, q_rad: FloatArray
+    ) -> tuple[dict[str, tuple[FloatArray, FloatArray]], FloatArray, FloatArray]:
+        """Body poses; each joint axis's world direction (N, K, 3) and a point on it (N, K, 3)."""
         q = np.atleast_2d(np.asarray(q_rad, dtype=np.float64))
         n = q.shape[0]
         poses = {"ground": (np.broadcast_to(np.eye(3), (n, 3, 3)), np.zeros((n, 3)))}
+        axes_u, axes_o = [], []
         for j in self._joints:
             r_p, o_p = poses[j.parent]
             r = r_p @ j.parent_rotation
             origin = o_p + r_p @ j.parent_offset_m
             for unit, coeffs in j.axes:
+                axes_u.append(r @ unit)  # body-fixed sequence: the axis turns with earlier ones
+                axes_o.append(origin)
                 r = r @ _axis_rotations(unit, q @ coeffs)
             r_child = r @ j.child_rotation.T
             poses[j.child] = (r_child, origin - r_child @ j.child_offset_m)
-        return poses
+        return poses, np.stack(axes_u, axis=1), np.stack(axes_o, axis=1)
 
-    def lengths_m(self, q_rad: FloatArray) -> FloatArray:
-        """Musculotendon path lengths, (N, n_muscles)."""
-        poses = self.body_poses(q_rad)
+    def _world_points(self, poses: dict[str, tuple[FloatArray, FloatArray]]) -> FloatArray:
         n = next(iter(poses.values()))[1].shape[0]
         world = np.empty((n, len(self._point_body), 3))
         for body, idx in self._point_index.items():
             r, o = poses[body]
             world[:, idx, :] = o[:, None, :] + np.einsum("nij,pj->npi", r, self._point_xyz[idx])
+        return world
+
+    def lengths_m(self, q_rad: FloatArray) -> FloatArray:
+        """Musculotendon path lengths, (N, n_muscles)."""
+        world = self._world_points(self.body_poses(q_rad))
         seg = np.linalg.norm(world[:, self._seg_a + 1] - world[:, self._seg_a], axis=2)
         # sum each muscle's segments: segments are stored muscle by muscle
         bounds = np.concatenate([[0], np.cumsum(np.bincount(self._seg_muscle))[:-1]])
         return np.asarray(np.add.reduceat(seg, bounds, axis=1))
 
-    def lengths_and_moment_arms(
+    def lengths_and_moment_arms(self, q_rad: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Lengths (N, M) and moment arms r = -dL/dq (N, M, 6), analytically.
+
+        A path segment changes length with a joint rotation only if the joint lies between its
+        two points; then dL/dtheta = e . (u x (p_distal - o)) for the segment's unit vector e,
+        the axis direction u through point o, and the distal point (sign flipped if the distal
+        point is the segment's first). Summed over crossings and mapped to the six coordinates
+        by the coupling ratios. ``lengths_and_moment_arms_fd`` is the finite-difference check.
+        """
+        poses, axes_u, axes_o = self._forward(q_rad)
+        world = self._world_points(poses)
+        delta = world[:, self._seg_a + 1] - world[:, self._seg_a]
+        seg = np.linalg.norm(delta, axis=2)
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(self._seg_muscle))[:-1]])
+        lengths = np.add.reduceat(seg, bounds, axis=1)
+        unit = delta[:, self._x_seg] / seg[:, self._x_seg, None]
+        lever = world[:, self._x_point] - axes_o[:, self._x_axis]
+        term = np.einsum("nxi,nxi->nx", unit, np.cross(axes_u[:, self._x_axis], lever))
+        arms = np.asarray((self._crossing_to_arm.T @ term.T).T).reshape(len(term), -1, 6)
+        return np.asarray(lengths), arms
+
+    def lengths_and_moment_arms_fd(
         self, q_rad: FloatArray, step_rad: float = MOMENT_ARM_STEP_RAD
     ) -> tuple[FloatArray, FloatArray]:
         """Lengths (N, M) and moment arms r = -dL/dq (N, M, 6), central differences, one batch."""

@@ -138,17 +138,12 @@ class SubjectDynamics:
         u_all = traj.qd_rad_s @ self.coupling.T
         a_all = traj.qdd_rad_s2 @ self.coupling.T
         tau = np.empty((len(traj.t_s), nu))
-        q_vec, u_vec, a_vec = osim.Vector(nu, 0.0), osim.Vector(nu, 0.0), osim.Vector(nu, 0.0)
+        from_numpy = osim.Vector.createFromMat
         for k in range(len(traj.t_s)):
-            for i in range(nu):
-                q_vec.set(i, q_all[k, i])
-                u_vec.set(i, u_all[k, i])
-                a_vec.set(i, a_all[k, i])
-            self.state.setQ(q_vec)
-            self.state.setU(u_vec)
-            self.model.realizeVelocity(self.state)
-            out = self._id.solve(self.state, a_vec)
-            tau[k] = [out.get(i) for i in range(nu)]
+            self.state.setQ(from_numpy(q_all[k]))
+            self.state.setU(from_numpy(u_all[k]))
+            # solve() realizes the state to velocity itself
+            tau[k] = self._id.solve(self.state, from_numpy(a_all[k])).to_numpy()
         return np.asarray(tau @ self.coupling)
 
     def capacity_n(self, lengths_m: FloatArray, speeds_m_s: FloatArray) -> FloatArray:

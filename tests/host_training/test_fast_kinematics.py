@@ -55,3 +55,12 @@ def test_neck_angles_round_trip_and_match_single_plane_sums() -> None:
         expected = np.zeros(3)
         expected[plane] = 0.1 * total_fraction(upper) + 0.3 * total_fraction(lower)
         np.testing.assert_allclose(out, expected, atol=1e-12)
+
+
+def test_analytic_moment_arms_equal_finite_differences() -> None:
+    fast = FastNeckKinematics(personalise(reference_anthropometrics()))
+    q = np.random.default_rng(5).uniform(-0.4, 0.4, size=(200, 6))
+    lengths, arms = fast.lengths_and_moment_arms(q)
+    lengths_fd, arms_fd = fast.lengths_and_moment_arms_fd(q)
+    np.testing.assert_allclose(lengths, lengths_fd, atol=1e-15)
+    np.testing.assert_allclose(arms, arms_fd, atol=1e-9)
