@@ -106,12 +106,6 @@ def bench_model(
     """Population rows/s; personalise, build, initSystem and build+write ms per subject; and
     OpenSim's load-from-file and copy-a-model costs, measured side by side."""
     r = measure(subjects, population_rows)
-    if as_json:
-        print(json.dumps(r, sort_keys=True))
-        return
-    table = Table(title=f"cervical bench model ({subjects} subjects, median per subject)")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
     rows = [
         ("population sampling + write", f"{r['population_rows_per_s']:,.0f} rows/s"),
         ("personalise (tables, numpy)", f"{r['personalise_ms']:.2f} ms"),
@@ -123,6 +117,19 @@ def bench_model(
         ("OpenSim: copy a loaded model + initSystem", f"{r['opensim_copy_model_ms']:.2f} ms"),
         ("ratio build+write / load file", f"{r['ratio_build_write_vs_load_file']:.2f}"),
     ]
+    _report(f"cervical bench model ({subjects} subjects, median per subject)", rows, r, as_json)
+
+
+def _report(
+    title: str, rows: list[tuple[str, str]], figures: dict[str, Any], as_json: bool
+) -> None:
+    """Print the figures as one JSON object, or as a readable table."""
+    if as_json:
+        print(json.dumps(figures, sort_keys=True))
+        return
+    table = Table(title=title)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
     for name, value in rows:
         table.add_row(name, value)
     Console().print(table)
@@ -202,13 +209,7 @@ def bench_simulate(
     (CPU time), their ratio, force differences on feasible frames (N and % of Fmax), and the
     projected core-hours for all 1,000,000 subjects with the motion set."""
     r = compare_solvers(subjects, motions, max_trials)
-    if as_json:
-        print(json.dumps(r, sort_keys=True))
-        return
-    table = Table(title=f"cervical bench simulate ({r['trials']} trials, {r['frames']:,} frames)")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    for name, value in [
+    rows = [
         ("OpenSim reference", f"{r['reference_frames_per_core_s']:,.1f} frames/s per core"),
         ("fast solver", f"{r['fast_frames_per_core_s']:,.1f} frames/s per core"),
         ("ratio fast / reference", f"{r['ratio']:.1f}x"),
@@ -219,6 +220,6 @@ def bench_simulate(
         ("1,000,000 subjects, fast", f"{r['projected_core_hours_1m']:,.0f} core-hours"),
         ("1,000,000 subjects, reference",
          f"{r['projected_core_hours_1m_reference']:,.0f} core-hours"),
-    ]:  # fmt: skip
-        table.add_row(name, value)
-    Console().print(table)
+    ]  # fmt: skip
+    title = f"cervical bench simulate ({r['trials']} trials, {r['frames']:,} frames)"
+    _report(title, rows, r, as_json)

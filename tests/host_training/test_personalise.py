@@ -16,6 +16,7 @@ from host_training.personalise import (
     personalise,
     reference_anthropometrics,
 )
+from host_training.solvers import speed_coordinates
 
 GIRDLE = {"rclavicle", "lclavicle", "rscapula", "lscapula"}
 
@@ -95,23 +96,6 @@ def test_girdle_points_scale_laterally_in_the_thorax_frame() -> None:
             np.testing.assert_allclose(after, [before[0], before[1], before[2] * s_w], atol=1e-12)
 
 
-def _coordinate_of_each_speed(model: Any, state: Any) -> list[str]:
-    """The coordinate name behind each entry of the state's speed vector."""
-    osim = opensim()
-    coords = model.getCoordinateSet()
-    names = []
-    for i in range(state.getNU()):
-        u = osim.Vector(state.getNU(), 0.0)
-        u.set(i, 1.0)
-        state.setU(u)
-        hits = [coords.get(k).getName() for k in range(coords.getSize())
-                if coords.get(k).getSpeedValue(state) == 1.0]  # fmt: skip
-        assert len(hits) == 1
-        names.append(hits[0])
-    state.setU(osim.Vector(state.getNU(), 0.0))
-    return names
-
-
 def _static_neck_moments_nm(anatomy: Anatomy) -> np.ndarray:
     """Constraint-consistent generalized forces (N·m) at neutral, zero velocity and acceleration,
     about the six independent coordinates, from OpenSim's InverseDynamicsSolver (muscles off)."""
@@ -120,7 +104,7 @@ def _static_neck_moments_nm(anatomy: Anatomy) -> np.ndarray:
     for i in range(model.getMuscles().getSize()):
         model.updMuscles().get(i).set_appliesForce(False)
     state = model.initSystem()
-    order = _coordinate_of_each_speed(model, state)
+    order = speed_coordinates(model, state)
     model.realizeVelocity(state)
     solver = osim.InverseDynamicsSolver(model)
     tau = solver.solve(state, osim.Vector(state.getNU(), 0.0))
