@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,25 +81,24 @@ def generate_key_pair(private_path: Path) -> Path:
     return public_path
 
 
-def load_private_key(path: Path) -> Ed25519PrivateKey:
+def _read_pem(path: Path, kind: str, load: Callable[[bytes], object]) -> object:
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        return load(path.read_bytes())
     except FileNotFoundError as exc:
         raise BundleError(path, "no such key file") from exc
     except ValueError as exc:
-        raise BundleError(path, "not a PEM private key") from exc
+        raise BundleError(path, f"not a PEM {kind} key") from exc
+
+
+def load_private_key(path: Path) -> Ed25519PrivateKey:
+    key = _read_pem(path, "private", lambda b: serialization.load_pem_private_key(b, None))
     if not isinstance(key, Ed25519PrivateKey):
         raise BundleError(path, "not an Ed25519 private key")
     return key
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
-    try:
-        key = serialization.load_pem_public_key(path.read_bytes())
-    except FileNotFoundError as exc:
-        raise BundleError(path, "no such key file") from exc
-    except ValueError as exc:
-        raise BundleError(path, "not a PEM public key") from exc
+    key = _read_pem(path, "public", serialization.load_pem_public_key)
     if not isinstance(key, Ed25519PublicKey):
         raise BundleError(path, "not an Ed25519 public key")
     return key
