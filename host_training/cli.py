@@ -189,12 +189,11 @@ def simulate(
     from rich.progress import TimeRemainingColumn
 
     from host_training.dataset import make_config
-    from host_training.motions import UnknownMotionSetError
     from host_training.simulate import run_simulation
 
     try:
         config = make_config(population, subjects, motions, seed, solver, shard_subjects)
-    except (HostTrainingError, ContractError, UnknownMotionSetError) as exc:
+    except (HostTrainingError, ContractError) as exc:
         raise _fail(exc) from exc
     frames = {"done": 0}
     progress = Progress(

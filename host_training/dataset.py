@@ -38,7 +38,7 @@ from edge_runtime.contracts.neck_angles import (
 )
 from host_training.anatomy import INDEPENDENT_COORDINATES
 from host_training.atomic import atomic_path
-from host_training.errors import HostTrainingError
+from host_training.errors import DatasetError
 from host_training.fast_kinematics import FastNeckKinematics
 from host_training.model_builder import MODEL_BUILDER_VERSION
 from host_training.motions import PlaneSplit, Trajectory, motion_set, motion_set_digest, trajectory
@@ -51,10 +51,6 @@ SHARD_DIR = "shards"
 MANIFEST = "manifest.json"
 METADATA_KEY = b"cervical.shard"
 ANGLE_STEP_S = 1e-3  # for the angles' time derivatives (second-order Taylor, see _neck_features)
-
-
-class DatasetError(HostTrainingError, ValueError):
-    """A dataset directory or run configuration is unusable; the message names what and why."""
 
 
 @dataclass(frozen=True)
@@ -200,7 +196,7 @@ def simulate_shard(config: SimulationConfig, shard: int, out_dir: str) -> dict[s
         anthro = subject_anthropometrics(population, subject_id)
         anatomy = personalise(anthro)
         solver = SOLVERS[config.solver](anatomy)
-        kin = FastNeckKinematics(anatomy)
+        kin = solver.dynamics.kinematics
         split = PlaneSplit.of(anatomy)
         for spec in motion_set(config.motion_set, config.seed, subject_id):
             traj = trajectory(spec, split)

@@ -3,7 +3,9 @@
     HostTrainingError
      ├── AnatomyTableError (ValueError)      a packaged table has a bad value
      ├── PopulationFileError (ValueError)    missing, corrupt, or of another schema
-     └── UnknownSubjectError (KeyError)      a subject id the population does not hold
+     ├── UnknownSubjectError (KeyError)      a subject id the population does not hold
+     ├── UnknownMotionSetError (ValueError)  a motion set name that does not exist
+     └── DatasetError (ValueError)           an unusable dataset directory or run setting
 
 Invalid anthropometrics raise ``edge_runtime.contracts.errors.InvalidAnthropometricsError``: the
 record is a device contract and validates itself.
@@ -39,3 +41,13 @@ class UnknownSubjectError(HostTrainingError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
+
+
+class UnknownMotionSetError(HostTrainingError, ValueError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(f"motion set {name!r} does not exist; known: {known}")
+        self.name = name
+
+
+class DatasetError(HostTrainingError, ValueError):
+    """A dataset directory or run configuration is unusable; the message names what and why."""

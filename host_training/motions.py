@@ -31,6 +31,9 @@ import numpy as np
 import numpy.typing as npt
 
 from host_training.anatomy import INDEPENDENT_COORDINATES, Anatomy
+from host_training.errors import UnknownMotionSetError
+
+__all__ = ["UnknownMotionSetError"]  # re-exported: callers meet it here
 
 FloatArray = npt.NDArray[np.float64]
 SAMPLE_RATE_HZ = 100.0
@@ -39,12 +42,6 @@ _UPPER = ("pitch1", "roll1", "yaw1")
 _LOWER = ("pitch2", "roll2", "yaw2")
 DERIVATIVE_STEP_S = 1e-4
 REST_S = 0.2  # neutral hold before and after each stroke
-
-
-class UnknownMotionSetError(ValueError):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"motion set {name!r} does not exist; known: {sorted(MOTION_SETS)}")
-        self.name = name
 
 
 @dataclass(frozen=True)
@@ -183,7 +180,6 @@ def _angle_function(
             env = np.clip(np.minimum(t, duration - t) / 0.5, 0.0, 1.0)
             env = 0.5 * (1.0 - np.cos(np.pi * env))
             x = np.einsum("pk,npk->np", weight, np.sin(2 * np.pi * freq * t[:, None, None] + phase))
-            x = x - np.sin(phase).dot(np.ones(n_comp)) * weight.mean(axis=1) * 0  # zero-mean terms
             raw = env[:, None] * gain * x
             return np.asarray(limits * np.tanh(raw / limits))
 
@@ -273,7 +269,7 @@ MOTION_SETS: dict[str, Callable[[int, int], list[MotionSpec]]] = {
 
 def motion_set(name: str, seed: int, subject_id: int) -> list[MotionSpec]:
     if name not in MOTION_SETS:
-        raise UnknownMotionSetError(name)
+        raise UnknownMotionSetError(name, sorted(MOTION_SETS))
     return MOTION_SETS[name](seed, subject_id)
 
 

@@ -129,6 +129,12 @@ def neutral_musculotendon_lengths_m(anatomy: Anatomy) -> dict[str, float]:
     return lengths
 
 
+@functools.cache
+def _reference_neutral_lengths_m() -> dict[str, float]:
+    """The reference's neutral lengths: the same for every subject, computed once per process."""
+    return neutral_musculotendon_lengths_m(load_anatomy())
+
+
 def _scaled(v: Vec3, s: float) -> Vec3:
     return (v[0] * s, v[1] * s, v[2] * s)
 
@@ -211,7 +217,11 @@ def personalise(
             dataclasses.replace(m, path=tuple(point(p) for p in m.path)) for m in anatomy.muscles
         ),
     )
-    before = neutral_musculotendon_lengths_m(anatomy)
+    before = (
+        _reference_neutral_lengths_m()
+        if anatomy is load_anatomy()
+        else neutral_musculotendon_lengths_m(anatomy)
+    )
     after = neutral_musculotendon_lengths_m(scaled)
 
     def muscle(m: MuscleSpec) -> MuscleSpec:

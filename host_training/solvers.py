@@ -385,6 +385,7 @@ def opensim_spline_kinematics(traj: Trajectory) -> Trajectory:
 
 class Solver(Protocol):
     name: str
+    dynamics: SubjectDynamics
 
     def solve(self, traj: Trajectory) -> SolverResult: ...
 
