@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from host_training.anatomy import INDEPENDENT_COORDINATES, Anatomy
-from host_training.errors import UnknownMotionSetError
+from host_training.errors import DatasetError, UnknownMotionSetError
 
 __all__ = ["UnknownMotionSetError"]  # re-exported: callers meet it here
 
@@ -271,6 +271,20 @@ def motion_set(name: str, seed: int, subject_id: int) -> list[MotionSpec]:
     if name not in MOTION_SETS:
         raise UnknownMotionSetError(name, sorted(MOTION_SETS))
     return MOTION_SETS[name](seed, subject_id)
+
+
+MOTION_FAMILIES = ("single_plane", "diagonal", "circumduction", "hold", "random_smooth")
+_FAMILY_PREFIXES = {"single_": "single_plane", "diagonal_": "diagonal",
+                    "circumduction_": "circumduction", "hold_": "hold",
+                    "random_smooth_": "random_smooth"}  # fmt: skip
+
+
+def motion_family(motion_id: str) -> str:
+    """The family of a motion from its id (ids start with their family's prefix)."""
+    for prefix, family in _FAMILY_PREFIXES.items():
+        if motion_id.startswith(prefix):
+            return family
+    raise DatasetError(f"motion id {motion_id!r} belongs to no known family {MOTION_FAMILIES}")
 
 
 def motion_set_digest(name: str, seed: int) -> str:

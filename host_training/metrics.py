@@ -1,0 +1,59 @@
+"""Per-muscle accuracy of predicted forces: R², RMSE and MAE in N and in % of Fmax.
+
+R² is per muscle over all frames of the evaluated set: 1 - SS_res / SS_tot. The % of Fmax
+figures use the reference subject's maximum isometric force (personalised Fmax varies with body
+mass by a few tens of percent; the reference makes muscles comparable with each other).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edge_runtime.contracts.accuracy import r2_per_column
+
+
+def force_metrics(
+    y_true: npt.NDArray[Any],
+    y_pred: npt.NDArray[Any],
+    muscles: Sequence[str],
+    fmax_n: Sequence[float],
+) -> dict[str, Any]:
+    """Named per-muscle metrics and a summary naming the worst muscle."""
+    t = np.asarray(y_true, dtype=np.float64)
+    err = np.asarray(y_pred, dtype=np.float64) - t
+    r2 = r2_per_column(t, y_pred)
+    rmse = np.sqrt((err**2).mean(axis=0))
+    mae = np.abs(err).mean(axis=0)
+    max_abs = np.abs(err).max(axis=0)
+    fmax = np.asarray(fmax_n, dtype=np.float64)
+    worst = int(np.argmin(r2))
+
+    def named(values: npt.NDArray[Any]) -> dict[str, float]:
+        return {m: round(float(v), 6) for m, v in zip(muscles, values, strict=True)}
+
+    return {
+        "n_frames": len(t),
+        "r2_per_muscle": named(r2),
+        "rmse_n_per_muscle": named(rmse),
+        "mae_n_per_muscle": named(mae),
+        "rmse_pct_fmax_per_muscle": named(100 * rmse / fmax),
+        "mae_pct_fmax_per_muscle": named(100 * mae / fmax),
+        "max_abs_error_n_per_muscle": named(max_abs),
+        "summary": {
+            "r2_min": float(r2[worst]),
+            "r2_median": float(np.median(r2)),
+            "worst_muscle": muscles[worst],
+            "worst_muscle_mae_n": float(mae[worst]),
+            "worst_muscle_rmse_n": float(rmse[worst]),
+            "rmse_n_mean": float(rmse.mean()),
+            "mae_n_mean": float(mae.mean()),
+            "rmse_pct_fmax_mean": float((100 * rmse / fmax).mean()),
+            "mae_pct_fmax_mean": float((100 * mae / fmax).mean()),
+            "max_abs_error_n": float(max_abs.max()),
+            "max_abs_error_muscle": muscles[int(np.argmax(max_abs))],
+        },
+    }

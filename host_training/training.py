@@ -1,0 +1,539 @@
+"""Training the muscle-force network: kinematics + anthropometrics -> 72 forces (N).
+
+- Splits by subject (no subject in two splits), seeded; one motion family (circumduction by
+  default) is held out of training and validation entirely and evaluated on the test subjects.
+- Inputs and outputs are normalised outside the network (int8 needs it); the network predicts
+  standardised sqrt(force) (see ``OUTPUT_TRANSFORMS``: it keeps int8 accurate on spiky forces),
+  and the loss is the mean squared error of those, every muscle weighing the same.
+- A ReLU MLP (int8-friendly), Adam, learning rate halved on a validation plateau, early stopping
+  on validation loss (the best epoch's weights are kept), and a wall-clock budget.
+- Training frames are every ``frame_stride``-th frame: at 100 Hz neighbouring frames are nearly
+  identical, so a stride of 2 halves the epoch time without losing information.
+
+A run directory is written whole or not at all (built in a hidden temporary directory, renamed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edge_runtime.contracts.feature_spec import (
+    DEFAULT_FEATURES,
+    FeatureSpec,
+    Normalisation,
+    apply_input_transforms,
+    default_input_transforms,
+)
+from host_training.errors import DatasetError, HostTrainingError
+from host_training.frames import Frames, dataset_fingerprint, load_frames
+from host_training.metrics import force_metrics
+from host_training.motions import motion_family
+
+RUN_FORMAT = "cervical-run/1"
+RUN_MANIFEST = "manifest.json"
+RUN_METRICS = "metrics.json"
+CALIBRATION_FILE = "calibration.npy"  # standardised inputs for int8 calibration
+GATE_FILE = "heldout_gate.npz"  # held-out frames: raw inputs, targets, float predictions
+ONNX_FILE = "model.onnx"
+WEIGHTS_FILE = "weights.pt"
+ONNX_OPSET = 17
+
+
+class TrainingError(HostTrainingError, ValueError):
+    """A training run cannot start or finish; the message names what and why."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    hidden_units: tuple[int, ...] = (256, 256, 256)
+    batch_size: int = 2048
+    learning_rate: float = 2e-3
+    max_epochs: int = 200
+    patience_epochs: int = 6
+    time_budget_s: float = 660.0  # training loop; loading, evaluation and export come on top
+    frame_stride: int = 2
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    heldout_family: str = "circumduction"
+    seed: int = 0
+    input_normalisation: str = "range"
+    output_normalisation: str = "standard"
+    output_transform: str = "sqrt"
+    calibration_samples: int = 8192
+    gate_samples: int = 50_000
+
+    def check(self) -> None:
+        problems = []
+        if not self.hidden_units or min(self.hidden_units) < 1:
+            problems.append(f"hidden_units {self.hidden_units}")
+        if not 0 < self.val_fraction < 0.5 or not 0 < self.test_fraction < 0.5:
+            problems.append(f"val/test fractions {self.val_fraction}/{self.test_fraction}")
+        if self.calibration_samples < 5000:
+            problems.append(f"calibration_samples {self.calibration_samples} (need >= 5000)")
+        for name in ("batch_size", "max_epochs", "patience_epochs", "frame_stride", "gate_samples"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} {getattr(self, name)}")
+        if problems:
+            raise TrainingError("invalid training settings: " + ", ".join(problems))
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: tuple[int, ...]
+    val: tuple[int, ...]
+    test: tuple[int, ...]
+
+
+def split_subjects(subject_ids: npt.NDArray[Any], config: TrainConfig) -> Splits:
+    """Seeded subject-level split; every split gets at least one subject."""
+    unique = np.unique(subject_ids)
+    if len(unique) < 3:
+        raise TrainingError(f"the dataset has {len(unique)} subjects; a split needs at least 3")
+    order = np.random.default_rng([config.seed, 0x5B17]).permutation(unique)
+    n_test = max(1, round(config.test_fraction * len(unique)))
+    n_val = max(1, round(config.val_fraction * len(unique)))
+    if n_test + n_val >= len(unique):
+        raise TrainingError(f"{len(unique)} subjects leave none for training")
+    test, val, train = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
+    return Splits(*(tuple(sorted(int(s) for s in part)) for part in (train, val, test)))
+
+
+def build_network(n_inputs: int, n_outputs: int, hidden_units: tuple[int, ...]) -> Any:
+    import torch
+
+    layers: list[Any] = []
+    width = n_inputs
+    for units in hidden_units:
+        layers += [torch.nn.Linear(width, units), torch.nn.ReLU()]
+        width = units
+    layers.append(torch.nn.Linear(width, n_outputs))
+    return torch.nn.Sequential(*layers)
+
+
+def predict(network: Any, x_std: npt.NDArray[np.float32], batch: int = 65536) -> npt.NDArray[Any]:
+    """Standardised outputs of the network for standardised inputs, in batches."""
+    import torch
+
+    network.eval()
+    outs = []
+    with torch.inference_mode():
+        for i in range(0, len(x_std), batch):
+            outs.append(network(torch.from_numpy(x_std[i : i + batch])).numpy())
+    return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
+
+
+def _git_commit() -> str:
+    try:
+        root = Path(__file__).resolve().parent.parent
+        sha = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return sha + ("-dirty" if dirty.strip() else "")
+
+
+def calibration_rows(
+    frames: Frames, rows: npt.NDArray[np.int64], n: int, seed: int
+) -> npt.NDArray[np.int64]:
+    """``n`` training rows for int8 calibration, stratified across subjects and postures.
+
+    Postures are binned by the octant of the three neck angles and the tercile of their norm; rows
+    are drawn evenly over (subject, posture bin) cells. The rows with each muscle's largest force
+    and each input's extremes are always included, so the calibrated ranges cover rare large
+    outputs (too few or unrepresentative samples clip them)."""
+    rng = np.random.default_rng([seed, 0xCA11B])
+    angles = frames.x[rows, :3]
+    norm = np.linalg.norm(angles, axis=1)
+    terciles = np.quantile(norm, [1 / 3, 2 / 3])
+    posture = (angles > 0).astype(np.int64) @ np.array([1, 2, 4]) * 3 + np.searchsorted(
+        terciles, norm
+    )
+    cell = frames.subject_id[rows] * 24 + posture
+    must = np.unique(
+        np.concatenate(
+            [
+                rows[np.argmax(frames.y[rows], axis=0)],
+                rows[np.argmax(frames.x[rows], axis=0)],
+                rows[np.argmin(frames.x[rows], axis=0)],
+            ]
+        )
+    )
+    # Round-robin over shuffled cells: each round takes one unused row from every cell.
+    order = rng.permutation(len(rows))
+    cell_sorted = order[np.argsort(cell[order], kind="stable")]
+    cells = cell[cell_sorted]
+    rank_in_cell = np.arange(len(cells)) - np.searchsorted(cells, cells, side="left")
+    by_round = cell_sorted[np.lexsort((rng.random(len(cells)), rank_in_cell))]
+    chosen = rows[by_round]
+    extra = chosen[~np.isin(chosen, must)][: max(0, n - len(must))]
+    return np.concatenate([must, extra])
+
+
+def _subject_rows(frames: Frames, subjects: tuple[int, ...]) -> npt.NDArray[np.bool_]:
+    return np.isin(frames.subject_id, np.asarray(subjects))
+
+
+ProgressFn = Callable[[str, float, float, str], None]  # (stage, done, total, detail)
+
+
+def train(
+    data_dir: Path,
+    out_dir: Path,
+    config: TrainConfig = TrainConfig(),
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """Train on ``data_dir`` and write the run directory ``out_dir``; returns the metrics."""
+    import torch
+
+    config.check()
+    if out_dir.exists():
+        raise TrainingError(
+            f"{out_dir} already exists: choose a new --out (runs are never overwritten)"
+        )
+    from host_training.anatomy import load_anatomy
+
+    report = progress or (lambda *_: None)
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(os.cpu_count() or 1)
+    anatomy = load_anatomy()
+    muscles = anatomy.muscle_names()
+    fmax = [m.max_isometric_force_n for m in anatomy.muscles]
+    frames = load_frames(
+        data_dir,
+        DEFAULT_FEATURES,
+        muscles,
+        progress=lambda i, n: report("loading shards", i, n, ""),
+    )
+    if config.heldout_family not in frames.families():
+        raise TrainingError(
+            f"held-out motion family {config.heldout_family!r} is not in {data_dir} "
+            f"(families: {frames.families()})"
+        )
+    splits = split_subjects(frames.subject_id, config)
+    heldout_motion = frames.family_mask(config.heldout_family)
+    seen_motion = ~heldout_motion
+    train_mask = (
+        _subject_rows(frames, splits.train)
+        & seen_motion
+        & (frames.frame % config.frame_stride == 0)
+    )
+    val_mask = _subject_rows(frames, splits.val) & seen_motion & (frames.frame % 5 == 0)
+    test_mask = _subject_rows(frames, splits.test) & seen_motion
+    motion_mask = _subject_rows(frames, splits.test) & heldout_motion
+    train_rows = np.flatnonzero(train_mask)
+
+    input_transforms = default_input_transforms(frames.features)
+    x_norm = Normalisation.fit(
+        apply_input_transforms(frames.x[train_rows], input_transforms),
+        config.input_normalisation,
+    )
+    y_train_t = frames.y[train_rows]
+    if config.output_transform == "sqrt":
+        y_train_t = np.sqrt(np.maximum(y_train_t, 0.0))
+    y_norm = Normalisation.fit(y_train_t, config.output_normalisation, min_scale=1e-3)
+    del y_train_t
+    spec = FeatureSpec(
+        features=frames.features,
+        outputs=frames.muscles,
+        input_normalisation=x_norm,
+        output_normalisation=y_norm,
+        output_transform=config.output_transform,
+        input_transforms=input_transforms,
+        input_range=tuple(
+            (float(lo), float(hi))
+            for lo, hi in zip(frames.x[train_rows].min(0), frames.x[train_rows].max(0), strict=True)
+        ),
+    )
+    x_train = torch.from_numpy(spec.model_inputs(frames.x[train_rows]))
+    y_train = torch.from_numpy(spec.targets_from_forces(frames.y[train_rows]))
+    x_val = spec.model_inputs(frames.x[val_mask])
+    y_val = spec.targets_from_forces(frames.y[val_mask])
+
+    network = build_network(len(spec.features), len(muscles), config.hidden_units)
+    optimiser = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, factor=0.5, patience=2)
+    generator = torch.Generator().manual_seed(config.seed)
+    history: list[dict[str, float]] = []
+    best_loss, best_epoch, best_state = float("inf"), -1, dict(network.state_dict())
+    stopped = "max_epochs"
+    loop_started = time.perf_counter()
+    for epoch in range(config.max_epochs):
+        epoch_started = time.perf_counter()
+        network.train()
+        order = torch.randperm(len(x_train), generator=generator)
+        total = 0.0
+        for i in range(0, len(order), config.batch_size):
+            idx = order[i : i + config.batch_size]
+            optimiser.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.mse_loss(network(x_train[idx]), y_train[idx])
+            loss.backward()
+            optimiser.step()
+            total += float(loss) * len(idx)
+        val_loss = float(np.mean((predict(network, x_val) - y_val) ** 2))
+        scheduler.step(val_loss)
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": total / len(order),
+                "val_loss": val_loss,
+                "lr": optimiser.param_groups[0]["lr"],
+                "seconds": time.perf_counter() - epoch_started,
+            }
+        )
+        if val_loss < best_loss * (1 - 1e-4):
+            best_loss, best_epoch = val_loss, epoch
+            best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
+        report(
+            "training",
+            epoch + 1,
+            config.max_epochs,
+            f"val {val_loss:.2e} (best {best_loss:.2e} @ {best_epoch + 1})",
+        )
+        if epoch - best_epoch >= config.patience_epochs:
+            stopped = "early_stopping"
+            break
+        elapsed = time.perf_counter() - loop_started
+        if elapsed + history[-1]["seconds"] > config.time_budget_s:
+            stopped = "time_budget"
+            break
+    network.load_state_dict(best_state)
+
+    def forces(mask: npt.NDArray[np.bool_]) -> npt.NDArray[Any]:
+        return spec.forces_from_outputs(predict(network, spec.model_inputs(frames.x[mask])))
+
+    report("evaluating", 0, 1, "")
+    metrics_test = force_metrics(frames.y[test_mask], forces(test_mask), muscles, fmax)
+    metrics_motion = force_metrics(frames.y[motion_mask], forces(motion_mask), muscles, fmax)
+    metrics = {
+        "r2_per_muscle": metrics_test["r2_per_muscle"],
+        "r2_per_muscle_heldout_motion": metrics_motion["r2_per_muscle"],
+        "heldout_subjects": metrics_test,
+        "heldout_motion": {"family": config.heldout_family, **metrics_motion},
+    }
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=_parent(out_dir)))
+    try:
+        rng = np.random.default_rng([config.seed, 0x6A7E])
+        calib = calibration_rows(frames, train_rows, config.calibration_samples, config.seed)
+        np.save(tmp / CALIBRATION_FILE, spec.model_inputs(frames.x[calib]))
+        test_rows = np.flatnonzero(test_mask)
+        gate = np.sort(
+            rng.choice(test_rows, min(config.gate_samples, len(test_rows)), replace=False)
+        )
+        np.savez_compressed(
+            tmp / GATE_FILE,
+            x=frames.x[gate].astype(np.float64),
+            y=frames.y[gate],
+            y_float=forces_of_rows(network, spec, frames.x[gate]),
+            subject_id=frames.subject_id[gate],
+        )
+        torch.save(
+            {
+                "state_dict": network.state_dict(),
+                "hidden_units": list(config.hidden_units),
+                "n_inputs": spec.n_inputs,
+                "n_outputs": len(muscles),
+            },
+            tmp / WEIGHTS_FILE,
+        )
+        export_onnx(network, spec.n_inputs, tmp / ONNX_FILE)
+        manifest = {
+            "format": RUN_FORMAT,
+            "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+            "git_commit": _git_commit(),
+            "feature_spec": spec.to_dict(),
+            "muscles": [{"name": m, "fmax_n": f} for m, f in zip(muscles, fmax, strict=True)],
+            "architecture": {
+                "kind": "mlp",
+                "hidden_units": list(config.hidden_units),
+                "activation": "relu",
+                "onnx_opset": ONNX_OPSET,
+            },
+            "config": dataclasses.asdict(config),
+            "dataset": dataset_fingerprint(data_dir),
+            "splits": {
+                "train": list(splits.train),
+                "val": list(splits.val),
+                "test": list(splits.test),
+                "heldout_family": config.heldout_family,
+                "frames": {
+                    "train": int(train_mask.sum()),
+                    "val": int(val_mask.sum()),
+                    "test": int(test_mask.sum()),
+                    "heldout_motion": int(motion_mask.sum()),
+                },
+            },
+            "training": {
+                "epochs": len(history),
+                "best_epoch": best_epoch,
+                "stopped": stopped,
+                "history": history,
+                "seconds": time.perf_counter() - started,
+            },
+            "metrics": {
+                "heldout_subjects": metrics_test["summary"],
+                "heldout_motion": metrics_motion["summary"],
+            },
+        }
+        (tmp / RUN_METRICS).write_text(json.dumps(metrics, indent=1) + "\n")
+        (tmp / RUN_MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        report("plotting", 0, 1, "")
+        from host_training.plots import plot_run
+
+        plot_run(tmp, metrics, history, _example_traces(frames, network, spec, splits, config))
+        os.chmod(tmp, 0o755)
+        os.rename(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return metrics
+
+
+def _parent(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.parent
+
+
+def forces_of_rows(network: Any, spec: FeatureSpec, x: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+    """Forces (N) from raw inputs: standardise, run, de-standardise."""
+    outputs = predict(network, spec.model_inputs(x))
+    return spec.forces_from_outputs(outputs).astype(np.float32)
+
+
+def _example_traces(
+    frames: Frames, network: Any, spec: FeatureSpec, splits: Splits, config: TrainConfig
+) -> list[dict[str, Any]]:
+    """Predicted vs simulated forces over one held-out subject's trials (one seen-family motion,
+    one of the held-out family), for the trace plot."""
+    subject = splits.test[0]
+    rows = frames.subject_id == subject
+    traces = []
+    for family in ("single_plane", config.heldout_family):
+        codes = [i for i, m in enumerate(frames.motion_ids) if motion_family(m) == family]
+        if not codes:
+            continue
+        mask = rows & (frames.motion_code == codes[min(2, len(codes) - 1)])
+        if not mask.any():
+            continue
+        traces.append(
+            {
+                "title": f"subject {subject}, {frames.motion_ids[codes[min(2, len(codes) - 1)]]}",
+                "t_s": frames.frame[mask] / 100.0,
+                "simulated_n": frames.y[mask],
+                "predicted_n": forces_of_rows(network, spec, frames.x[mask]),
+            }
+        )
+    return traces
+
+
+def export_onnx(network: Any, n_inputs: int, path: Path) -> None:
+    """ONNX (opset 17, dynamic batch; the legacy TorchScript exporter, which onnx2tf reads)."""
+    import torch
+
+    network.eval()
+    dummy = torch.zeros(1, n_inputs)
+    torch.onnx.export(
+        network,
+        (dummy,),
+        str(path),
+        dynamo=False,
+        opset_version=ONNX_OPSET,
+        input_names=["x"],
+        output_names=["y"],
+        dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+    )
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished run directory, loaded for evaluation or quantisation."""
+
+    path: Path
+    manifest: dict[str, Any]
+    spec: FeatureSpec
+    network: Any
+
+    def forces(self, x: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        return forces_of_rows(self.network, self.spec, x)
+
+
+def load_run(path: Path) -> Run:
+    import torch
+
+    manifest_path = path / RUN_MANIFEST
+    if not manifest_path.is_file():
+        raise TrainingError(
+            f"{path} is not a training run: no {RUN_MANIFEST} (make one with `cervical train`)"
+        )
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("format") != RUN_FORMAT:
+            raise TrainingError(
+                f"{manifest_path}: format {manifest.get('format')!r}, expected {RUN_FORMAT!r}"
+            )
+        spec = FeatureSpec.from_dict(manifest["feature_spec"])
+        saved = torch.load(path / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        network = build_network(saved["n_inputs"], saved["n_outputs"], tuple(saved["hidden_units"]))
+        network.load_state_dict(saved["state_dict"])
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise TrainingError(f"{path}: the run cannot be loaded ({exc})") from exc
+    return Run(path, manifest, spec, network)
+
+
+def evaluate(run: Run, data_dir: Path, progress: ProgressFn | None = None) -> dict[str, Any]:
+    """The run's metrics on every frame of another dataset, overall and per motion family."""
+    report = progress or (lambda *_: None)
+    muscles = run.spec.outputs
+    fmax = [m["fmax_n"] for m in run.manifest["muscles"]]
+    frames = load_frames(
+        data_dir,
+        run.spec.features,
+        muscles,
+        progress=lambda i, n: report("loading shards", i, n, ""),
+    )
+    predicted = run.forces(frames.x)
+    result: dict[str, Any] = {
+        "dataset": dataset_fingerprint(data_dir),
+        "run": str(run.path),
+        "all_frames": force_metrics(frames.y, predicted, muscles, fmax),
+        "per_family": {},
+        "out_of_training_range": run.spec.out_of_range(frames.x),
+    }
+    for family in frames.families():
+        mask = frames.family_mask(family)
+        if mask.sum() > 1:
+            result["per_family"][family] = force_metrics(
+                frames.y[mask], predicted[mask], muscles, fmax
+            )["summary"]
+    result["r2_per_muscle"] = result["all_frames"]["r2_per_muscle"]
+    return result
+
+
+__all__ = ["DatasetError", "TrainConfig", "TrainingError", "evaluate", "load_run", "train"]

@@ -1,0 +1,61 @@
+"""ONNX -> TFLite with onnx2tf (in .venv-quant): full-integer int8 and a float32 reference.
+
+Full-integer int8 with int8 input and output tensors and per-channel weights, calibrated on the
+run's standardised calibration inputs (``-cind x calibration.npy [0] [1]``: the data are already
+standardised, so onnx2tf's own normalisation is the identity). onnx2tf is chatty and TensorFlow
+logs to stderr, so its output goes to a log file that is shown only when conversion fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+INT8_NAME = "model_full_integer_quant.tflite"
+FLOAT_NAME = "model_float32.tflite"
+
+
+class ConversionError(RuntimeError):
+    """onnx2tf could not produce the int8 model; the message carries the end of its log."""
+
+
+@dataclass(frozen=True)
+class Converted:
+    int8: bytes
+    float32: bytes
+
+
+def convert(onnx_path: Path, calibration_npy: Path, work_dir: Path) -> Converted:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import onnx2tf
+
+    calib = np.load(calibration_npy)
+    if calib.ndim != 2 or calib.dtype != np.float32 or not np.isfinite(calib).all():
+        raise ConversionError(
+            f"{calibration_npy}: expected finite float32 (N, F), got {calib.dtype} {calib.shape}"
+        )
+    log = io.StringIO()
+    out = work_dir / "onnx2tf"
+    try:
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            onnx2tf.convert(
+                input_onnx_file_path=str(onnx_path),
+                output_folder_path=str(out),
+                output_integer_quantized_tflite=True,
+                quant_type="per-channel",
+                custom_input_op_name_np_data_path=[["x", str(calibration_npy), [0.0], [1.0]]],
+                input_quant_dtype="int8",
+                output_quant_dtype="int8",
+                non_verbose=True,
+            )
+    except Exception as exc:  # onnx2tf raises bare Exceptions and SystemExit-like errors
+        raise ConversionError(f"onnx2tf failed: {exc}\n{log.getvalue()[-3000:]}") from exc
+    missing = [n for n in (INT8_NAME, FLOAT_NAME) if not (out / n).is_file()]
+    if missing:
+        raise ConversionError(f"onnx2tf wrote no {missing}\n{log.getvalue()[-3000:]}")
+    return Converted(int8=(out / INT8_NAME).read_bytes(), float32=(out / FLOAT_NAME).read_bytes())
