@@ -13,8 +13,9 @@ from edge_runtime.contracts.bundle import (
     generate_key_pair,
     load_public_key,
     public_key_fingerprint,
-    verify_bundle,
 )
+from edge_runtime.contracts.force_model import ForceModelError
+from edge_runtime.contracts.model_bundle import verify_model_bundle
 
 keys_app = typer.Typer(help="Ed25519 signing keys for model bundles.", no_args_is_help=True)
 bundle_app = typer.Typer(help="Signed model bundles: check before install.", no_args_is_help=True)
@@ -42,13 +43,22 @@ def keys_generate(
 def bundle_verify(
     bundle: Annotated[Path, typer.Argument(help="Bundle directory.")],
     pubkey: Annotated[Path, typer.Option(help="Trusted public key (PEM).")],
+    golden: Annotated[
+        bool, typer.Option(help="Run the model on its golden vectors (needs a TFLite runtime).")
+    ] = True,
 ) -> None:
-    """Check signature, file sizes and SHA-256 of a bundle; exit 2 naming what is wrong."""
+    """Every check a hub makes before installing: signature, file sizes and SHA-256, feature
+    spec, op set against the hub runtimes, golden vectors. Exit 2 naming what is wrong."""
     try:
-        manifest = verify_bundle(bundle, load_public_key(pubkey))
-    except BundleError as exc:
+        checked = verify_model_bundle(bundle, load_public_key(pubkey), run_golden=golden)
+    except (BundleError, ForceModelError) as exc:
         err.print(f"[bold red]rejected:[/] {exc}")
         raise typer.Exit(2) from exc
-    out.print(f"verified {bundle}: version {manifest['bundle_version']}, created "
-              f"{manifest['created_utc']}, key {manifest['signing_key_fingerprint']}, "
-              f"{len(manifest['files'])} file(s)")  # fmt: skip
+    m = checked.manifest
+    out.print(f"verified {bundle}: version {m['bundle_version']}, created {m['created_utc']}, "
+              f"key {m['signing_key_fingerprint']}, {len(m['files'])} file(s)")  # fmt: skip
+    out.print(f"  inputs: {checked.spec.n_inputs} features; outputs: {len(checked.spec.outputs)} "
+              f"muscle forces (N); ops: {', '.join(checked.ops)}")  # fmt: skip
+    if checked.golden_max_diff_n is not None:
+        out.print(f"  golden vectors reproduced on {checked.runtime} "
+                  f"(largest difference {checked.golden_max_diff_n:.3g} N)")  # fmt: skip

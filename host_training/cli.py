@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -225,3 +225,122 @@ def simulate(
     finally:
         progress.stop()
     out.print(f"dataset in {out_dir}: {config.n_shards()} shards, {frames['done']:,} new frames")
+
+
+train_app = typer.Typer(help="Train the muscle-force network on a simulated dataset.")
+
+
+def _stage_progress() -> tuple[Progress, Any]:
+    """A progress bar whose task follows (stage, done, total, detail) reports."""
+    progress = Progress(
+        TextColumn("{task.description:<15}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=err,
+    )  # fmt: skip
+    task = progress.add_task("starting", total=None, detail="")
+
+    def report(stage: str, done: float, total: float, detail: str) -> None:
+        progress.update(task, description=stage, completed=done, total=total, detail=detail)
+
+    return progress, report
+
+
+@train_app.callback(invoke_without_command=True)
+def train_command(
+    data: Annotated[Path, typer.Option(help="Dataset directory (from `cervical simulate`).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Run directory to create.")],
+    hidden: Annotated[
+        str, typer.Option(help="Hidden layer widths, comma-separated.")
+    ] = "256,256,256",
+    time_budget_s: Annotated[
+        float, typer.Option(help="Wall-clock budget of the training loop (s).", min=1)
+    ] = 660.0,
+    max_epochs: Annotated[int, typer.Option(min=1)] = 200,
+    patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs).", min=1)] = 6,
+    heldout_family: Annotated[
+        str, typer.Option(help="Motion family never trained on, evaluated on test subjects.")
+    ] = "circumduction",
+    seed: Annotated[int, typer.Option(min=0)] = 0,
+) -> None:
+    """Fit kinematics + anthropometrics -> 72 forces (N); write model.onnx, weights.pt,
+    manifest.json, metrics.json, calibration and held-out gate data, and plots/."""
+    import dataclasses
+
+    from host_training.training import TrainConfig, train
+
+    try:
+        units = tuple(int(u) for u in hidden.split(","))
+    except ValueError as exc:
+        raise _fail(ValueError(f"--hidden {hidden!r}: expected widths like 256,256,256")) from exc
+    config = dataclasses.replace(
+        TrainConfig(), hidden_units=units, time_budget_s=time_budget_s, max_epochs=max_epochs,
+        patience_epochs=patience, heldout_family=heldout_family, seed=seed,
+    )  # fmt: skip
+    progress, report = _stage_progress()
+    try:
+        with progress:
+            metrics = train(data, out_dir, config, progress=report)
+    except (HostTrainingError, ContractError) as exc:
+        raise _fail(exc) from exc
+    _print_metrics(metrics["heldout_subjects"], "held-out subjects")
+    _print_metrics(metrics["heldout_motion"], f"held-out motion ({heldout_family})")
+    out.print(f"run written to {out_dir} (plots in {out_dir / 'plots'})")
+
+
+def _print_metrics(metrics: dict[str, Any], title: str) -> None:
+    s = metrics["summary"]
+    table = Table(title=f"{title}: {metrics['n_frames']:,} frames")
+    for col in ("R² min (muscle)", "R² median", "worst MAE (N)", "RMSE mean (N)",
+                "RMSE mean (% Fmax)", "max |error| (N)"):  # fmt: skip
+        table.add_column(col, justify="right")
+    table.add_row(
+        f"{s['r2_min']:.4f} ({s['worst_muscle']})", f"{s['r2_median']:.4f}",
+        f"{s['worst_muscle_mae_n']:.3f}", f"{s['rmse_n_mean']:.3f}",
+        f"{s['rmse_pct_fmax_mean']:.3f}",
+        f"{s['max_abs_error_n']:.1f} ({s['max_abs_error_muscle']})",
+    )  # fmt: skip
+    out.print(table)
+
+
+evaluate_app = typer.Typer(help="Evaluate a training run on any dataset.")
+
+
+@evaluate_app.callback(invoke_without_command=True)
+def evaluate_command(
+    run: Annotated[Path, typer.Option(help="Run directory (from `cervical train`).")],
+    data: Annotated[Path, typer.Option(help="Dataset directory to evaluate on.")],
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="Write the metrics JSON here.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+) -> None:
+    """Per-muscle R², RMSE and MAE (N, % Fmax) of the run's float model on every frame of
+    --data, overall and per motion family; warns about inputs outside the training range."""
+    import json
+
+    from host_training.atomic import atomic_path
+    from host_training.training import evaluate, load_run
+
+    progress, report = _stage_progress()
+    try:
+        loaded = load_run(run)
+        with progress:
+            result = evaluate(loaded, data, progress=report)
+    except (HostTrainingError, ContractError) as exc:
+        raise _fail(exc) from exc
+    if out_path is not None:
+        with atomic_path(out_path) as tmp:
+            tmp.write_text(json.dumps(result, indent=1) + "\n")
+    if as_json:
+        print(json.dumps(result))
+        return
+    _print_metrics(result["all_frames"], f"{run} on {data}")
+    table = Table(title="per motion family")
+    for col in ("family", "frames", "R² min (muscle)", "R² median", "RMSE mean (N)"):
+        table.add_column(col, justify="right")
+    for family, s in result["per_family"].items():
+        table.add_row(family, f"{s['n_frames']:,}", f"{s['r2_min']:.4f} ({s['worst_muscle']})",
+                      f"{s['r2_median']:.4f}", f"{s['rmse_n_mean']:.3f}")  # fmt: skip
+    out.print(table)
+    if result["out_of_training_range"]:
+        err.print(f"[yellow]warning:[/] frames outside the training range per feature: "
+                  f"{result['out_of_training_range']}")  # fmt: skip

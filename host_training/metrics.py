@@ -44,6 +44,7 @@ def force_metrics(
         "mae_pct_fmax_per_muscle": named(100 * mae / fmax),
         "max_abs_error_n_per_muscle": named(max_abs),
         "summary": {
+            "n_frames": len(t),
             "r2_min": float(r2[worst]),
             "r2_median": float(np.median(r2)),
             "worst_muscle": muscles[worst],

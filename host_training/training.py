@@ -248,6 +248,13 @@ def train(
     test_mask = _subject_rows(frames, splits.test) & seen_motion
     motion_mask = _subject_rows(frames, splits.test) & heldout_motion
     train_rows = np.flatnonzero(train_mask)
+    # Calibration draws on every frame of the training subjects' seen motions (no stride).
+    calib_pool = np.flatnonzero(_subject_rows(frames, splits.train) & seen_motion)
+    if len(calib_pool) < config.calibration_samples:
+        raise TrainingError(
+            f"only {len(calib_pool)} training frames for int8 calibration; "
+            f"{config.calibration_samples} are needed: simulate more subjects or motions"
+        )
 
     input_transforms = default_input_transforms(frames.features)
     x_norm = Normalisation.fit(
@@ -295,7 +302,7 @@ def train(
             loss = torch.nn.functional.mse_loss(network(x_train[idx]), y_train[idx])
             loss.backward()
             optimiser.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         val_loss = float(np.mean((predict(network, x_val) - y_val) ** 2))
         scheduler.step(val_loss)
         history.append(
@@ -341,7 +348,7 @@ def train(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=_parent(out_dir)))
     try:
         rng = np.random.default_rng([config.seed, 0x6A7E])
-        calib = calibration_rows(frames, train_rows, config.calibration_samples, config.seed)
+        calib = calibration_rows(frames, calib_pool, config.calibration_samples, config.seed)
         np.save(tmp / CALIBRATION_FILE, spec.model_inputs(frames.x[calib]))
         test_rows = np.flatnonzero(test_mask)
         gate = np.sort(
@@ -455,20 +462,26 @@ def _example_traces(
 
 def export_onnx(network: Any, n_inputs: int, path: Path) -> None:
     """ONNX (opset 17, dynamic batch; the legacy TorchScript exporter, which onnx2tf reads)."""
+    import warnings
+
     import torch
 
     network.eval()
     dummy = torch.zeros(1, n_inputs)
-    torch.onnx.export(
-        network,
-        (dummy,),
-        str(path),
-        dynamo=False,
-        opset_version=ONNX_OPSET,
-        input_names=["x"],
-        output_names=["y"],
-        dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
-    )
+    with warnings.catch_warnings():
+        # Deliberate: the TorchScript exporter's graphs are what onnx2tf 1.29 converts cleanly;
+        # it announces its own deprecation (and that of helpers it calls) on every export.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            network,
+            (dummy,),
+            str(path),
+            dynamo=False,
+            opset_version=ONNX_OPSET,
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+        )
 
 
 @dataclass(frozen=True)

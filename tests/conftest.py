@@ -25,3 +25,33 @@ def ansur_dir() -> Path:
     if not (ANSUR_DIR / "ANSUR_II_MALE_Public.csv").is_file():
         pytest.skip(f"ANSUR II data absent: {ANSUR_DIR}")
     return ANSUR_DIR
+
+
+LEARNING_SUBJECTS = 24  # tiny motions: ~500 frames each, enough for >= 5,000 calibration frames
+
+
+@pytest.fixture(scope="session")
+def learning_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small real dataset (fast solver, tiny motion set) simulated in-process."""
+    from host_training.dataset import make_config, prepare_output, simulate_shard
+    from host_training.population import write_population
+
+    root = tmp_path_factory.mktemp("learning")
+    population = write_population(root / "population.parquet", LEARNING_SUBJECTS, seed=11)
+    config = make_config(population, LEARNING_SUBJECTS, "tiny", 7, "fast", 6)
+    out = root / "data"
+    for shard in prepare_output(out, config):
+        simulate_shard(config, shard, str(out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def learning_run(learning_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A short but real training run on ``learning_dataset`` (small network, 20 s budget)."""
+    from host_training.training import TrainConfig, train
+
+    run = tmp_path_factory.mktemp("runs") / "r1"
+    config = TrainConfig(hidden_units=(64, 64), time_budget_s=20, max_epochs=40,
+                         calibration_samples=5000, gate_samples=3000, batch_size=256)  # fmt: skip
+    train(learning_dataset, run, config)
+    return run

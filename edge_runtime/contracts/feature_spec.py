@@ -46,16 +46,16 @@ ANTHROPOMETRIC_FEATURES: tuple[str, ...] = (
 _UNITS = {"_rad_s2": "rad/s^2", "_rad_s": "rad/s", "_rad": "rad", "_m": "m", "_kg": "kg"}
 
 
+class FeatureSpecError(ContractError):
+    """A feature spec, normalisation or feature matrix that does not fit the contract."""
+
+
 def unit_of(name: str) -> str:
     """The unit a feature's name carries (names end in their unit)."""
     for suffix, unit in _UNITS.items():
         if name.endswith(suffix):
             return unit
-    raise ContractError(f"feature {name!r} does not end in a known unit suffix {sorted(_UNITS)}")
-
-
-class FeatureSpecError(ContractError):
-    """A feature spec, normalisation or feature matrix that does not fit the contract."""
+    raise FeatureSpecError(f"feature {name!r} does not end in a known unit suffix {sorted(_UNITS)}")
 
 
 NORMALISATION_METHODS = ("standard", "range")

@@ -1,0 +1,205 @@
+"""``cervical quantize`` end to end (onnx2tf in .venv-quant), and a hub's checks of the bundle."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import flatbuffers
+import numpy as np
+import pytest
+
+from edge_runtime.contracts.accuracy import r2_per_column
+from edge_runtime.contracts.bundle import (
+    MANIFEST,
+    MODEL,
+    SIGNATURE,
+    generate_key_pair,
+    load_private_key,
+    write_bundle,
+)
+from edge_runtime.contracts.feature_spec import FeatureSpec
+from edge_runtime.contracts.force_model import ForceModel
+from tests.conftest import REPO
+
+CERVICAL = str(Path(sys.executable).with_name("cervical"))
+QUANT_PYTHON = REPO / ".venv-quant" / "bin" / "python"
+TEST_TOLERANCE = (
+    "0.05"  # the test network is tiny; the gate itself is tested with an impossible one
+)
+
+
+def cervical(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CERVICAL, *args], capture_output=True, text=True, timeout=900,
+                          check=False)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    key = tmp_path_factory.mktemp("keys") / "signing.key"
+    return key, generate_key_pair(key)
+
+
+@pytest.fixture(scope="module")
+def bundle(
+    learning_run: Path, keys: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    if not QUANT_PYTHON.is_file():
+        pytest.skip(f"{QUANT_PYTHON} absent: run `make venv-quant` (make test builds it)")
+    out = tmp_path_factory.mktemp("bundles") / "b1"
+    r = cervical("quantize", "--run", str(learning_run), "--out", str(out), "--key", str(keys[0]),
+                 "--tolerance", TEST_TOLERANCE, "--version", "1.0.0-test")  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "[quantize] gate:" in r.stderr and "golden vectors reproduced" in r.stdout
+    return out
+
+
+def test_bundle_contents(bundle: Path, learning_run: Path) -> None:
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    assert sorted(p.name for p in bundle.iterdir()) == [MANIFEST, SIGNATURE, MODEL]
+    assert manifest["bundle_version"] == "1.0.0-test"
+    assert manifest["io_quantisation"]["dtype"] == "int8"
+    assert manifest["ops"] == ["RESHAPE v1", "FULLY_CONNECTED v4"]
+    assert (
+        len(manifest["metrics"]["r2_per_muscle"])
+        == len(manifest["metrics"]["r2_per_muscle_int8"])
+        == 72
+    )
+    assert len(manifest["golden"]["inputs"]) == 32
+    assert manifest["training"]["dataset"]["sha256"]
+    assert manifest["quantisation"]["calibration_rows"] >= 5000
+    run_manifest = json.loads((learning_run / "manifest.json").read_text())
+    assert manifest["feature_spec"] == run_manifest["feature_spec"]
+
+
+def test_int8_model_on_litert_matches_float(bundle: Path, learning_run: Path) -> None:
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    spec = FeatureSpec.from_dict(manifest["feature_spec"])
+    model = ForceModel((bundle / MODEL).read_bytes(), spec)
+    assert model.dtype == np.int8
+    with np.load(learning_run / "heldout_gate.npz") as gate:
+        x, y, y_float = gate["x"], gate["y"], gate["y_float"]
+    y_int8 = model.forces(x)
+    assert (y_int8 >= 0).all()
+    r2_int8, r2_float = r2_per_column(y, y_int8), r2_per_column(y, y_float)
+    recorded = manifest["metrics"]["r2_per_muscle_int8"]  # keyed by muscle (sorted in JSON)
+    np.testing.assert_allclose(r2_int8, [recorded[m] for m in spec.outputs], atol=1e-9)
+    assert np.median(r2_float - r2_int8) < 0.01
+    # Batch 1 and batched give the same answers (the interpreter is resized between them).
+    np.testing.assert_array_equal(model.forces(x[:1]), y_int8[:1])
+
+
+def test_verify_accepts_and_rejects(bundle: Path, keys: tuple[Path, Path], tmp_path: Path) -> None:
+    _key, pub = keys
+    ok = cervical("bundle", "verify", str(bundle), "--pubkey", str(pub))
+    assert ok.returncode == 0, ok.stderr
+    assert "golden vectors reproduced on ai-edge-litert 2.3" in ok.stdout
+
+    def broken(name: str, change: object) -> Path:
+        copy = tmp_path / name
+        shutil.copytree(bundle, copy)
+        change(copy)  # type: ignore[operator]
+        return copy
+
+    def flip_model_byte(b: Path) -> None:
+        data = bytearray((b / MODEL).read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        (b / MODEL).write_bytes(bytes(data))
+
+    other_key = tmp_path / "other.key"
+    other_pub = generate_key_pair(other_key)
+    cases = {
+        "model": (broken("model", flip_model_byte), pub, "model.tflite: SHA-256 differs"),
+        "manifest": (broken("manifest", lambda b: (b / MANIFEST).write_text(
+            (b / MANIFEST).read_text().replace('"1.0.0-test"', '"9.9.9"'))), pub,
+            "signature does not match"),
+        "wrong key": (bundle, other_pub, "signature does not match"),
+        "no signature": (broken("nosig", lambda b: (b / SIGNATURE).unlink()), pub,
+                         "manifest.sig: missing"),
+        "truncated": (broken("trunc", lambda b: (b / MODEL).write_bytes(
+            (b / MODEL).read_bytes()[:1000])), pub, "(truncated?)"),
+    }  # fmt: skip
+    for case, (path, trusted, message) in cases.items():
+        r = cervical("bundle", "verify", str(path), "--pubkey", str(trusted))
+        assert r.returncode == 2, case
+        assert message in r.stderr, (case, r.stderr)
+
+
+def _resigned(bundle: Path, key: Path, out: Path, model: bytes | None = None,
+              golden_shift_n: float = 0.0) -> Path:  # fmt: skip
+    """The bundle re-signed by the trusted key with a changed payload: what a faulty converter
+    or a runtime mismatch would produce, which only the hub's model checks can catch."""
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    for field in ("format", "bundle_version", "created_utc", "signing_key_fingerprint", "files"):
+        manifest.pop(field)
+    manifest["golden"]["forces_n"] = (np.array(manifest["golden"]["forces_n"])
+                                      + golden_shift_n).tolist()  # fmt: skip
+    payload = model if model is not None else (bundle / MODEL).read_bytes()
+    return write_bundle(out, {MODEL: payload}, manifest, load_private_key(key), "2.0.0")
+
+
+def test_hub_rejects_signed_bundles_whose_model_checks_fail(
+    bundle: Path, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from ai_edge_litert import schema_py_generated as schema
+
+    key, pub = keys
+    golden = _resigned(bundle, key, tmp_path / "golden", golden_shift_n=5.0)
+    r = cervical("bundle", "verify", str(golden), "--pubkey", str(pub))
+    assert r.returncode == 2 and "golden-vector check failed" in r.stderr, r.stderr
+    # The same model with FULLY_CONNECTED declared as v12 (which tflite-runtime 2.14 lacks).
+    model = schema.ModelT.InitFromPackedBuf((bundle / MODEL).read_bytes(), 0)
+    for oc in model.operatorCodes:
+        if max(oc.builtinCode, oc.deprecatedBuiltinCode) == 9:
+            oc.version = 12
+    builder = flatbuffers.Builder(0)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    ops = _resigned(bundle, key, tmp_path / "ops", model=bytes(builder.Output()))
+    r = cervical("bundle", "verify", str(ops), "--pubkey", str(pub))
+    assert r.returncode == 2
+    assert "tflite-runtime 2.14: FULLY_CONNECTED v12 needs a newer runtime" in r.stderr
+
+
+def test_gate_failure_writes_no_bundle(
+    learning_run: Path, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    if not QUANT_PYTHON.is_file():
+        pytest.skip(f"{QUANT_PYTHON} absent: run `make venv-quant`")
+    out = tmp_path / "never"
+    # An impossible tolerance (int8 would have to beat float by 1 in R² on every muscle).
+    args = ["-m", "quantization.pipeline", "--run", str(learning_run), "--out", str(out),
+            "--key", str(keys[0]), "--tolerance", "-1"]  # fmt: skip
+    r = subprocess.run([str(QUANT_PYTHON), *args], capture_output=True, text=True, timeout=900,
+                       check=False, cwd=REPO)  # fmt: skip
+    assert r.returncode == 2
+    assert "accuracy gate failed" in r.stderr and "72 muscle(s)" in r.stderr
+    assert not out.exists() and not list(tmp_path.glob(".never*"))
+
+
+def test_quantize_refuses_bad_input(
+    learning_run: Path, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    r = cervical("quantize", "--run", str(learning_run), "--out", str(tmp_path / "b"),
+                 "--key", str(keys[1]))  # fmt: skip
+    assert r.returncode == 2 and "not a PEM private key" in r.stderr
+    r = cervical("quantize", "--run", str(tmp_path), "--out", str(tmp_path / "b"),
+                 "--key", str(keys[0]))  # fmt: skip
+    assert r.returncode == 2 and "not a complete training run" in r.stderr
+    r = cervical("quantize", "--run", str(learning_run), "--out", str(learning_run),
+                 "--key", str(keys[0]))  # fmt: skip
+    assert r.returncode == 2 and "already exists" in r.stderr
+    assert not (tmp_path / "b").exists()
+
+
+def test_bench_model_runtime_json(bundle: Path, learning_run: Path) -> None:
+    r = cervical("bench", "model-runtime", "--run", str(learning_run), "--repeats", "1",
+                 "--batch", "32", "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    figures = json.loads(r.stdout)
+    for name in ("int8", "float32"):
+        assert figures[f"{name}_invoke_batch1_us"] > 0
+        assert figures[f"{name}_invoke_batched_us"] > 0
+    assert figures["int8_bytes"] < figures["float32_bytes"]
