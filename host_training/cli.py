@@ -238,8 +238,14 @@ def _stage_progress() -> tuple[Progress, Any]:
     )  # fmt: skip
     task = progress.add_task("starting", total=None, detail="")
 
+    last_stage = {"name": ""}
+
     def report(stage: str, done: float, total: float, detail: str) -> None:
         progress.update(task, description=stage, completed=done, total=total, detail=detail)
+        # Without a terminal (logs, CI) the bar is not drawn: print stage changes and epochs.
+        if not err.is_terminal and (stage != last_stage["name"] or stage == "training"):
+            err.print(f"{stage} {int(done)}/{int(total)} {detail}".rstrip(), highlight=False)
+            last_stage["name"] = stage
 
     return progress, report
 
