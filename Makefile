@@ -32,6 +32,18 @@ demo: $(STAMP) $(QSTAMP) $(DEMO_OUT)/reference.osim $(DEMO_OUT)/subject-123.osim
 	$(VENV)/bin/cervical model info $(DEMO_OUT)/subject-123.osim
 	$(VENV)/bin/cervical simulate --population $(DEMO_OUT)/population.parquet --subjects 20 \
 		--motions default --out $(DEMO_OUT)/data
+	$(MAKE) --no-print-directory $(DEMO_OUT)/bundle
+	$(VENV)/bin/cervical bundle verify $(DEMO_OUT)/bundle --pubkey $(DEMO_OUT)/signing.pub
+
+# A short training run on the demo dataset (2 minutes), its signed int8 bundle and the hub checks.
+$(DEMO_OUT)/run: | $(STAMP)
+	$(VENV)/bin/cervical train --data $(DEMO_OUT)/data --out $@ --time-budget-s 120
+
+$(DEMO_OUT)/signing.key: | $(STAMP)
+	$(VENV)/bin/cervical keys generate --out $@
+
+$(DEMO_OUT)/bundle: $(DEMO_OUT)/run $(DEMO_OUT)/signing.key | $(QSTAMP)
+	$(VENV)/bin/cervical quantize --run $(DEMO_OUT)/run --out $@ --key $(DEMO_OUT)/signing.key
 
 $(DEMO_OUT)/population.parquet: | $(STAMP)
 	$(VENV)/bin/cervical population sample --n 1000000 --seed 7 --out $@

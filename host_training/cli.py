@@ -261,7 +261,11 @@ def train_command(
         float, typer.Option(help="Wall-clock budget of the training loop (s).", min=1)
     ] = 660.0,
     max_epochs: Annotated[int, typer.Option(min=1)] = 200,
-    patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs).", min=1)] = 6,
+    patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs).", min=1)] = 10,
+    epochs: Annotated[
+        int | None,
+        typer.Option(help="Fixed number of epochs (default: as many as the budget holds).", min=2),
+    ] = None,
     heldout_family: Annotated[
         str, typer.Option(help="Motion family never trained on, evaluated on test subjects.")
     ] = "circumduction",
@@ -279,7 +283,7 @@ def train_command(
         raise _fail(ValueError(f"--hidden {hidden!r}: expected widths like 256,256,256")) from exc
     config = dataclasses.replace(
         TrainConfig(), hidden_units=units, time_budget_s=time_budget_s, max_epochs=max_epochs,
-        patience_epochs=patience, heldout_family=heldout_family, seed=seed,
+        patience_epochs=patience, epochs=epochs, heldout_family=heldout_family, seed=seed,
     )  # fmt: skip
     progress, report = _stage_progress()
     try:

@@ -69,14 +69,19 @@ def plot_traces(path: Path, traces: Sequence[dict[str, Any]], muscles: Sequence[
     plt.close(fig)
 
 
-def plot_learning_curve(path: Path, history: Sequence[dict[str, float]]) -> None:
+def plot_learning_curve(path: Path, history: Sequence[dict[str, Any]]) -> None:
+    """Losses per epoch; the quantisation-aware epochs (int8 simulated) follow the float ones."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
-    epochs = [h["epoch"] + 1 for h in history]
-    ax.semilogy(epochs, [h["train_loss"] for h in history], label="training")
-    ax.semilogy(epochs, [h["val_loss"] for h in history], label="validation")
+    x = np.arange(1, len(history) + 1)
+    ax.semilogy(x, [h["train_loss"] for h in history], label="training")
+    ax.semilogy(x, [h["val_loss"] for h in history], label="validation")
+    n_float = sum(1 for h in history if h.get("phase", "float") == "float")
+    if n_float < len(history):
+        ax.axvspan(n_float + 0.5, len(history) + 0.5, color="grey", alpha=0.15,
+                   label="int8 fine-tuning")  # fmt: skip
     ax.set_xlabel("epoch")
-    ax.set_ylabel("MSE of standardised forces")
+    ax.set_ylabel("MSE of standardised sqrt(force)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -86,7 +91,7 @@ def plot_learning_curve(path: Path, history: Sequence[dict[str, float]]) -> None
 def plot_run(
     run_dir: Path,
     metrics: dict[str, Any],
-    history: Sequence[dict[str, float]],
+    history: Sequence[dict[str, Any]],
     traces: Sequence[dict[str, Any]],
 ) -> None:
     plots = run_dir / "plots"

@@ -5,8 +5,9 @@
 - Inputs and outputs are normalised outside the network (int8 needs it); the network predicts
   standardised sqrt(force) (see ``OUTPUT_TRANSFORMS``: it keeps int8 accurate on spiky forces),
   and the loss is the mean squared error of those, every muscle weighing the same.
-- A ReLU MLP (int8-friendly), Adam, learning rate halved on a validation plateau, early stopping
-  on validation loss (the best epoch's weights are kept), and a wall-clock budget.
+- A ReLU MLP (int8-friendly), Adam with a cosine learning-rate decay over as many epochs as the
+  wall-clock budget holds (measured on epoch 1; ``epochs`` fixes it for reproducible schedules),
+  early stopping on validation loss (the best epoch's weights are kept).
 - Training frames are every ``frame_stride``-th frame: at 100 Hz neighbouring frames are nearly
   identical, so a stride of 2 halves the epoch time without losing information.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -63,7 +65,10 @@ class TrainConfig:
     batch_size: int = 2048
     learning_rate: float = 2e-3
     max_epochs: int = 200
-    patience_epochs: int = 6
+    epochs: int | None = None  # fixed schedule length; None: as many as time_budget_s holds
+    qat_epochs: int = 3  # quantisation-aware fine-tuning after the float epochs (host_training.qat)
+    qat_learning_rate: float = 1e-4
+    patience_epochs: int = 10
     time_budget_s: float = 660.0  # training loop; loading, evaluation and export come on top
     frame_stride: int = 2
     val_fraction: float = 0.1
@@ -110,6 +115,12 @@ def split_subjects(subject_ids: npt.NDArray[Any], config: TrainConfig) -> Splits
         raise TrainingError(f"{len(unique)} subjects leave none for training")
     test, val, train = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
     return Splits(*(tuple(sorted(int(s) for s in part)) for part in (train, val, test)))
+
+
+def cosine_learning_rate(peak: float, epoch: int, epochs: int, floor: float = 0.01) -> float:
+    """Cosine decay from ``peak`` to ``floor * peak`` over ``epochs`` epochs."""
+    progress = min(1.0, epoch / max(1, epochs - 1))
+    return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def build_network(n_inputs: int, n_outputs: int, hidden_units: tuple[int, ...]) -> Any:
@@ -193,6 +204,58 @@ def calibration_rows(
     chosen = rows[by_round]
     extra = chosen[~np.isin(chosen, must)][: max(0, n - len(must))]
     return np.concatenate([must, extra])
+
+
+def quantisation_aware_finetune(
+    network: Any,
+    x_train: Any,
+    y_train: Any,
+    x_val: npt.NDArray[np.float32],
+    y_val: npt.NDArray[np.float32],
+    calib_x: npt.NDArray[np.float32],
+    config: TrainConfig,
+    generator: Any,
+    report: ProgressFn,
+) -> list[dict[str, Any]]:
+    """Fine-tune with int8 simulated (see host_training.qat); keeps the epoch whose simulated
+    int8 validation loss is lowest. Returns the epochs' history entries."""
+    import torch
+
+    from host_training.qat import activation_ranges, int8_forward
+
+    optimiser = torch.optim.Adam(network.parameters(), lr=config.qat_learning_rate)
+    history: list[dict[str, Any]] = []
+    best_loss, best_state = float("inf"), dict(network.state_dict())
+    for epoch in range(config.qat_epochs):
+        started = time.perf_counter()
+        lr = cosine_learning_rate(config.qat_learning_rate, epoch, config.qat_epochs)
+        for group in optimiser.param_groups:
+            group["lr"] = lr
+        ranges = activation_ranges(network, calib_x)  # what the converter will calibrate
+        network.train()
+        order = torch.randperm(len(x_train), generator=generator)
+        total = 0.0
+        for i in range(0, len(order), config.batch_size):
+            idx = order[i : i + config.batch_size]
+            optimiser.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.mse_loss(int8_forward(network, x_train[idx], ranges),
+                                                y_train[idx])  # fmt: skip
+            loss.backward()
+            optimiser.step()
+            total += float(loss.detach()) * len(idx)
+        with torch.inference_mode():
+            ranges = activation_ranges(network, calib_x)
+            simulated = int8_forward(network, torch.from_numpy(x_val), ranges).numpy()
+        val_loss = float(np.mean((simulated - y_val) ** 2))
+        if val_loss < best_loss:
+            best_loss = val_loss
+            best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
+        history.append({"epoch": epoch, "phase": "quantisation_aware", "val_loss": val_loss,
+                        "train_loss": total / len(order), "lr": lr,
+                        "seconds": time.perf_counter() - started})  # fmt: skip
+        report("int8 fine-tuning", epoch + 1, config.qat_epochs, f"int8 val {val_loss:.2e}")
+    network.load_state_dict(best_state)
+    return history
 
 
 def _subject_rows(frames: Frames, subjects: tuple[int, ...]) -> npt.NDArray[np.bool_]:
@@ -285,14 +348,18 @@ def train(
 
     network = build_network(len(spec.features), len(muscles), config.hidden_units)
     optimiser = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, factor=0.5, patience=2)
     generator = torch.Generator().manual_seed(config.seed)
-    history: list[dict[str, float]] = []
+    history: list[dict[str, Any]] = []
     best_loss, best_epoch, best_state = float("inf"), -1, dict(network.state_dict())
-    stopped = "max_epochs"
+    stopped = "planned_epochs"
+    planned = config.epochs or config.max_epochs  # fitted to the time budget after epoch 1
     loop_started = time.perf_counter()
-    for epoch in range(config.max_epochs):
+    epoch = 0
+    while epoch < planned:
         epoch_started = time.perf_counter()
+        lr = cosine_learning_rate(config.learning_rate, epoch, planned)
+        for group in optimiser.param_groups:
+            group["lr"] = lr
         network.train()
         order = torch.randperm(len(x_train), generator=generator)
         total = 0.0
@@ -304,33 +371,37 @@ def train(
             optimiser.step()
             total += float(loss.detach()) * len(idx)
         val_loss = float(np.mean((predict(network, x_val) - y_val) ** 2))
-        scheduler.step(val_loss)
-        history.append(
-            {
-                "epoch": epoch,
-                "train_loss": total / len(order),
-                "val_loss": val_loss,
-                "lr": optimiser.param_groups[0]["lr"],
-                "seconds": time.perf_counter() - epoch_started,
-            }
-        )
+        seconds = time.perf_counter() - epoch_started
+        history.append({"epoch": epoch, "phase": "float", "train_loss": total / len(order),
+                        "val_loss": val_loss, "lr": lr, "seconds": seconds})  # fmt: skip
         if val_loss < best_loss * (1 - 1e-4):
             best_loss, best_epoch = val_loss, epoch
             best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
+        if epoch == 0 and config.epochs is None:
+            # The cosine schedule needs its length up front: as many epochs as the budget holds.
+            # Quantisation-aware epochs cost about 1.5 float epochs each and come out of it.
+            float_budget = config.time_budget_s - 1.5 * config.qat_epochs * seconds
+            planned = max(2, min(config.max_epochs, int(float_budget / seconds)))
         report(
             "training",
             epoch + 1,
-            config.max_epochs,
-            f"val {val_loss:.2e} (best {best_loss:.2e} @ {best_epoch + 1})",
+            planned,
+            f"val {val_loss:.2e} (best {best_loss:.2e} @ {best_epoch + 1}), lr {lr:.1e}",
         )
-        if epoch - best_epoch >= config.patience_epochs:
+        epoch += 1
+        if epoch - 1 - best_epoch >= config.patience_epochs:
             stopped = "early_stopping"
             break
-        elapsed = time.perf_counter() - loop_started
-        if elapsed + history[-1]["seconds"] > config.time_budget_s:
-            stopped = "time_budget"
+        if time.perf_counter() - loop_started > config.time_budget_s * 1.15:
+            stopped = "time_budget"  # a slower machine than epoch 1 promised
             break
     network.load_state_dict(best_state)
+    calib = calibration_rows(frames, calib_pool, config.calibration_samples, config.seed)
+    calib_x = spec.model_inputs(frames.x[calib])
+    if config.qat_epochs:
+        history += quantisation_aware_finetune(
+            network, x_train, y_train, x_val, y_val, calib_x, config, generator, report
+        )
 
     def forces(mask: npt.NDArray[np.bool_]) -> npt.NDArray[Any]:
         return spec.forces_from_outputs(predict(network, spec.model_inputs(frames.x[mask])))
@@ -348,8 +419,7 @@ def train(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=_parent(out_dir)))
     try:
         rng = np.random.default_rng([config.seed, 0x6A7E])
-        calib = calibration_rows(frames, calib_pool, config.calibration_samples, config.seed)
-        np.save(tmp / CALIBRATION_FILE, spec.model_inputs(frames.x[calib]))
+        np.save(tmp / CALIBRATION_FILE, calib_x)
         test_rows = np.flatnonzero(test_mask)
         gate = np.sort(
             rng.choice(test_rows, min(config.gate_samples, len(test_rows)), replace=False)
@@ -399,6 +469,7 @@ def train(
             },
             "training": {
                 "epochs": len(history),
+                "planned_epochs": planned,
                 "best_epoch": best_epoch,
                 "stopped": stopped,
                 "history": history,

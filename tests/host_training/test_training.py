@@ -88,7 +88,7 @@ def test_run_directory(learning_run: Path, learning_dataset: Path) -> None:
     assert not set(splits["train"]) & set(splits["test"])
     assert not set(splits["train"]) & set(splits["val"])
     assert manifest["dataset"]["sha256"] and manifest["git_commit"]
-    assert manifest["training"]["stopped"] in ("early_stopping", "time_budget", "max_epochs")
+    assert manifest["training"]["stopped"] in ("early_stopping", "time_budget", "planned_epochs")
     assert np.load(learning_run / "calibration.npy").shape == (5000, len(DEFAULT_FEATURES))
     for name in ("r2_per_muscle", "traces", "learning_curve"):
         assert (learning_run / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
