@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -175,3 +176,12 @@ def test_cli_evaluate_json(learning_run: Path, learning_dataset: Path, tmp_path:
     printed = json.loads(r.stdout)
     assert printed == json.loads(out.read_text())
     assert len(printed["all_frames"]["rmse_n_per_muscle"]) == 72
+
+
+def test_cosine_learning_rate() -> None:
+    from host_training.training import cosine_learning_rate
+
+    rates = [cosine_learning_rate(1e-3, e, 10) for e in range(10)]
+    assert rates[0] == pytest.approx(1e-3)
+    assert rates[-1] == pytest.approx(1e-5)
+    assert all(a > b for a, b in itertools.pairwise(rates))

@@ -203,3 +203,31 @@ def test_bench_model_runtime_json(bundle: Path, learning_run: Path) -> None:
         assert figures[f"{name}_invoke_batch1_us"] > 0
         assert figures[f"{name}_invoke_batched_us"] > 0
     assert figures["int8_bytes"] < figures["float32_bytes"]
+
+
+def test_simulated_int8_matches_the_converted_model(bundle: Path, learning_run: Path) -> None:
+    """The quantisation-aware fine-tuning's simulation of int8 (host_training.qat) against the
+    real int8 model onnx2tf made and LiteRT runs: the same grid, so they differ by rounding only."""
+    import torch
+
+    from host_training.qat import activation_ranges, int8_forward
+    from host_training.training import load_run
+
+    run = load_run(learning_run)
+    calib = np.load(learning_run / "calibration.npy")
+    model = ForceModel((bundle / MODEL).read_bytes(), run.spec)
+    assert model.input_quantisation is not None and model.output_quantisation is not None
+    x = run.spec.model_inputs(np.load(learning_run / "heldout_gate.npz")["x"][:2000])
+    with torch.inference_mode():
+        simulated = int8_forward(
+            run.network, torch.from_numpy(x), activation_ranges(run.network, calib)
+        )
+        plain = run.network(torch.from_numpy(x)).numpy()
+    real = model.output_quantisation.dequantise(
+        model.invoke_standardised(model.input_quantisation.quantise(x))
+    )
+    step = model.output_quantisation.scale
+    sim_error = np.abs(simulated.numpy() - real) / step
+    float_error = np.abs(plain - real) / step
+    assert np.median(sim_error) <= 1.0 and np.quantile(sim_error, 0.99) <= 4.0
+    assert sim_error.mean() < float_error.mean()  # closer to the real int8 than the float net is
