@@ -119,9 +119,10 @@ def test_cli_generates_keys_and_verifies(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     b = write_bundle(tmp_path / "b", {MODEL: PAYLOAD}, {}, load_private_key(key), "0.1.0")
     pub = str(key.with_suffix(".pub"))
-    ok = subprocess.run([CERVICAL, "bundle", "verify", str(b), "--pubkey", pub],
-                        capture_output=True, text=True, check=False)  # fmt: skip
-    assert ok.returncode == 0 and "verified" in ok.stdout
+    # Signed and intact, but not a model bundle: the hub's checks go on past the signature.
+    signed = subprocess.run([CERVICAL, "bundle", "verify", str(b), "--pubkey", pub],
+                            capture_output=True, text=True, check=False)  # fmt: skip
+    assert signed.returncode == 2 and "feature spec unusable" in signed.stderr
     (b / MODEL).write_bytes(b"tampered")
     bad = subprocess.run([CERVICAL, "bundle", "verify", str(b), "--pubkey", pub],
                          capture_output=True, text=True, check=False)  # fmt: skip
