@@ -206,6 +206,31 @@ def calibration_rows(
     return np.concatenate([must, extra])
 
 
+def run_epoch(
+    network: Any,
+    optimiser: Any,
+    x_train: Any,
+    y_train: Any,
+    batch_size: int,
+    generator: Any,
+    forward: Callable[[Any], Any],
+) -> float:
+    """One shuffled pass of minibatch MSE training; returns the mean training loss."""
+    import torch
+
+    network.train()
+    order = torch.randperm(len(x_train), generator=generator)
+    total = 0.0
+    for i in range(0, len(order), batch_size):
+        idx = order[i : i + batch_size]
+        optimiser.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.mse_loss(forward(x_train[idx]), y_train[idx])
+        loss.backward()
+        optimiser.step()
+        total += float(loss.detach()) * len(idx)
+    return total / len(order)
+
+
 def quantisation_aware_finetune(
     network: Any,
     x_train: Any,
@@ -232,17 +257,13 @@ def quantisation_aware_finetune(
         for group in optimiser.param_groups:
             group["lr"] = lr
         ranges = activation_ranges(network, calib_x)  # what the converter will calibrate
-        network.train()
-        order = torch.randperm(len(x_train), generator=generator)
-        total = 0.0
-        for i in range(0, len(order), config.batch_size):
-            idx = order[i : i + config.batch_size]
-            optimiser.zero_grad(set_to_none=True)
-            loss = torch.nn.functional.mse_loss(int8_forward(network, x_train[idx], ranges),
-                                                y_train[idx])  # fmt: skip
-            loss.backward()
-            optimiser.step()
-            total += float(loss.detach()) * len(idx)
+
+        def simulated_int8(x: Any, ranges: list[tuple[float, float]] = ranges) -> Any:
+            return int8_forward(network, x, ranges)
+
+        train_loss = run_epoch(
+            network, optimiser, x_train, y_train, config.batch_size, generator, simulated_int8
+        )
         with torch.inference_mode():
             ranges = activation_ranges(network, calib_x)
             simulated = int8_forward(network, torch.from_numpy(x_val), ranges).numpy()
@@ -251,7 +272,7 @@ def quantisation_aware_finetune(
             best_loss = val_loss
             best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
         history.append({"epoch": epoch, "phase": "quantisation_aware", "val_loss": val_loss,
-                        "train_loss": total / len(order), "lr": lr,
+                        "train_loss": train_loss, "lr": lr,
                         "seconds": time.perf_counter() - started})  # fmt: skip
         report("int8 fine-tuning", epoch + 1, config.qat_epochs, f"int8 val {val_loss:.2e}")
     network.load_state_dict(best_state)
@@ -319,12 +340,13 @@ def train(
             f"{config.calibration_samples} are needed: simulate more subjects or motions"
         )
 
+    x_train_raw, y_train_raw = frames.x[train_rows], frames.y[train_rows]  # gathered once
     input_transforms = default_input_transforms(frames.features)
     x_norm = Normalisation.fit(
-        apply_input_transforms(frames.x[train_rows], input_transforms),
+        apply_input_transforms(x_train_raw, input_transforms),
         config.input_normalisation,
     )
-    y_train_t = frames.y[train_rows]
+    y_train_t = y_train_raw
     if config.output_transform == "sqrt":
         y_train_t = np.sqrt(np.maximum(y_train_t, 0.0))
     y_norm = Normalisation.fit(y_train_t, config.output_normalisation, min_scale=1e-3)
@@ -338,11 +360,12 @@ def train(
         input_transforms=input_transforms,
         input_range=tuple(
             (float(lo), float(hi))
-            for lo, hi in zip(frames.x[train_rows].min(0), frames.x[train_rows].max(0), strict=True)
+            for lo, hi in zip(x_train_raw.min(0), x_train_raw.max(0), strict=True)
         ),
     )
-    x_train = torch.from_numpy(spec.model_inputs(frames.x[train_rows]))
-    y_train = torch.from_numpy(spec.targets_from_forces(frames.y[train_rows]))
+    x_train = torch.from_numpy(spec.model_inputs(x_train_raw))
+    y_train = torch.from_numpy(spec.targets_from_forces(y_train_raw))
+    del x_train_raw, y_train_raw
     x_val = spec.model_inputs(frames.x[val_mask])
     y_val = spec.targets_from_forces(frames.y[val_mask])
 
@@ -360,19 +383,12 @@ def train(
         lr = cosine_learning_rate(config.learning_rate, epoch, planned)
         for group in optimiser.param_groups:
             group["lr"] = lr
-        network.train()
-        order = torch.randperm(len(x_train), generator=generator)
-        total = 0.0
-        for i in range(0, len(order), config.batch_size):
-            idx = order[i : i + config.batch_size]
-            optimiser.zero_grad(set_to_none=True)
-            loss = torch.nn.functional.mse_loss(network(x_train[idx]), y_train[idx])
-            loss.backward()
-            optimiser.step()
-            total += float(loss.detach()) * len(idx)
+        train_loss = run_epoch(
+            network, optimiser, x_train, y_train, config.batch_size, generator, network
+        )
         val_loss = float(np.mean((predict(network, x_val) - y_val) ** 2))
         seconds = time.perf_counter() - epoch_started
-        history.append({"epoch": epoch, "phase": "float", "train_loss": total / len(order),
+        history.append({"epoch": epoch, "phase": "float", "train_loss": train_loss,
                         "val_loss": val_loss, "lr": lr, "seconds": seconds})  # fmt: skip
         if val_loss < best_loss * (1 - 1e-4):
             best_loss, best_epoch = val_loss, epoch

@@ -21,9 +21,9 @@ from rich.console import Console
 from edge_runtime.contracts.bundle import BundleError, load_private_key
 from edge_runtime.contracts.force_model import ForceModelError
 from edge_runtime.contracts.model_bundle import verify_model_bundle
+from quantization.pipeline import R2_TOLERANCE  # importable here: onnx2tf loads lazily
 
 QUANT_PYTHON_ENV = "CERVICAL_QUANT_PYTHON"
-R2_TOLERANCE = 0.005  # the pipeline's default, repeated here for the help text only
 
 quantize_app = typer.Typer(help="Quantise a training run to a signed int8 bundle.")
 err = Console(stderr=True, soft_wrap=True)

@@ -109,9 +109,10 @@ def quantize(
         raise QuantizationError(f"{out} already exists: choose a new bundle directory")
     key = load_private_key(key_path)
     manifest, spec, calib_path, gate = load_run_inputs(run)
+    n_calibration = len(np.load(calib_path, mmap_mode="r"))
     _log(
         f"run {run}: {spec.n_inputs} inputs -> {len(spec.outputs)} muscles, "
-        f"{len(np.load(calib_path, mmap_mode='r')):,} calibration rows, "
+        f"{n_calibration:,} calibration rows, "
         f"{len(gate['y']):,} held-out gate frames"
     )
     with tempfile.TemporaryDirectory(prefix="cervical-quantize-") as work:
@@ -165,7 +166,7 @@ def quantize(
         "quantisation": {
             "tool": "onnx2tf 1.29.24",
             "quant_type": "per-channel",
-            "calibration_rows": len(np.load(calib_path, mmap_mode="r")),
+            "calibration_rows": n_calibration,
         },
     }
     write_bundle(out, {"model.tflite": converted.int8}, body, key, version)
