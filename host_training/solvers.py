@@ -221,10 +221,25 @@ class FastSolver:
 
     name = "fast"
 
-    def __init__(self, anatomy: Anatomy) -> None:
+    def __init__(
+        self, anatomy: Anatomy, reserve_optimal_force_nm: float = RESERVE_OPTIMAL_FORCE_NM
+    ) -> None:
         self.dynamics = SubjectDynamics(anatomy)
+        # A tiny reserve strength makes reserve torque so costly that the solver uses it only
+        # where the muscles at full activation cannot supply the moment (the envelope's hold test).
+        self.reserve_optimal_force_nm = reserve_optimal_force_nm
 
     def solve(self, traj: Trajectory) -> SolverResult:
+        result, converged = self.solve_unchecked(traj)
+        if not converged.all():
+            raise RuntimeError(
+                f"{traj.motion_id}: QP did not converge on {int((~converged).sum())} frames"
+            )
+        return result
+
+    def solve_unchecked(self, traj: Trajectory) -> tuple[SolverResult, npt.NDArray[np.bool_]]:
+        """The solution and each frame's convergence flag (callers decide what non-convergence
+        means; deeply infeasible postures under very weak reserves may not converge)."""
         d = self.dynamics
         moments = d.inverse_dynamics_nm(traj)
         lengths, arms = d.kinematics.lengths_and_moment_arms(traj.q_rad)  # (N,M), (N,M,6)
@@ -233,20 +248,17 @@ class FastSolver:
         n, n_m = capacity.shape
         b = np.concatenate(
             [np.einsum("nm,nmj->njm", capacity, arms),
-             np.broadcast_to(RESERVE_OPTIMAL_FORCE_NM * np.eye(6), (n, 6, 6))], axis=2
+             np.broadcast_to(self.reserve_optimal_force_nm * np.eye(6), (n, 6, 6))], axis=2
         )  # fmt: skip
         upper = np.concatenate([np.ones((n, n_m)), np.full((n, 6), np.inf)], axis=1)
         x, converged = solve_bounded_least_squares(b, moments, upper)
-        if not converged.all():
-            raise RuntimeError(
-                f"{traj.motion_id}: QP did not converge on {int((~converged).sum())} frames"
-            )
         activations = x[:, :n_m]
         forces = activations * capacity
-        reserves = RESERVE_OPTIMAL_FORCE_NM * x[:, n_m:]
-        return _result(
+        reserves = self.reserve_optimal_force_nm * x[:, n_m:]
+        result = _result(
             forces, activations, reserves, moments, np.einsum("nm,nmj->nj", forces, arms)
         )
+        return result, converged
 
 
 def _result(

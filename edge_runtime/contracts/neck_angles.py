@@ -12,6 +12,8 @@ anterior, y up, z right at the neutral posture. It is decomposed as R = Rz(e) Rx
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import numpy.typing as npt
 
@@ -46,3 +48,53 @@ def rotation_from_neck_angles(angles: FloatArray) -> FloatArray:
     r[:, 1] = np.stack([se * cr + ce * sb * sr, ce * cb, se * sr - ce * sb * cr], axis=1)
     r[:, 2] = np.stack([-cb * sr, sb, cb * cr], axis=1)
     return r
+
+
+DERIVATIVE_WINDOW_S = 0.15
+DERIVATIVE_POLYORDER = 3
+
+
+def savgol_coefficients(window: int, polyorder: int, deriv: int, delta_s: float) -> FloatArray:
+    """Savitzky–Golay convolution weights for the centre sample (scipy's ``savgol_coeffs``)."""
+    if window % 2 != 1 or window <= polyorder:
+        raise ValueError(f"Savitzky-Golay window {window} must be odd and > polyorder {polyorder}")
+    half = window // 2
+    x = np.arange(-half, half + 1, dtype=np.float64)
+    vander = np.vander(x, polyorder + 1, increasing=True)  # (window, p+1)
+    pinv = np.linalg.pinv(vander)  # row k: weights for the k-th coefficient
+    return np.asarray(pinv[deriv] * math.factorial(deriv) / delta_s**deriv)
+
+
+def filtered_derivative(values: FloatArray, rate_hz: float, deriv: int,
+                        window_s: float = DERIVATIVE_WINDOW_S,
+                        polyorder: int = DERIVATIVE_POLYORDER) -> FloatArray:  # fmt: skip
+    """Smoothed derivative of uniformly sampled (N, K) values, Savitzky–Golay, along axis 0.
+
+    The window covers ``window_s`` (rounded to an odd number of samples). The first and last half
+    windows use the polynomial fitted to the edge window (scipy's ``mode="interp"``), so the edges
+    carry no padding artefacts. Fewer samples than a window: the derivative of a polyorder fit
+    over all samples.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    n = v.shape[0]
+    window = max(polyorder + 2, round(window_s * rate_hz) | 1)
+    if n < window:
+        window = n if n % 2 == 1 else n - 1
+    if window <= polyorder:
+        return np.zeros_like(v)
+    delta = 1.0 / rate_hz
+    half = window // 2
+    weights = savgol_coefficients(window, polyorder, deriv, delta)
+    out = np.empty_like(v)
+    # interior: correlation with the centred weights
+    windows = np.lib.stride_tricks.sliding_window_view(v, window, axis=0)  # (n-w+1, K, w)
+    out[half : n - half] = windows @ weights
+    # edges: evaluate the derivative of the edge window's fitted polynomial
+    x = np.arange(window, dtype=np.float64)
+    vander = np.vander(x, polyorder + 1, increasing=True)
+    for rows, block in ((slice(0, half), v[:window]), (slice(n - half, n), v[n - window :])):
+        coef = np.linalg.lstsq(vander, block, rcond=None)[0]  # (p+1, K)
+        where = x[:half] if rows.start == 0 else x[window - half :]
+        deriv_poly = np.polynomial.polynomial.polyder(coef, deriv, axis=0)
+        out[rows] = np.polynomial.polynomial.polyval(where, deriv_poly).T / delta**deriv
+    return out
