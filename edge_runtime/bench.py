@@ -1,4 +1,5 @@
-"""``cervical bench model-runtime``: float32 vs int8 TFLite on the hub runtime, side by side.
+"""``cervical bench model-runtime``: float32 vs int8 TFLite on the hub runtime, side by side;
+``cervical bench assessment``: the range-of-motion flags on synthetic subjects.
 
 Latency per sample of ``invoke`` (with set/get tensor) at batch 1 and batched, and of the whole
 hub path (normalise, quantise, invoke, dequantise, forces in N) at batch 1, for both models,
@@ -19,8 +20,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from edge_runtime.contracts.anthropometrics import Anthropometrics
+from edge_runtime.contracts.envelope import ENVELOPE_GRID_FORMAT, EnvelopeGrid, MotionEnvelope
+from edge_runtime.contracts.errors import ContractError
 from edge_runtime.contracts.feature_spec import FeatureSpec
 from edge_runtime.contracts.force_model import ForceModel, runtime_name
+from edge_runtime.contracts.rom_assessment import AssessmentConfig
+from edge_runtime.synthetic import confusion, random_subject, run_subject
 
 INT8_FILE = "tflite/model_int8.tflite"  # written into a run by `cervical quantize`
 FLOAT_FILE = "tflite/model_float32.tflite"
@@ -114,4 +120,107 @@ def bench_model_runtime(
     Console().print(
         f"int8 / float32: invoke at batch 1 x{f['int8_vs_float_invoke_batch1']:.2f}, "
         f"size x{f['int8_vs_float_size']:.2f}"
+    )
+
+
+def _load_envelope_source(path: Path) -> EnvelopeGrid | MotionEnvelope:
+    """An envelope grid, a single envelope, or a bundle directory's manifest envelope."""
+    source = path / "manifest.json" if path.is_dir() else path
+    data = json.loads(source.read_text())
+    if path.is_dir():
+        data = data.get("envelope")
+        if data is None:
+            raise ValueError(f"{source}: the bundle carries no envelope")
+    if data.get("format") == ENVELOPE_GRID_FORMAT:
+        return EnvelopeGrid.from_dict(data)
+    return MotionEnvelope.from_dict(data)
+
+
+def measure_assessment(
+    source: EnvelopeGrid | MotionEnvelope,
+    subjects: int,
+    seed: int,
+    config: AssessmentConfig,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Half healthy, half restricted synthetic subjects through IMU simulation, fusion and the
+    assessment; a grid gives each subject random anthropometrics inside it."""
+    rng = np.random.default_rng(seed)
+    results = []
+    started = time.perf_counter()
+    for i in range(subjects):
+        if isinstance(source, EnvelopeGrid):
+            values = {k: float(rng.uniform(v[0], v[-1])) for k, v in source.axes.items()}
+            who = Anthropometrics(sex="female", stature_m=1.70, **values)
+            envelope, _ = source.for_subject(who)
+        else:
+            envelope = source
+        subject = random_subject(rng, envelope, restricted=i % 2 == 1, config=config, seed=seed + i)
+        results.append(run_subject(subject, envelope, config))
+        if progress:
+            progress(i + 1)
+    elapsed = time.perf_counter() - started
+    c = confusion(results)
+    rmse = np.array([r.angle_rmse_deg for r in results])
+    return {
+        "subjects": subjects,
+        "restricted_sectors": c.true_positive + c.false_negative,
+        "true_positive": c.true_positive,
+        "false_negative": c.false_negative,
+        "false_positive": c.false_positive,
+        "true_negative": c.true_negative,
+        "insufficient_data": c.insufficient,
+        "sensitivity": c.sensitivity,
+        "specificity": c.specificity,
+        "healthy_subjects": c.healthy_subjects,
+        "healthy_subjects_flagged": c.healthy_subjects_flagged,
+        "min_deficit_deg": config.min_deficit_deg,
+        "angle_rmse_deg_mean": [float(v) for v in rmse.mean(axis=0)],
+        "angle_rmse_deg_p95": [float(v) for v in np.percentile(rmse, 95, axis=0)],
+        "seconds_per_subject": elapsed / max(1, subjects),
+    }
+
+
+def bench_assessment(
+    envelope: Annotated[
+        Path,
+        typer.Option(help="Envelope grid JSON, single envelope JSON, or a bundle directory."),
+    ],
+    subjects: Annotated[int, typer.Option(min=2)] = 1000,
+    seed: Annotated[int, typer.Option(min=0)] = 0,
+    min_deficit_deg: Annotated[float, typer.Option(help="Flag threshold (deg).", min=0)] = 12.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Sector-level sensitivity and specificity of the range-of-motion flags on synthetic subjects
+    (half healthy, half with 1-3 restricted sectors) rendered through simulated IMUs and fusion."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    err = Console(stderr=True)
+    try:
+        source = _load_envelope_source(envelope)
+    except (OSError, ValueError, KeyError, ContractError) as exc:
+        err.print(f"[bold red]error:[/] {envelope}: {exc}")
+        raise typer.Exit(2) from exc
+    config = AssessmentConfig(min_deficit_deg=min_deficit_deg)
+    with Progress(BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err,
+                  transient=True) as bar:  # fmt: skip
+        task = bar.add_task("subjects", total=subjects)
+        f = measure_assessment(source, subjects, seed, config,
+                               lambda done: bar.update(task, completed=done))  # fmt: skip
+    if as_json:
+        print(json.dumps(f))
+        return
+    table = Table(title=f"{subjects} synthetic subjects, sector level (flag >= {min_deficit_deg}°)")
+    table.add_column("")
+    table.add_column("flagged", justify="right")
+    table.add_column("not flagged", justify="right")
+    table.add_row("restricted", str(f["true_positive"]), str(f["false_negative"]))
+    table.add_row("unrestricted", str(f["false_positive"]), str(f["true_negative"]))
+    Console().print(table)
+    rmse = ", ".join(f"{v:.2f}" for v in f["angle_rmse_deg_mean"])
+    Console().print(
+        f"sensitivity {f['sensitivity']:.4f}, specificity {f['specificity']:.4f}; healthy subjects "
+        f"flagged {f['healthy_subjects_flagged']}/{f['healthy_subjects']}; insufficient-data "
+        f"sectors {f['insufficient_data']}; fused neck-angle RMSE (ext, bend, rot) {rmse} deg; "
+        f"{f['seconds_per_subject'] * 1000:.0f} ms per subject"
     )

@@ -56,8 +56,8 @@ class SimulationSetup:
     trunk_turn_deg: float = 15.0  # slow turning of the whole body
     trunk_lean_deg: float = 4.0  # forward/side sway of the upper trunk
     trunk_translation_m: float = 0.03
-    # the wearer sits upright and still for the neutral calibration: trunk lean and translation
-    # fade in over the 2 s after this
+    # the wearer sits upright and still before and during the neutral calibration (the filters
+    # estimate the gyroscope bias at rest): trunk motion fades in over the 2 s after this
     calm_s: float = 3.0
     magnetometer: bool = True
     mag_disturbance_ut: float = 0.0  # added near the head between 40% and 50% of the session
@@ -125,7 +125,8 @@ def simulate_imus(
 
     fade = np.clip((t - t[0] - cfg.calm_s) / 2.0, 0.0, 1.0)
     fade = fade * fade * (3 - 2 * fade)  # smoothstep: no acceleration jump
-    heading = rng.uniform(0, 2 * math.pi) + np.radians(smooth(cfg.trunk_turn_deg, 0.01, 0.05))
+    turn = np.radians(smooth(cfg.trunk_turn_deg, 0.01, 0.05))
+    heading = rng.uniform(0, 2 * math.pi) + fade * (turn - turn[0]) + turn[0]
     lean = fade[:, None] * np.stack(
         [np.radians(smooth(cfg.trunk_lean_deg, 0.05, 0.2)), np.zeros(n),
          np.radians(smooth(cfg.trunk_lean_deg, 0.05, 0.2))], axis=1

@@ -1,7 +1,8 @@
 """Synthetic subjects for validating the range-of-motion assessment end to end.
 
-A subject performs the standard protocol: a neutral hold (calibration), a flexion movement (which
-also calibrates the trunk's lateral axis), then each of the ten sector directions, out to the end
+A subject performs the standard protocol: a neutral hold (calibration), a nod (flexion, or
+extension when that reaches further; it calibrates the trunk's lateral axis), then each of the
+ten sector directions, out to the end
 of its range, a short hold, and back: each plane both ways and the four diagonals. A healthy
 subject reaches 90-100% of the personal envelope in every direction. A restricted subject has one
 to three restricted sectors (sometimes a whole quadrant: three neighbours), each capped so that
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -93,12 +95,16 @@ def random_subject(
 
 def protocol_angles(
     amplitudes_rad: dict[str, float],
-) -> tuple[FloatArray, FloatArray, tuple[float, float]]:
-    """The protocol's contract-angle trajectory (t_s, (N, 3)) and its flexion window (s)."""
-    order = ("flexion", *tuple(s for s in SECTORS if s != "flexion"))
+) -> tuple[FloatArray, FloatArray, tuple[float, float], Literal["flexion", "extension"]]:
+    """The protocol's contract-angle trajectory (t_s, (N, 3)), its nod window (s) and the nod's
+    direction (the first movement)."""
+    nod: Literal["flexion", "extension"] = (
+        "flexion" if amplitudes_rad["flexion"] >= amplitudes_rad["extension"] else "extension"
+    )
+    order = (nod, *tuple(s for s in SECTORS if s != nod))
     dt = 1.0 / RATE_HZ
     pieces = [np.zeros((int(NEUTRAL_S * RATE_HZ), 3))]
-    flexion_window = (NEUTRAL_S, NEUTRAL_S + 2 * STROKE_OUT_S + HOLD_S)
+    nod_window = (NEUTRAL_S, NEUTRAL_S + 2 * STROKE_OUT_S + HOLD_S)
     out = np.arange(0.0, STROKE_OUT_S, dt) / STROKE_OUT_S
     rise = 0.5 - 0.5 * np.cos(math.pi * out)  # raised cosine 0 -> 1
     for name in order:
@@ -106,7 +112,7 @@ def protocol_angles(
                                 np.zeros(int(REST_S * RATE_HZ))])  # fmt: skip
         pieces.append(shape[:, None] * amplitudes_rad[name] * sector_direction(name))
     angles = np.concatenate(pieces)
-    return np.arange(len(angles), dtype=np.float64) * dt, angles, flexion_window
+    return np.arange(len(angles), dtype=np.float64) * dt, angles, nod_window, nod
 
 
 @dataclass(frozen=True)
@@ -122,7 +128,7 @@ def run_subject(
     config: AssessmentConfig | None = None,
     setup: SimulationSetup | None = None,
 ) -> SyntheticResult:
-    _, truth, (flex_start, flex_end) = protocol_angles(subject.amplitudes_rad(envelope))
+    _, truth, (nod_start, nod_end), nod = protocol_angles(subject.amplitudes_rad(envelope))
     warmup = int(WARMUP_S * RATE_HZ)
     angles = np.concatenate([np.zeros((warmup, 3)), truth])
     t = np.arange(len(angles)) / RATE_HZ
@@ -132,7 +138,8 @@ def run_subject(
         session.head,
         session.trunk,
         neutral_s=(WARMUP_S + 0.5, WARMUP_S + NEUTRAL_S - 0.5),
-        flexion_s=(WARMUP_S + flex_start, WARMUP_S + flex_end),
+        nod_s=(WARMUP_S + nod_start, WARMUP_S + nod_end),
+        nod_direction=nod,
     )
     measured = kin.angles_rad[warmup:]
     rmse = np.degrees(np.sqrt(np.nanmean((measured - truth) ** 2, axis=0)))

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -228,7 +228,7 @@ def _node_envelope(args: tuple[dict[str, float], EnvelopeResolution]) -> MotionE
 
 
 def simulate_envelope_grid(
-    axes: dict[str, Sequence[float]] | None = None,
+    axes: Mapping[str, Sequence[float]] | None = None,
     resolution: EnvelopeResolution | None = None,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,

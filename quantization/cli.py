@@ -21,7 +21,9 @@ from rich.console import Console
 from edge_runtime.contracts.bundle import BundleError, load_private_key
 from edge_runtime.contracts.force_model import ForceModelError
 from edge_runtime.contracts.model_bundle import verify_model_bundle
-from quantization.pipeline import R2_TOLERANCE  # importable here: onnx2tf loads lazily
+
+# importable here: onnx2tf loads lazily
+from quantization.pipeline import R2_TOLERANCE, QuantizationError, load_envelope_grid
 
 QUANT_PYTHON_ENV = "CERVICAL_QUANT_PYTHON"
 
@@ -57,6 +59,9 @@ def quantize(
     run: Annotated[Path, typer.Option(help="Run directory (from `cervical train`).")],
     out_dir: Annotated[Path, typer.Option("--out", help="Bundle directory to create.")],
     key: Annotated[Path, typer.Option(help="Ed25519 private signing key (PEM).")],
+    envelope: Annotated[
+        Path, typer.Option(help="Envelope grid JSON (from `cervical envelope-grid`).")
+    ],
     version: Annotated[
         str | None, typer.Option(help="Bundle version (default: UTC timestamp).")
     ] = None,
@@ -72,10 +77,12 @@ def quantize(
     try:
         public_key = load_private_key(key).public_key()  # a bad key fails before converting
         python = quant_python()
-    except (BundleError, FileNotFoundError) as exc:
+        load_envelope_grid(envelope)  # a bad envelope fails before converting
+    except (BundleError, FileNotFoundError, QuantizationError) as exc:
         raise _fail(str(exc)) from exc
     command = [str(python), "-m", "quantization.pipeline", "--run", str(run),
-               "--out", str(out_dir), "--key", str(key), "--tolerance", str(tolerance)]  # fmt: skip
+               "--out", str(out_dir), "--key", str(key), "--tolerance", str(tolerance),
+               "--envelope", str(envelope)]  # fmt: skip
     if version:
         command += ["--version", version]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}

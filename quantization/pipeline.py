@@ -26,6 +26,7 @@ import numpy as np
 
 from edge_runtime.contracts.accuracy import r2_per_column
 from edge_runtime.contracts.bundle import BundleError, load_private_key, write_bundle
+from edge_runtime.contracts.envelope import EnvelopeError, EnvelopeGrid
 from edge_runtime.contracts.errors import ContractError
 from edge_runtime.contracts.feature_spec import FeatureSpec
 from edge_runtime.contracts.force_model import ForceModel, golden_vectors
@@ -101,13 +102,27 @@ def golden_rows(gate: dict[str, Any], n: int, seed: int = 0) -> np.ndarray:
     return np.concatenate([extremes, rng.choice(rest, n - len(extremes), replace=False)])
 
 
+def load_envelope_grid(path: Path) -> EnvelopeGrid:
+    """The envelope grid file (from `cervical envelope-grid`), validated by its contract."""
+    try:
+        return EnvelopeGrid.from_dict(json.loads(path.read_text()))
+    except OSError as exc:
+        raise QuantizationError(f"{path}: cannot read the envelope grid: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise QuantizationError(f"{path}: the envelope grid is not JSON: {exc}") from exc
+    except EnvelopeError as exc:
+        raise QuantizationError(f"{path}: {exc}") from exc
+
+
 def quantize(
-    run: Path, out: Path, key_path: Path, bundle_version: str | None, tolerance: float
-) -> dict[str, Any]:
+    run: Path, out: Path, key_path: Path, bundle_version: str | None, tolerance: float,
+    envelope_path: Path,
+) -> dict[str, Any]:  # fmt: skip
     started = time.perf_counter()
     if out.exists():
         raise QuantizationError(f"{out} already exists: choose a new bundle directory")
     key = load_private_key(key_path)
+    envelope = load_envelope_grid(envelope_path)
     manifest, spec, calib_path, gate = load_run_inputs(run)
     n_calibration = len(np.load(calib_path, mmap_mode="r"))
     _log(
@@ -156,7 +171,7 @@ def quantize(
         "ops": ops,
         "hub_runtimes": list(HUB_RUNTIMES),
         "golden": golden,
-        "envelope": None,  # filled once envelope parameters exist for the model
+        "envelope": envelope.to_dict(),
         "metrics": {
             "evaluated_on": "held-out subjects (seen motion families), the run's gate sample",
             **result,
@@ -190,10 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--key", type=Path, required=True)
     parser.add_argument("--version", default=None)
     parser.add_argument("--tolerance", type=float, default=R2_TOLERANCE)
+    parser.add_argument("--envelope", type=Path, required=True, help="envelope grid JSON")
     parser.add_argument("--summary", type=Path, default=None, help="write the gate result as JSON")
     args = parser.parse_args(argv)
     try:
-        result = quantize(args.run, args.out, args.key, args.version, args.tolerance)
+        result = quantize(args.run, args.out, args.key, args.version, args.tolerance, args.envelope)
     except (QuantizationError, ConversionError, BundleError, ContractError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

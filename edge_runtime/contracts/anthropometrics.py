@@ -10,8 +10,11 @@ Definitions (ANSUR II terms, Gordon et al. 2014):
 
 from __future__ import annotations
 
+import json
 import math
+import tomllib
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Literal
 
 from edge_runtime.contracts.errors import InvalidAnthropometricsError
@@ -74,3 +77,32 @@ class Anthropometrics:
 
 
 NUMERIC_FIELDS: tuple[str, ...] = tuple(PLAUSIBLE_RANGES)
+
+
+def read_profile(path: Path) -> Anthropometrics:
+    """The wearer's profile from a TOML file of the record's fields (top level), e.g.::
+
+        sex = "female"
+        stature_m = 1.64
+        body_mass_kg = 61.0
+        neck_length_m = 0.105
+        shoulder_width_m = 0.36
+        head_mass_kg = 4.1
+
+    Errors name the file and the field.
+    """
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as e:
+        raise InvalidAnthropometricsError("profile", str(path), f"cannot read: {e.strerror}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise InvalidAnthropometricsError("profile", str(path), f"not valid TOML: {e}") from e
+    try:
+        return Anthropometrics.from_dict(data)
+    except InvalidAnthropometricsError as e:
+        raise InvalidAnthropometricsError(e.field, e.value, f"{e.reason} (in {path})") from e
+
+
+def write_profile(profile: Anthropometrics, path: Path) -> None:
+    lines = [f"{k} = {json.dumps(v)}" for k, v in profile.to_dict().items()]
+    path.write_text("\n".join(lines) + "\n")

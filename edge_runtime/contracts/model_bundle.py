@@ -16,6 +16,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge_runtime.contracts.bundle import MANIFEST, MODEL, BundleError, verify_bundle
+from edge_runtime.contracts.envelope import EnvelopeError, EnvelopeGrid
 from edge_runtime.contracts.feature_spec import FeatureSpec, FeatureSpecError
 from edge_runtime.contracts.force_model import ForceModel, check_golden_vectors, runtime_name
 from edge_runtime.contracts.tflite_ops import TfliteModelError, check_hub_compatible
@@ -30,6 +31,7 @@ class VerifiedBundle:
     ops: list[str]
     golden_max_diff_n: float | None  # None when golden vectors were not run here
     runtime: str | None
+    envelope: EnvelopeGrid | None  # None only for bundles made before envelopes existed
 
 
 def verify_model_bundle(
@@ -41,6 +43,12 @@ def verify_model_bundle(
         spec = FeatureSpec.from_dict(manifest["feature_spec"])
     except (KeyError, FeatureSpecError) as exc:
         raise BundleError(bundle / MANIFEST, f"feature spec unusable: {exc}") from exc
+    envelope = None
+    if manifest.get("envelope") is not None:
+        try:
+            envelope = EnvelopeGrid.from_dict(manifest["envelope"])
+        except EnvelopeError as exc:
+            raise BundleError(bundle / MANIFEST, f"envelope unusable: {exc}") from exc
     model = (bundle / MODEL).read_bytes()
     try:
         ops = check_hub_compatible(model)
@@ -55,4 +63,4 @@ def verify_model_bundle(
         except FeatureSpecError as exc:
             raise BundleError(bundle / MODEL, f"golden-vector check failed: {exc}") from exc
         runtime = runtime_name()
-    return VerifiedBundle(bundle, manifest, spec, model, ops, golden_diff, runtime)
+    return VerifiedBundle(bundle, manifest, spec, model, ops, golden_diff, runtime, envelope)

@@ -98,3 +98,19 @@ def filtered_derivative(values: FloatArray, rate_hz: float, deriv: int,
         deriv_poly = np.polynomial.polynomial.polyder(coef, deriv, axis=0)
         out[rows] = np.polynomial.polynomial.polyval(where, deriv_poly).T / delta**deriv
     return out
+
+
+def neck_kinematics(
+    angles_rad: FloatArray, rate_hz: float, valid: npt.NDArray[np.bool_]
+) -> FloatArray:
+    """(N, 3) angles -> (N, 9) angles, velocities, accelerations (NECK_* order), the model's
+    kinematic inputs. Derivatives are taken over each contiguous run of valid samples, so a gap
+    never smears into its neighbours; invalid samples are NaN."""
+    a = np.asarray(angles_rad, dtype=np.float64)
+    out = np.full((a.shape[0], 9), np.nan)
+    out[valid, :3] = a[valid]
+    edges = np.diff(np.concatenate([[0], valid.astype(np.int8), [0]]))
+    for start, stop in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+        out[start:stop, 3:6] = filtered_derivative(a[start:stop], rate_hz, 1)
+        out[start:stop, 6:9] = filtered_derivative(a[start:stop], rate_hz, 2)
+    return out
