@@ -3,6 +3,7 @@ read it skip, naming what is missing, where it is absent."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,26 @@ def learning_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for shard in prepare_output(out, config):
         simulate_shard(config, shard, str(out))
     return out
+
+
+@pytest.fixture(scope="session")
+def envelope_grid_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A two-node envelope grid (a light and the reference body: weaker and stronger muscles),
+    coarse directions: ~10 s of simulation."""
+    from host_training.envelope import EnvelopeResolution, simulate_envelope_grid
+    from host_training.personalise import reference_anthropometrics
+
+    ref = reference_anthropometrics()
+    axes = {
+        "neck_length_m": (ref.neck_length_m,),
+        "shoulder_width_m": (ref.shoulder_width_m,),
+        "head_mass_kg": (ref.head_mass_kg,),
+        "body_mass_kg": (45.0, ref.body_mass_kg),
+    }
+    grid = simulate_envelope_grid(axes, EnvelopeResolution.coarse(), workers=1)
+    path = tmp_path_factory.mktemp("envelope") / "grid.json"
+    path.write_text(json.dumps(grid.to_dict()))
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -246,7 +246,7 @@ def assess_session(
     valid &= ~reversal
     idx = np.flatnonzero(valid)
     if idx.size < 3:
-        return _insufficient_everything(t, cfg, [], "fewer than 3 valid samples", notes)
+        return _insufficient_everything(envelope, cfg, [], "fewer than 3 valid samples", notes)
     tv, av = t[idx], a[idx]
     nominal_dt = float(np.median(np.diff(tv)))
     spans = _spans(t, valid, nominal_dt, cfg.max_fill_gap_s)
@@ -258,7 +258,7 @@ def assess_session(
     valid_s = duration - sum(s.end_s - s.start_s - nominal_dt for s in unfilled)
     if valid_s < cfg.min_duration_s:
         return _insufficient_everything(
-            t, cfg, spans,
+            envelope, cfg, spans,
             f"{valid_s:.1f} s of valid data, under the minimum {cfg.min_duration_s} s",
             notes, duration, valid_s,
         )  # fmt: skip
@@ -322,6 +322,18 @@ def _segments(mask: npt.NDArray[np.bool_]) -> list[slice]:
     return [slice(int(s), int(e)) for s, e in zip(starts, ends, strict=True)]
 
 
+def expected_deg(env: MotionEnvelope) -> dict[str, float]:
+    """The personal envelope along each sector's centre from neutral (deg)."""
+    zero = np.zeros(1)
+    out = {}
+    for name in PLANAR_SECTORS:
+        centre = np.array([planar_sector_centre_rad(name)])
+        out[name] = math.degrees(float(env.planar_limit_rad(centre, zero)[0]))
+    for name, left in (("left_rotation", True), ("right_rotation", False)):
+        out[name] = math.degrees(float(env.axial_limit_rad(zero, zero, left)[0]))
+    return out
+
+
 def _excursions(
     a: FloatArray, env: MotionEnvelope, cfg: AssessmentConfig
 ) -> dict[str, tuple[float, float, float]]:
@@ -329,6 +341,7 @@ def _excursions(
     e, b, r = a[:, 0], a[:, 1], a[:, 2]
     min_rad = math.radians(cfg.min_excursion_deg)
     out: dict[str, tuple[float, float, float]] = {}
+    expected_by_sector = expected_deg(env)
     rho = np.hypot(e, b)
     theta = np.mod(np.arctan2(b, e), 2 * math.pi)
     sector = np.round(theta / SECTOR_WIDTH_RAD).astype(np.intp) % len(PLANAR_SECTORS)
@@ -336,8 +349,7 @@ def _excursions(
     planar_ok = (rho >= min_rad) & (limit > min_rad)
     for k, name in enumerate(PLANAR_SECTORS):
         m = planar_ok & (sector == k)
-        centre = np.array([planar_sector_centre_rad(name)])
-        expected = math.degrees(float(env.planar_limit_rad(centre, np.zeros(1))[0]))
+        expected = expected_by_sector[name]
         if m.any():
             out[name] = (
                 float(np.max(rho[m] / limit[m])),
@@ -350,7 +362,7 @@ def _excursions(
         side = r if left else -r
         lim = env.axial_limit_rad(e, b, left)
         m = (side >= min_rad) & (lim > min_rad)
-        expected = math.degrees(float(env.axial_limit_rad(np.zeros(1), np.zeros(1), left)[0]))
+        expected = expected_by_sector[name]
         if m.any():
             out[name] = (
                 float(np.max(side[m] / lim[m])),
@@ -393,11 +405,12 @@ def _movements(
 
 
 def _insufficient_everything(
-    t: FloatArray, cfg: AssessmentConfig, spans: list[DataSpan], reason: str,
+    envelope: MotionEnvelope, cfg: AssessmentConfig, spans: list[DataSpan], reason: str,
     notes: list[str], duration: float = 0.0, valid_s: float = 0.0,
 ) -> RomAssessment:  # fmt: skip
+    expected = expected_deg(envelope)
     sectors = tuple(
-        SectorResult(name, "insufficient_data", math.nan, 0.0, 0.0, 0.0, 0.0, 0.0, reason)
+        SectorResult(name, "insufficient_data", expected[name], 0.0, 0.0, 0.0, 0.0, 0.0, reason)
         for name in SECTORS
     )
     return RomAssessment(

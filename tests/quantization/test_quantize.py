@@ -45,13 +45,17 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def bundle(
-    learning_run: Path, keys: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+    learning_run: Path,
+    keys: tuple[Path, Path],
+    envelope_grid_file: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Path:
     if not QUANT_PYTHON.is_file():
         pytest.skip(f"{QUANT_PYTHON} absent: run `make venv-quant` (make test builds it)")
     out = tmp_path_factory.mktemp("bundles") / "b1"
     r = cervical("quantize", "--run", str(learning_run), "--out", str(out), "--key", str(keys[0]),
-                 "--tolerance", TEST_TOLERANCE, "--version", "1.0.0-test")  # fmt: skip
+                 "--tolerance", TEST_TOLERANCE, "--version", "1.0.0-test",
+                 "--envelope", str(envelope_grid_file))  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]
     assert "[quantize] gate:" in r.stderr and "golden vectors reproduced" in r.stdout
     return out
@@ -63,6 +67,7 @@ def test_bundle_contents(bundle: Path, learning_run: Path) -> None:
     assert manifest["bundle_version"] == "1.0.0-test"
     assert manifest["io_quantisation"]["dtype"] == "int8"
     assert manifest["ops"] == ["RESHAPE v1", "FULLY_CONNECTED v4"]
+    assert manifest["envelope"]["format"] == "cervical-envelope-grid/1"
     assert (
         len(manifest["metrics"]["r2_per_muscle"])
         == len(manifest["metrics"]["r2_per_muscle_int8"])
@@ -129,7 +134,7 @@ def test_verify_accepts_and_rejects(bundle: Path, keys: tuple[Path, Path], tmp_p
 
 
 def _resigned(bundle: Path, key: Path, out: Path, model: bytes | None = None,
-              golden_shift_n: float = 0.0) -> Path:  # fmt: skip
+              golden_shift_n: float = 0.0, envelope: object = "keep") -> Path:  # fmt: skip
     """The bundle re-signed by the trusted key with a changed payload: what a faulty converter
     or a runtime mismatch would produce, which only the hub's model checks can catch."""
     manifest = json.loads((bundle / MANIFEST).read_text())
@@ -137,6 +142,8 @@ def _resigned(bundle: Path, key: Path, out: Path, model: bytes | None = None,
         manifest.pop(field)
     manifest["golden"]["forces_n"] = (np.array(manifest["golden"]["forces_n"])
                                       + golden_shift_n).tolist()  # fmt: skip
+    if envelope != "keep":
+        manifest["envelope"] = envelope
     payload = model if model is not None else (bundle / MODEL).read_bytes()
     return write_bundle(out, {MODEL: payload}, manifest, load_private_key(key), "2.0.0")
 
@@ -161,17 +168,41 @@ def test_hub_rejects_signed_bundles_whose_model_checks_fail(
     r = cervical("bundle", "verify", str(ops), "--pubkey", str(pub))
     assert r.returncode == 2
     assert "tflite-runtime 2.14: FULLY_CONNECTED v12 needs a newer runtime" in r.stderr
+    grid = json.loads((bundle / MANIFEST).read_text())["envelope"]
+    grid["axial_left_rad"] = np.negative(grid["axial_left_rad"]).tolist()
+    envelope = _resigned(bundle, key, tmp_path / "envelope", envelope=grid)
+    r = cervical("bundle", "verify", str(envelope), "--pubkey", str(pub))
+    assert r.returncode == 2 and "envelope unusable" in r.stderr and "axial_left_rad" in r.stderr
+
+
+def test_bundle_envelope_is_personal(bundle: Path, keys: tuple[Path, Path]) -> None:
+    from edge_runtime.contracts.anthropometrics import Anthropometrics
+    from edge_runtime.contracts.bundle import load_public_key
+    from edge_runtime.contracts.model_bundle import verify_model_bundle
+
+    checked = verify_model_bundle(bundle, load_public_key(keys[1]), run_golden=False)
+    assert checked.envelope is not None
+    base = {"sex": "male", "stature_m": 1.76, "head_mass_kg": 4.3, "neck_length_m": 0.1078,
+            "shoulder_width_m": 0.4157}  # fmt: skip
+    light, clamped = checked.envelope.for_subject(Anthropometrics(**base, body_mass_kg=45.0))
+    strong, _ = checked.envelope.for_subject(Anthropometrics(**base, body_mass_kg=85.52))
+    assert clamped == []
+    rotation = [e.plane_totals_deg()["axial_rotation"] for e in (light, strong)]
+    assert rotation[0] < rotation[1] - 2.0  # weaker muscles hold less rotation
+    _, clamped = checked.envelope.for_subject(Anthropometrics(**base, body_mass_kg=120.0))
+    assert clamped == ["body_mass_kg"]
 
 
 def test_gate_failure_writes_no_bundle(
-    learning_run: Path, keys: tuple[Path, Path], tmp_path: Path
+    learning_run: Path, keys: tuple[Path, Path], envelope_grid_file: Path, tmp_path: Path
 ) -> None:
     if not QUANT_PYTHON.is_file():
         pytest.skip(f"{QUANT_PYTHON} absent: run `make venv-quant`")
     out = tmp_path / "never"
     # An impossible tolerance (int8 would have to beat float by 1 in R² on every muscle).
     args = ["-m", "quantization.pipeline", "--run", str(learning_run), "--out", str(out),
-            "--key", str(keys[0]), "--tolerance", "-1"]  # fmt: skip
+            "--key", str(keys[0]), "--tolerance", "-1",
+            "--envelope", str(envelope_grid_file)]  # fmt: skip
     r = subprocess.run([str(QUANT_PYTHON), *args], capture_output=True, text=True, timeout=900,
                        check=False, cwd=REPO)  # fmt: skip
     assert r.returncode == 2
@@ -180,17 +211,25 @@ def test_gate_failure_writes_no_bundle(
 
 
 def test_quantize_refuses_bad_input(
-    learning_run: Path, keys: tuple[Path, Path], tmp_path: Path
+    learning_run: Path, keys: tuple[Path, Path], envelope_grid_file: Path, tmp_path: Path
 ) -> None:
+    env = ("--envelope", str(envelope_grid_file))
     r = cervical("quantize", "--run", str(learning_run), "--out", str(tmp_path / "b"),
-                 "--key", str(keys[1]))  # fmt: skip
+                 "--key", str(keys[1]), *env)  # fmt: skip
     assert r.returncode == 2 and "not a PEM private key" in r.stderr
     r = cervical("quantize", "--run", str(tmp_path), "--out", str(tmp_path / "b"),
-                 "--key", str(keys[0]))  # fmt: skip
+                 "--key", str(keys[0]), *env)  # fmt: skip
     assert r.returncode == 2 and "not a complete training run" in r.stderr
     r = cervical("quantize", "--run", str(learning_run), "--out", str(learning_run),
-                 "--key", str(keys[0]))  # fmt: skip
+                 "--key", str(keys[0]), *env)  # fmt: skip
     assert r.returncode == 2 and "already exists" in r.stderr
+    bad = tmp_path / "grid.json"
+    grid = json.loads(envelope_grid_file.read_text())
+    grid["planar_radius_rad"] = "wide"
+    bad.write_text(json.dumps(grid))
+    r = cervical("quantize", "--run", str(learning_run), "--out", str(tmp_path / "b"),
+                 "--key", str(keys[0]), "--envelope", str(bad))  # fmt: skip
+    assert r.returncode == 2 and "planar_radius_rad" in r.stderr
     assert not (tmp_path / "b").exists()
 
 
@@ -231,3 +270,59 @@ def test_simulated_int8_matches_the_converted_model(bundle: Path, learning_run: 
     float_error = np.abs(plain - real) / step
     assert np.median(sim_error) <= 1.0 and np.quantile(sim_error, 0.99) <= 4.0
     assert sim_error.mean() < float_error.mean()  # closer to the real int8 than the float net is
+
+
+def test_assess_marker_session_end_to_end(
+    bundle: Path, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A TRC session with right rotation held to 40% of the envelope, through `cervical assess`."""
+    import pyarrow.parquet as pq
+
+    from edge_runtime.contracts.anthropometrics import write_profile
+    from edge_runtime.contracts.bundle import load_public_key
+    from edge_runtime.contracts.model_bundle import verify_model_bundle
+    from edge_runtime.contracts.rom_assessment import SECTORS
+    from edge_runtime.synthetic import protocol_angles, sector_limit_rad
+    from host_training.markers import write_trc
+    from host_training.personalise import reference_anthropometrics
+    from tests.host_training.test_markers import MAP_TOML, synthetic_markers
+
+    profile = reference_anthropometrics()
+    grid = verify_model_bundle(bundle, load_public_key(keys[1]), run_golden=False).envelope
+    assert grid is not None
+    envelope, _ = grid.for_subject(profile)
+    reach = {s: 0.97 for s in SECTORS} | {"right_rotation": 0.4}
+    t, angles, _, _ = protocol_angles(
+        {s: reach[s] * sector_limit_rad(envelope, s) for s in SECTORS}
+    )
+    markers = synthetic_markers(t, angles)
+    markers["HB"][1500:1510] = np.nan  # a 0.1 s marker gap, filled
+    write_trc(tmp_path / "session.trc", t, markers)
+    (tmp_path / "map.toml").write_text(MAP_TOML)
+    write_profile(profile, tmp_path / "p.toml")
+    args = ["assess", "--markers", str(tmp_path / "session.trc"), "--markers-map",
+            str(tmp_path / "map.toml"), "--bundle", str(bundle), "--pubkey", str(keys[1]),
+            "--profile", str(tmp_path / "p.toml"), "--out"]  # fmt: skip
+    r = cervical(*args, str(tmp_path / "report"))
+    assert r.returncode == 0, r.stderr
+    assert "flagged: right_rotation" in r.stdout
+    report = tmp_path / "report"
+    assessment = json.loads((report / "assessment.json").read_text())
+    assert assessment["flagged"] == ["right_rotation"]
+    rot = next(s for s in assessment["sectors"] if s["sector"] == "right_rotation")
+    assert rot["deficit_pct"] == pytest.approx(60.0, abs=1.0)
+    table = pq.read_table(report / "forces.parquet")
+    assert table.num_rows == len(t) and sum(c.endswith("_n") for c in table.column_names) == 72
+    forces = np.stack([table[c].to_numpy() for c in table.column_names if c.endswith("_n")], 1)
+    assert np.isfinite(forces).all() and forces.min() >= 0
+    gaps = json.loads((report / "markers.json").read_text())
+    assert next(g for g in gaps["markers"] if g["marker"] == "HB")["filled"] == 1
+    for png in ("forces.png", "assessment.png"):
+        assert (report / png).read_bytes()[:4] == b"\x89PNG"
+    # nothing is overwritten, and an untrusted key stops everything
+    r = cervical(*args, str(report))
+    assert r.returncode == 2 and "already exists" in r.stderr
+    other = generate_key_pair(tmp_path / "other.key")
+    bad = [a if a != str(keys[1]) else str(other) for a in args]
+    r = cervical(*bad, str(tmp_path / "report2"))
+    assert r.returncode == 2 and "signature" in r.stderr and not (tmp_path / "report2").exists()
