@@ -34,6 +34,9 @@ demo: $(STAMP) $(QSTAMP) $(DEMO_OUT)/reference.osim $(DEMO_OUT)/subject-123.osim
 		--motions default --out $(DEMO_OUT)/data
 	$(MAKE) --no-print-directory $(DEMO_OUT)/bundle
 	$(VENV)/bin/cervical bundle verify $(DEMO_OUT)/bundle --pubkey $(DEMO_OUT)/signing.pub
+	$(VENV)/bin/cervical envelope --population $(DEMO_OUT)/population.parquet --subject 123 \
+		--out $(DEMO_OUT)/envelope-123.json --plot $(DEMO_OUT)/envelope-123.png
+	$(VENV)/bin/cervical bench assessment --envelope $(DEMO_OUT)/bundle --subjects 100
 
 # A short training run on the demo dataset (2 minutes), its signed int8 bundle and the hub checks.
 $(DEMO_OUT)/run: | $(STAMP)
@@ -42,8 +45,14 @@ $(DEMO_OUT)/run: | $(STAMP)
 $(DEMO_OUT)/signing.key: | $(STAMP)
 	$(VENV)/bin/cervical keys generate --out $@
 
-$(DEMO_OUT)/bundle: $(DEMO_OUT)/run $(DEMO_OUT)/signing.key | $(QSTAMP)
-	$(VENV)/bin/cervical quantize --run $(DEMO_OUT)/run --out $@ --key $(DEMO_OUT)/signing.key
+# The demo's envelope grid is coarse (8 nodes, 30° directions, ~10 s); a release bundle uses the
+# full grid (`cervical envelope-grid --out envelope_grid.json`, 54 nodes, ~5 min on 2 cores).
+$(DEMO_OUT)/envelope_grid.json: | $(STAMP)
+	$(VENV)/bin/cervical envelope-grid --coarse --out $@
+
+$(DEMO_OUT)/bundle: $(DEMO_OUT)/run $(DEMO_OUT)/signing.key $(DEMO_OUT)/envelope_grid.json | $(QSTAMP)
+	$(VENV)/bin/cervical quantize --run $(DEMO_OUT)/run --out $@ --key $(DEMO_OUT)/signing.key \
+		--envelope $(DEMO_OUT)/envelope_grid.json
 
 $(DEMO_OUT)/population.parquet: | $(STAMP)
 	$(VENV)/bin/cervical population sample --n 1000000 --seed 7 --out $@
