@@ -31,6 +31,7 @@ from edge_runtime.contracts.rom_assessment import (
     AssessmentConfig,
     RomAssessment,
     assess_session,
+    expected_deg,
     planar_sector_centre_rad,
 )
 from edge_runtime.fusion import neck_kinematics_from_imus
@@ -55,11 +56,8 @@ def sector_direction(name: str) -> FloatArray:
 
 
 def sector_limit_rad(envelope: MotionEnvelope, name: str) -> float:
-    """The envelope along a sector's centre from neutral."""
-    zero = np.zeros(1)
-    if name in AXIAL_SECTORS:
-        return float(envelope.axial_limit_rad(zero, zero, name == "left_rotation")[0])
-    return float(envelope.planar_limit_rad(np.array([planar_sector_centre_rad(name)]), zero)[0])
+    """The envelope along a sector's centre from neutral (the assessment's expected range)."""
+    return math.radians(expected_deg(envelope)[name])
 
 
 @dataclass(frozen=True)
