@@ -23,7 +23,9 @@ orientations in the shared earth frame), the neck rotation is R_neck = M^T R_rel
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Literal
 
 import numpy as np
@@ -45,7 +47,7 @@ class CalibrationError(ValueError):
 # its heading drifted with the bias estimate (synthetic protocol: axial RMSE 2.2 -> 1.2 deg). A
 # 4 s magnetometer time constant (default 9 s) halves the heading lag behind an unestimated gyro
 # bias; with it no healthy synthetic subject got a false rotation flag (2 of 100 with 9 s).
-VQF_PARAMS: dict[str, float | bool] = {"magNewMinGyr": 0.0, "tauMag": 4.0}
+VQF_PARAMS: Mapping[str, float | bool] = MappingProxyType({"magNewMinGyr": 0.0, "tauMag": 4.0})
 
 
 def sensor_orientation(recording: ImuRecording, use_magnetometer: bool = True) -> FloatArray:
