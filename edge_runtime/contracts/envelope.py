@@ -152,22 +152,27 @@ class MotionEnvelope:
             + wi * wj * table[i1, j1]
         )
 
-    def plane_limits_deg(self) -> dict[str, float]:
-        """The six single-plane limits from neutral (deg): what a goniometer would read."""
+    def limits_from_neutral_deg(self, planar: dict[str, float]) -> dict[str, float]:
+        """The boundary from neutral (deg) along named planar directions (theta, rad), plus
+        ``left_rotation`` and ``right_rotation``."""
         zero = np.zeros(1)
-        planar = {
-            "extension": 0.0,
-            "right_bend": math.pi / 2,
-            "flexion": math.pi,
-            "left_bend": 3 * math.pi / 2,
-        }
-        out = {
-            name: math.degrees(float(self.planar_limit_rad(np.array([theta]), zero)[0]))
-            for name, theta in planar.items()
-        }
+        thetas = np.array(list(planar.values()))
+        radii = np.degrees(self.planar_limit_rad(thetas, np.zeros(thetas.size)))
+        out = {name: float(r) for name, r in zip(planar, radii, strict=True)}
         out["left_rotation"] = math.degrees(float(self.axial_limit_rad(zero, zero, True)[0]))
         out["right_rotation"] = math.degrees(float(self.axial_limit_rad(zero, zero, False)[0]))
         return out
+
+    def plane_limits_deg(self) -> dict[str, float]:
+        """The six single-plane limits from neutral (deg): what a goniometer would read."""
+        return self.limits_from_neutral_deg(
+            {
+                "extension": 0.0,
+                "right_bend": math.pi / 2,
+                "flexion": math.pi,
+                "left_bend": 3 * math.pi / 2,
+            }
+        )
 
     def plane_totals_deg(self) -> dict[str, float]:
         """Total range per plane (deg), as normative studies report it."""

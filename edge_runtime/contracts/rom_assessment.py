@@ -324,14 +324,7 @@ def _segments(mask: npt.NDArray[np.bool_]) -> list[slice]:
 
 def expected_deg(env: MotionEnvelope) -> dict[str, float]:
     """The personal envelope along each sector's centre from neutral (deg)."""
-    zero = np.zeros(1)
-    out = {}
-    for name in PLANAR_SECTORS:
-        centre = np.array([planar_sector_centre_rad(name)])
-        out[name] = math.degrees(float(env.planar_limit_rad(centre, zero)[0]))
-    for name, left in (("left_rotation", True), ("right_rotation", False)):
-        out[name] = math.degrees(float(env.axial_limit_rad(zero, zero, left)[0]))
-    return out
+    return env.limits_from_neutral_deg({s: planar_sector_centre_rad(s) for s in PLANAR_SECTORS})
 
 
 def _excursions(
@@ -347,30 +340,20 @@ def _excursions(
     sector = np.round(theta / SECTOR_WIDTH_RAD).astype(np.intp) % len(PLANAR_SECTORS)
     limit = env.planar_limit_rad(theta, r)
     planar_ok = (rho >= min_rad) & (limit > min_rad)
-    for k, name in enumerate(PLANAR_SECTORS):
-        m = planar_ok & (sector == k)
-        expected = expected_by_sector[name]
+
+    def peak(name: str, excursion: FloatArray, lim: FloatArray, m: npt.NDArray[np.bool_]) -> None:
         if m.any():
-            out[name] = (
-                float(np.max(rho[m] / limit[m])),
-                math.degrees(float(rho[m].max())),
-                expected,
-            )
+            ratio = float(np.max(excursion[m] / lim[m]))
+            out[name] = (ratio, math.degrees(float(excursion[m].max())), expected_by_sector[name])
         else:
-            out[name] = (0.0, 0.0, expected)
+            out[name] = (0.0, 0.0, expected_by_sector[name])
+
+    for k, name in enumerate(PLANAR_SECTORS):
+        peak(name, rho, limit, planar_ok & (sector == k))
     for name, left in (("left_rotation", True), ("right_rotation", False)):
         side = r if left else -r
         lim = env.axial_limit_rad(e, b, left)
-        m = (side >= min_rad) & (lim > min_rad)
-        expected = expected_by_sector[name]
-        if m.any():
-            out[name] = (
-                float(np.max(side[m] / lim[m])),
-                math.degrees(float(side[m].max())),
-                expected,
-            )
-        else:
-            out[name] = (0.0, 0.0, expected)
+        peak(name, side, lim, (side >= min_rad) & (lim > min_rad))
     return out
 
 
