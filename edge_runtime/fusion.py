@@ -38,6 +38,9 @@ from edge_runtime.rotations import matrix_to_rotvec, mean_rotation, quat_to_matr
 FloatArray = npt.NDArray[np.float64]
 
 
+NodDirection = Literal["flexion", "extension", "auto"]
+
+
 class CalibrationError(ValueError):
     """The calibration movements do not define the segment axes (names what was missing)."""
 
@@ -85,6 +88,7 @@ def _hold_last_finite(a: FloatArray) -> FloatArray:
 class NeckCalibration:
     trunk_axes: FloatArray  # M: trunk segment axes (columns x, y, z) in trunk-sensor coordinates
     neutral_relative: FloatArray  # N: trunk-sensor -> head-sensor rotation at neutral
+    nod_direction: Literal["flexion", "extension"] = "flexion"  # as resolved (also for "auto")
 
     def neck_rotation(self, r_trunk: FloatArray, r_head: FloatArray) -> FloatArray:
         """Head-in-trunk segment rotation (N, 3, 3) from the two sensor orientations."""
@@ -99,10 +103,15 @@ def calibrate(
     trunk_acc_m_s2: FloatArray,
     neutral: slice,
     nod: slice,
-    nod_direction: Literal["flexion", "extension"] = "flexion",
+    nod_direction: NodDirection = "flexion",
     min_nod_deg: float = 10.0,
+    trunk_right_axis: FloatArray | None = None,
 ) -> NeckCalibration:
-    """Functional calibration from a neutral hold and a nod (module docstring)."""
+    """Functional calibration from a neutral hold and a nod (module docstring).
+
+    ``nod_direction="auto"``: the nod may go either way; its sign comes from
+    ``trunk_right_axis``, the trunk sensor's axis that points roughly to the wearer's right as
+    the holder mounts it (within 60 deg)."""
     up = np.nanmean(trunk_acc_m_s2[neutral], axis=0)
     if not np.all(np.isfinite(up)) or np.linalg.norm(up) < 5.0:
         raise CalibrationError("neutral hold: no valid accelerometer data from the trunk sensor")
@@ -119,14 +128,30 @@ def calibrate(
         )
     big = angle >= 0.5 * angle.max()
     axis = np.sum(rotvec[big], axis=0)
+    axis /= np.linalg.norm(axis)
+    if nod_direction == "auto":
+        if trunk_right_axis is None:
+            raise CalibrationError("an 'auto' nod needs the trunk sensor's right axis")
+        hint = np.asarray(trunk_right_axis, dtype=np.float64)
+        cosine = float(np.dot(axis, hint) / np.linalg.norm(hint))
+        if abs(cosine) < 0.5:
+            raise CalibrationError(
+                f"nod: its axis is {math.degrees(math.acos(abs(cosine))):.0f} deg from the trunk "
+                "sensor's right axis (a rotation or bend, or the trunk sensor mounted otherwise)"
+            )
+        nod_direction = "extension" if cosine > 0 else "flexion"
     # extension is a positive rotation about the lateral axis, flexion a negative one
-    z = (axis if nod_direction == "extension" else -axis) / np.linalg.norm(axis)
+    z = axis if nod_direction == "extension" else -axis
     z = z - np.dot(z, y) * y
     if np.linalg.norm(z) < 0.5:
         raise CalibrationError(f"{nod_direction} nod: its axis is nearly vertical (a rotation?)")
     z /= np.linalg.norm(z)
     x = np.cross(y, z)
-    return NeckCalibration(trunk_axes=np.stack([x, y, z], axis=1), neutral_relative=neutral_rel)
+    return NeckCalibration(
+        trunk_axes=np.stack([x, y, z], axis=1),
+        neutral_relative=neutral_rel,
+        nod_direction="extension" if nod_direction == "extension" else "flexion",
+    )
 
 
 @dataclass(frozen=True, eq=False)

@@ -24,7 +24,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +40,7 @@ from edge_runtime.contracts.feature_spec import (
     apply_input_transforms,
     default_input_transforms,
 )
+from host_training.anatomy import load_anatomy
 from host_training.errors import DatasetError, HostTrainingError
 from host_training.frames import Frames, dataset_fingerprint, load_frames
 from host_training.metrics import force_metrics
@@ -286,6 +287,19 @@ def _subject_rows(frames: Frames, subjects: tuple[int, ...]) -> npt.NDArray[np.b
 ProgressFn = Callable[[str, float, float, str], None]  # (stage, done, total, detail)
 
 
+
+def _muscle_entries(muscles: Sequence[str], fmax: Sequence[float]) -> list[dict[str, Any]]:
+    """Name, maximum isometric force and functional/anatomical groups of each output muscle
+    (the hub reports force statistics per group)."""
+    groups: dict[str, list[str]] = {}
+    for group, member in load_anatomy().muscle_groups:
+        groups.setdefault(member, []).append(group)
+    return [
+        {"name": m, "fmax_n": f, "groups": groups.get(m, [])}
+        for m, f in zip(muscles, fmax, strict=True)
+    ]
+
+
 def train(
     data_dir: Path,
     out_dir: Path,
@@ -462,7 +476,7 @@ def train(
             "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
             "git_commit": _git_commit(),
             "feature_spec": spec.to_dict(),
-            "muscles": [{"name": m, "fmax_n": f} for m, f in zip(muscles, fmax, strict=True)],
+            "muscles": _muscle_entries(muscles, fmax),
             "architecture": {
                 "kind": "mlp",
                 "hidden_units": list(config.hidden_units),

@@ -1,0 +1,61 @@
+"""What the hub stores and syncs: record kinds, per-frame quality flags and the names of the
+spans they mark. One definition for the hub (writer) and the gateway and web view (readers).
+
+Every record payload carries ``format``; a reader refuses formats it does not know.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+RECORD_FORMAT = "cervical-hub-record/1"
+
+# per-frame quality flags (bits); a frame with any of the first five is not used for results
+DROPPED = 1 << 0  # no sample from a sensor for this frame (filled, not measured)
+NON_FINITE = 1 << 1  # a NaN/inf value in a sample
+SATURATED = 1 << 2  # an axis at the sensor's full-scale range
+TIME_REVERSED = 1 << 3  # a sample whose timestamp went backwards or repeated (discarded)
+SENSOR_LOST = 1 << 4  # a sensor sent nothing for longer than the hub waits
+UNCALIBRATED = 1 << 5  # before the neutral hold and nod calibrated the segment axes
+OUT_OF_RANGE = 1 << 6  # model inputs outside the training range (forces kept, marked)
+TIME_JUMP = 1 << 7  # a sample's timestamp jumped ahead (the frames between are DROPPED)
+
+FLAG_NAMES: dict[int, str] = {
+    DROPPED: "dropped_samples",
+    NON_FINITE: "non_finite_samples",
+    SATURATED: "saturated_axis",
+    TIME_REVERSED: "timestamp_backwards",
+    SENSOR_LOST: "sensor_lost",
+    UNCALIBRATED: "uncalibrated",
+    OUT_OF_RANGE: "inputs_out_of_training_range",
+    TIME_JUMP: "timestamp_jump",
+}
+INVALID = DROPPED | NON_FINITE | SATURATED | SENSOR_LOST
+FlagArray = npt.NDArray[np.uint16]
+
+
+def flag_names(flags: int) -> list[str]:
+    return [name for bit, name in FLAG_NAMES.items() if flags & bit]
+
+
+def flag_spans(flags: FlagArray, t_s: npt.NDArray[np.float64]) -> Iterator[dict[str, Any]]:
+    """Contiguous spans of each flag: ``{"reason", "start_s", "end_s", "frames"}``, ``end_s`` the
+    last flagged frame's time."""
+    for bit, name in FLAG_NAMES.items():
+        on = (flags & bit) != 0
+        if not on.any():
+            continue
+        edges = np.diff(np.concatenate([[0], on.astype(np.int8), [0]]))
+        for start, stop in zip(
+            np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True
+        ):
+            yield {
+                "reason": name,
+                "start_s": round(float(t_s[start]), 3),
+                "end_s": round(float(t_s[stop - 1]), 3),
+                "frames": int(stop - start),
+            }

@@ -1,0 +1,185 @@
+"""``cervical edge ...``: the hub daemon, replay, model install, status and orientation."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import logging
+import time
+from itertools import zip_longest
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from edge_runtime.contracts.anthropometrics import read_profile
+from edge_runtime.contracts.bundle import BundleError, load_public_key
+from edge_runtime.contracts.errors import ContractError
+from edge_runtime.contracts.model_bundle import verify_model_bundle
+from edge_runtime.contracts.recording import ImuRecording, RecordingError
+from edge_runtime.hub.config import ConfigError, load_config
+from edge_runtime.hub.models import InstallError, ModelSlots
+from edge_runtime.hub.pipeline import HubPipeline, PipelineSettings
+from edge_runtime.hub.storage import HubStore, StorageError
+from edge_runtime.sensors import SensorError
+from edge_runtime.sensors.replay import chunked
+
+edge_app = typer.Typer(
+    help="The hub: run, replay recordings, install models, status.", no_args_is_help=True
+)
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+USER_ERRORS = (
+    ConfigError,
+    ContractError,
+    InstallError,
+    StorageError,
+    SensorError,
+    RecordingError,
+    OSError,
+)
+
+
+def _fail(exc: Exception, code: int = 2) -> typer.Exit:
+    err.print(f"error: {exc}", markup=False, style="bold red")
+    return typer.Exit(code)
+
+
+@edge_app.command("orientation")
+def orientation(
+    recording: Annotated[Path, typer.Option(help="Recording CSV (t_s, gyr_*, acc_*[, mag_*]).")],
+    out_path: Annotated[Path, typer.Option("--out", help="CSV to write: t_s,qw,qx,qy,qz.")],
+    magnetometer: Annotated[bool, typer.Option(help="Use mag_* columns when present.")] = True,
+) -> None:
+    """The sensor's orientation w.r.t. an ENU earth frame (x east, y north, z up), VQF 9D when
+    the recording has a magnetometer (heading from magnetic north), else 6D (heading arbitrary)."""
+    from edge_runtime.fusion import sensor_orientation
+
+    try:
+        rec = ImuRecording.read_csv(recording)
+        quat = sensor_orientation(rec, use_magnetometer=magnetometer)
+    except USER_ERRORS as exc:
+        raise _fail(exc) from exc
+    tmp = out_path.with_name(f".{out_path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["t_s", "qw", "qx", "qy", "qz"])
+        for t, q in zip(rec.t_s, quat, strict=True):
+            w.writerow([repr(float(t)), *(f"{v:.8f}" for v in q)])
+    tmp.replace(out_path)
+    mode = "9D (magnetometer)" if magnetometer and rec.mag_ut is not None else "6D"
+    out.print(f"wrote {out_path}: {len(quat)} orientations, VQF {mode}, {rec.rate_hz:.1f} Hz")
+
+
+@edge_app.command("replay")
+def replay(
+    head: Annotated[Path, typer.Option(help="Head sensor recording CSV.")],
+    trunk: Annotated[Path, typer.Option(help="Trunk sensor recording CSV.")],
+    bundle: Annotated[Path, typer.Option(help="Model bundle directory (verified first).")],
+    profile: Annotated[Path, typer.Option(help="Wearer's profile TOML.")],
+    db: Annotated[Path, typer.Option(help="Record store (SQLite); created or appended to.")],
+    pubkey: Annotated[Path, typer.Option(help="Trusted public key (PEM).")],
+) -> None:
+    """Run the hub's pipeline on two recordings, as fast as the CPU allows."""
+    try:
+        checked = verify_model_bundle(bundle, load_public_key(pubkey))
+        wearer = read_profile(profile)
+        recordings = [ImuRecording.read_csv(head), ImuRecording.read_csv(trunk)]
+        store = HubStore(db)
+    except (BundleError, *USER_ERRORS) as exc:
+        raise _fail(exc) from exc
+    started = time.perf_counter()
+    first = store.last_seq
+    with store:
+        pipeline = HubPipeline(store, checked, wearer, PipelineSettings())
+        streams = [chunked(r, 1.0, realtime=False) for r in recordings]
+        for head_chunk, trunk_chunk in zip_longest(*streams):
+            if head_chunk is not None:
+                pipeline.push("head", head_chunk)
+            if trunk_chunk is not None:
+                pipeline.push("trunk", trunk_chunk)
+        pipeline.close()
+        elapsed = time.perf_counter() - started
+        sessions = [r for r in store.records_after(first, 10**6) if r.kind == "session"]
+        span = float(np.nanmax(recordings[0].t_s) - np.nanmin(recordings[0].t_s))
+        out.print(
+            f"replayed {span:.1f} s in {elapsed:.2f} s ({span / elapsed:.0f}x real time); "
+            f"records {first + 1}..{store.last_seq} in {db}"
+        )
+    _print_sessions(sessions)
+
+
+def _print_sessions(sessions: list) -> None:  # type: ignore[type-arg]
+    table = Table(title="sessions")
+    for col in ("session", "duration", "usable", "calibrated", "flagged", "insufficient", "marks"):
+        table.add_column(col)
+    for r in sessions:
+        p, a = r.payload, r.payload.get("assessment") or {}
+        marks = sorted({m["reason"] for m in p["marks"]} - {"uncalibrated"})
+        table.add_row(
+            r.session_id,
+            f"{p['duration_s']:.1f} s",
+            f"{p['usable_frames'] / max(p['frames'], 1):.0%}",
+            "yes" if p["calibration"] else "no",
+            ", ".join(a.get("flagged", [])) or "-",
+            ", ".join(a.get("insufficient", [])) or "-",
+            ", ".join(marks) or "-",
+        )
+    out.print(table)
+
+
+@edge_app.command("run")
+def run(config: Annotated[Path, typer.Option(help="Hub configuration (TOML).")]) -> None:
+    """The hub daemon: sensors, fusion, inference, assessment, storage; SIGTERM stops it cleanly."""
+    logging.getLogger().setLevel(logging.INFO)
+    try:
+        from edge_runtime.hub.daemon import run_hub
+
+        cfg = load_config(config)
+        asyncio.run(run_hub(cfg))
+    except InstallError as exc:
+        raise _fail(exc, code=3) from exc
+    except USER_ERRORS as exc:
+        raise _fail(exc) from exc
+
+
+@edge_app.command("install")
+def install(
+    bundle: Annotated[Path, typer.Argument(help="Bundle directory to install.")],
+    config: Annotated[Path, typer.Option(help="Hub configuration (TOML).")],
+    force: Annotated[bool, typer.Option(help="Install even if not newer.")] = False,
+) -> None:
+    """Verify, copy into the idle slot, switch, self-test; roll back on failure."""
+    try:
+        cfg = load_config(config)
+        slots = ModelSlots(cfg.models, load_public_key(cfg.public_key))
+        installed = slots.install(bundle, read_profile(cfg.profile), force=force)
+    except USER_ERRORS as exc:
+        raise _fail(exc) from exc
+    out.print(
+        f"installed version {installed.manifest['bundle_version']} in "
+        f"{slots.current_slot}; restart the hub service to load it"
+    )
+
+
+@edge_app.command("status")
+def status(config: Annotated[Path, typer.Option(help="Hub configuration (TOML).")]) -> None:
+    """The installed model and the record store: last record, sync cursor, unsynced count."""
+    try:
+        cfg = load_config(config)
+        slots = ModelSlots(cfg.models, load_public_key(cfg.public_key))
+        bundle = slots.active()
+        with HubStore(cfg.database) as store:
+            out.print(
+                f"model: version {bundle.manifest['bundle_version']} in "
+                f"{slots.current_slot} (verified)"
+            )
+            out.print(
+                f"records: last {store.last_seq}, synced up to {store.acked_seq}, "
+                f"{store.unsynced_count} unsynced; integrity {store.integrity()}"
+            )
+    except USER_ERRORS as exc:
+        raise _fail(exc) from exc

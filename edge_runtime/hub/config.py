@@ -1,0 +1,136 @@
+"""The hub's configuration: one TOML file, read once at start into frozen dataclasses.
+
+Unknown sections and keys are refused (a typo must not silently fall back to a default);
+relative paths are relative to the file. Example (``deploy/hub.toml``)::
+
+    [hub]
+    database = "/var/lib/cervical/hub.db"
+    models = "/var/lib/cervical/models"
+    public_key = "/etc/cervical/signing.pub"
+    profile = "/etc/cervical/profile.toml"
+    max_database_mb = 2000        # optional
+    retention_days = 90           # synced records older than this are removed
+
+    [sensors]
+    head = "lsm6dso:i2c:1:0x6a"
+    trunk = "lsm6dso:i2c:1:0x6b"
+
+    [pipeline]      # PipelineSettings fields
+    [calibration]   # CalibrationSettings fields
+    [assessment]    # AssessmentConfig fields
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge_runtime.contracts.rom_assessment import AssessmentConfig
+from edge_runtime.hub.pipeline import PipelineSettings
+from edge_runtime.hub.tracking import CalibrationSettings
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used (names the file, section and key)."""
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    database: Path
+    models: Path
+    public_key: Path
+    profile: Path
+    head: str
+    trunk: str
+    max_database_mb: float | None = None
+    retention_days: float = 90.0
+    sensor_retry_s: float = 2.0
+    realtime: bool = True  # pace replay/sim sources to the wall clock
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+
+    @property
+    def max_database_bytes(self) -> int | None:
+        return None if self.max_database_mb is None else int(self.max_database_mb * 1e6)
+
+
+_HUB_KEYS = {
+    "database",
+    "models",
+    "public_key",
+    "profile",
+    "max_database_mb",
+    "retention_days",
+    "sensor_retry_s",
+    "realtime",
+}
+_PATH_KEYS = {"database", "models", "public_key", "profile"}
+
+
+def _build(cls: Any, values: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+    converted = {}
+    for key, value in values.items():
+        default = getattr(cls(), key) if _has_defaults(cls) else None
+        if isinstance(default, tuple):
+            value = tuple(value) if isinstance(value, list) else value
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if default is not None and not isinstance(value, type(default)):
+            raise ConfigError(f"{where}: {key} = {value!r} should be a {type(default).__name__}")
+        converted[key] = value
+    try:
+        return cls(**converted)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _has_defaults(cls: Any) -> bool:
+    try:
+        cls()
+    except TypeError:
+        return False
+    return True
+
+
+def load_config(path: Path) -> HubConfig:
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    sections = {"hub", "sensors", "pipeline", "calibration", "assessment"}
+    unknown = sorted(set(data) - sections)
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {unknown}; known: {sorted(sections)}")
+    hub = dict(data.get("hub", {}))
+    sensors = dict(data.get("sensors", {}))
+    bad = sorted(set(hub) - _HUB_KEYS)
+    if bad:
+        raise ConfigError(f"{path} [hub]: unknown key(s) {bad}; known: {sorted(_HUB_KEYS)}")
+    missing = sorted(_PATH_KEYS - set(hub))
+    if missing:
+        raise ConfigError(f"{path} [hub]: missing {missing}")
+    if set(sensors) - {"head", "trunk", "rate_hz"} or not {"head", "trunk"} <= set(sensors):
+        raise ConfigError(f"{path} [sensors]: needs head and trunk (and optionally rate_hz)")
+    for key in _PATH_KEYS:
+        hub[key] = (path.parent / str(hub[key])).resolve()
+    calibration = _build(CalibrationSettings, data.get("calibration", {}), f"{path} [calibration]")
+    assessment = _build(AssessmentConfig, data.get("assessment", {}), f"{path} [assessment]")
+    pipeline_values = dict(data.get("pipeline", {}))
+    if "rate_hz" in sensors:
+        pipeline_values["rate_hz"] = sensors["rate_hz"]
+    pipeline = _build(PipelineSettings, pipeline_values, f"{path} [pipeline]")
+    pipeline = dataclasses.replace(pipeline, calibration=calibration, assessment=assessment)
+    try:
+        return HubConfig(
+            head=str(sensors["head"]), trunk=str(sensors["trunk"]), pipeline=pipeline, **hub
+        )
+    except TypeError as exc:
+        raise ConfigError(f"{path} [hub]: {exc}") from exc

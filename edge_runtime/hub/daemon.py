@@ -1,0 +1,166 @@
+"""``cervical edge run``: the hub daemon (asyncio).
+
+Tasks: one reader per sensor (blocking bus reads run in worker threads and only enqueue), one
+processing task (pipeline and storage), a housekeeping task (retention), and any services
+handed in (the BLE GATT service). SIGTERM or SIGINT stop it cleanly: readers stop, queued samples
+are processed, the open session is summarised and stored, the database is closed.
+
+A sensor that fails to open or stops answering is logged once and retried every
+``sensor_retry_s`` until it returns; its silence shows in the records as SENSOR_LOST. A model
+that is missing or fails verification stops the daemon with a clear error (exit code 3): the
+hub never runs an unverified model, and systemd restarts it after an install.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from edge_runtime.contracts.anthropometrics import read_profile
+from edge_runtime.contracts.bundle import load_public_key
+from edge_runtime.contracts.recording import ImuRecording
+from edge_runtime.hub.config import HubConfig
+from edge_runtime.hub.models import ModelSlots
+from edge_runtime.hub.pipeline import HubPipeline
+from edge_runtime.hub.storage import HubStore
+from edge_runtime.sensors import SensorError, SensorRanges, SensorRole, open_source
+
+log = logging.getLogger(__name__)
+QUEUE_CHUNKS = 256
+HOUSEKEEPING_S = 3600.0
+
+Service = Callable[["HubContext", asyncio.Event], Coroutine[Any, Any, None]]
+
+
+@dataclass
+class HubContext:
+    """What services share with the daemon (the BLE service reads the store and profile)."""
+
+    config: HubConfig
+    store: HubStore
+    pipeline: HubPipeline
+    slots: ModelSlots
+
+
+async def _read_sensor(
+    role: SensorRole,
+    spec: str,
+    config: HubConfig,
+    queue: asyncio.Queue[tuple[SensorRole, ImuRecording] | None],
+    stop: asyncio.Event,
+) -> None:
+    failing = False
+    while not stop.is_set():
+        try:
+            source = await asyncio.to_thread(open_source, spec, role, config.realtime)
+            chunks: Iterator[ImuRecording] = source.chunks()
+            failing = False
+            while not stop.is_set():
+                chunk = await asyncio.to_thread(next, chunks, None)
+                if chunk is None:  # a finite source (replay, sim) ended
+                    log.info("%s sensor %s: end of data", role, spec)
+                    await queue.put(None)
+                    return
+                await queue.put((role, chunk))
+        except SensorError as exc:
+            if not failing:
+                log.error("%s (retrying every %.0f s)", exc, config.sensor_retry_s)
+                failing = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), config.sensor_retry_s)
+
+
+async def _process(
+    ctx: HubContext,
+    queue: asyncio.Queue[tuple[SensorRole, ImuRecording] | None],
+    sources: int,
+    stop: asyncio.Event,
+) -> None:
+    ended = 0
+    while True:
+        try:
+            item = await asyncio.wait_for(queue.get(), timeout=1.0)
+        except TimeoutError:
+            if stop.is_set():
+                return
+            continue
+        if item is None:
+            ended += 1
+            if ended == sources:
+                stop.set()
+                return
+            continue
+        ctx.pipeline.push(*item)
+
+
+async def _housekeeping(ctx: HubContext, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        removed = ctx.store.prune_synced(ctx.config.retention_days * 86400.0)
+        if removed:
+            log.info("retention: removed %d synced record(s)", removed)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), HOUSEKEEPING_S)
+
+
+def _sensor_specs(config: HubConfig) -> tuple[tuple[SensorRole, str], ...]:
+    return (("head", config.head), ("trunk", config.trunk))
+
+
+async def run_hub(
+    config: HubConfig, services: Sequence[Service] = (), stop: asyncio.Event | None = None
+) -> HubContext:
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    profile = read_profile(config.profile)
+    slots = ModelSlots(config.models, load_public_key(config.public_key))
+    bundle = slots.active()
+    store = HubStore(config.database, max_bytes=config.max_database_bytes)
+    try:
+        pipeline = HubPipeline(
+            store, bundle, profile, config.pipeline, SensorRanges(), SensorRanges()
+        )
+        ctx = HubContext(config, store, pipeline, slots)
+        pipeline.event("hub_started", bundle_version=pipeline.bundle_version)
+        log.info(
+            "hub running: model %s, sensors head=%s trunk=%s, database %s",
+            pipeline.bundle_version,
+            config.head,
+            config.trunk,
+            config.database,
+        )
+        queue: asyncio.Queue[tuple[SensorRole, ImuRecording] | None] = asyncio.Queue(QUEUE_CHUNKS)
+        readers = [
+            asyncio.create_task(_read_sensor(role, spec, config, queue, stop))
+            for role, spec in _sensor_specs(config)
+        ]
+        others = [asyncio.create_task(_housekeeping(ctx, stop))]
+        others += [asyncio.create_task(service(ctx, stop)) for service in services]
+        await _process(ctx, queue, len(readers), stop)
+        for task in readers + others:
+            task.cancel()
+        await asyncio.gather(*readers, *others, return_exceptions=True)
+        while not queue.empty():  # samples read before the stop are still processed
+            item = queue.get_nowait()
+            if item is not None:
+                pipeline.push(*item)
+        pipeline.close()
+        pipeline.event("hub_stopped")
+        log.info(
+            "hub stopped cleanly: %d session(s) closed, last record %d",
+            pipeline.sessions_closed,
+            store.last_seq,
+        )
+        return ctx
+    finally:
+        store.close()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)

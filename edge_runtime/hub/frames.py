@@ -1,0 +1,238 @@
+"""From two sensors' sample streams to paired frames on one grid, with every defect flagged.
+
+Each sensor's samples (hub-clock timestamps) are placed on a common grid at the hub rate
+(index = round((t - t0) * rate)). What can go wrong, and what happens:
+
+* a sample missing (dropped by the bus, a FIFO overrun): the frame is filled with NaN, DROPPED;
+  a gap of more than ``jump_s`` also marks TIME_JUMP on the frame where data resumes;
+* a timestamp that repeats or goes backwards: the sample is discarded, TIME_REVERSED on the
+  next frame; after ``rebase_s`` of nothing but backwards samples (the sensor's clock was reset)
+  its clock is re-anchored to continue where it left off;
+* NaN/inf values: NON_FINITE; an axis at full scale: SATURATED (values kept, frame not used);
+* a sensor that sends nothing while the other goes on for ``lost_s``: its frames are filled,
+  SENSOR_LOST, and its samples that arrive later for those frames are discarded.
+
+Gaps are kept as counts until taken, so a long outage costs no memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from edge_runtime.contracts.hub_records import (
+    DROPPED,
+    NON_FINITE,
+    SATURATED,
+    SENSOR_LOST,
+    TIME_JUMP,
+    TIME_REVERSED,
+)
+from edge_runtime.contracts.recording import ImuRecording
+from edge_runtime.sensors import SensorRanges, SensorRole
+
+log = logging.getLogger(__name__)
+FloatArray = npt.NDArray[np.float64]
+SATURATION_FRACTION = 0.999
+
+
+@dataclass(frozen=True, eq=False)
+class SensorFrames:
+    gyr_rad_s: FloatArray  # (n, 3), NaN where missing
+    acc_m_s2: FloatArray
+    mag_ut: FloatArray  # (n, 3), NaN where missing or absent
+
+
+@dataclass(frozen=True, eq=False)
+class FrameBlock:
+    index0: int  # grid index of the first frame
+    t_s: FloatArray  # (n,) grid times on the hub clock
+    head: SensorFrames
+    trunk: SensorFrames
+    flags: npt.NDArray[np.uint16]  # (n,) hub_records flag bits
+
+    def __len__(self) -> int:
+        return len(self.t_s)
+
+
+@dataclass
+class _Segment:
+    count: int
+    data: FloatArray | None  # (count, 9): gyr, acc, mag; None: a gap
+    flags: npt.NDArray[np.uint16]
+
+
+@dataclass
+class SensorGrid:
+    """One sensor's samples on the grid, waiting to be paired."""
+
+    role: SensorRole
+    ranges: SensorRanges
+    rate_hz: float
+    rebase_s: float = 2.0
+    jump_s: float = 0.5
+    next_index: int = 0  # grid index the next pushed sample should land on
+    offset_s: float = 0.0  # added to this sensor's timestamps (re-anchoring)
+    has_magnetometer: bool = False
+    _segments: list[_Segment] = field(default_factory=list)
+    _pending_flags: int = 0
+    _reversed_run: int = 0
+
+    @property
+    def available(self) -> int:
+        return sum(s.count for s in self._segments)
+
+    def push(self, chunk: ImuRecording, t0_s: float) -> None:
+        if len(chunk.t_s) == 0:
+            return
+        mag = chunk.mag_ut
+        if mag is not None:
+            self.has_magnetometer = True
+        else:
+            mag = np.full((len(chunk.t_s), 3), np.nan)
+        values = np.concatenate([chunk.gyr_rad_s, chunk.acc_m_s2, mag], axis=1)
+        t = chunk.t_s + self.offset_s
+        with np.errstate(invalid="ignore"):
+            idx = np.where(np.isfinite(t), np.round((t - t0_s) * self.rate_hz), -np.inf)
+        last = self.next_index - 1
+        running = np.maximum.accumulate(np.concatenate([[last], idx]))[:-1]
+        keep = idx > running
+        self._track_reversed(keep, chunk, t0_s)
+        kept_idx = idx[keep].astype(np.int64)
+        kept = values[keep]
+        if (~keep).any():
+            self._pending_flags |= TIME_REVERSED
+        if kept_idx.size == 0:
+            return
+        sample_flags = self._sample_flags(kept)
+        previous = np.concatenate([[self.next_index - 1], kept_idx[:-1]])
+        gaps = kept_idx - previous - 1
+        start = 0
+        for j in np.flatnonzero(gaps > 0):
+            self._append_data(kept[start:j], sample_flags[start:j])
+            self._append_gap(int(gaps[j]), DROPPED)
+            if gaps[j] > self.jump_s * self.rate_hz:
+                self._pending_flags |= TIME_JUMP
+            start = int(j)
+        self._append_data(kept[start:], sample_flags[start:])
+        self.next_index = int(kept_idx[-1]) + 1
+
+    def _track_reversed(self, keep: npt.NDArray[np.bool_], chunk: ImuRecording, t0: float) -> None:
+        """Re-anchor a clock that went back for good (a sensor reset its timestamp counter)."""
+        if keep.all():
+            self._reversed_run = 0
+            return
+        tail = len(keep) - (np.flatnonzero(keep)[-1] + 1 if keep.any() else 0)
+        self._reversed_run = tail if keep.any() else self._reversed_run + tail
+        finite = np.isfinite(chunk.t_s)
+        if self._reversed_run > self.rebase_s * self.rate_hz and finite.any():
+            latest = float(chunk.t_s[finite][-1])
+            expected = t0 + (self.next_index + 0.0) / self.rate_hz
+            self.offset_s = expected - latest
+            log.warning(
+                "%s sensor: its clock went back %.3f s and stayed there; re-anchored",
+                self.role,
+                expected - latest,
+            )
+            self._reversed_run = 0
+
+    def _sample_flags(self, values: FloatArray) -> npt.NDArray[np.uint16]:
+        flags = np.zeros(len(values), dtype=np.uint16)
+        core = values[:, :6]
+        flags[~np.isfinite(core).all(axis=1)] |= NON_FINITE
+        if self.has_magnetometer:
+            flags[~np.isfinite(values[:, 6:]).all(axis=1)] |= NON_FINITE
+        with np.errstate(invalid="ignore"):
+            sat = (np.abs(core[:, :3]) >= SATURATION_FRACTION * self.ranges.gyr_rad_s).any(axis=1)
+            sat |= (np.abs(core[:, 3:]) >= SATURATION_FRACTION * self.ranges.acc_m_s2).any(axis=1)
+        flags[sat] |= SATURATED
+        return flags
+
+    def _append_data(self, values: FloatArray, flags: npt.NDArray[np.uint16]) -> None:
+        if len(values):
+            flags = flags.copy()
+            flags[0] |= self._pending_flags
+            self._pending_flags = 0
+            self._segments.append(_Segment(len(values), values, flags))
+
+    def _append_gap(self, count: int, flag: int) -> None:
+        flags = np.full(count, flag, dtype=np.uint16)
+        self._segments.append(_Segment(count, None, flags))
+
+    def fill_lost(self, count: int) -> None:
+        """The sensor is lost for the next ``count`` frames: fill them; late samples for them
+        will be discarded (they land below ``next_index``)."""
+        self._append_gap(count, SENSOR_LOST | DROPPED)
+        self.next_index += count
+
+    def take(self, n: int) -> tuple[FloatArray, npt.NDArray[np.uint16]]:
+        data = np.full((n, 9), np.nan)
+        flags = np.zeros(n, dtype=np.uint16)
+        pos = 0
+        while pos < n:
+            seg = self._segments[0]
+            k = min(seg.count, n - pos)
+            if seg.data is not None:
+                data[pos : pos + k] = seg.data[:k]
+                seg.data = seg.data[k:]
+            flags[pos : pos + k] = seg.flags[:k]
+            seg.flags, seg.count = seg.flags[k:], seg.count - k
+            if seg.count == 0:
+                self._segments.pop(0)
+            pos += k
+        return data, flags
+
+
+class FramePairer:
+    """Pairs the head and trunk grids into frames (module docstring)."""
+
+    def __init__(
+        self, rate_hz: float, head: SensorRanges, trunk: SensorRanges, lost_s: float = 1.0
+    ) -> None:
+        self.rate_hz, self.lost_frames = rate_hz, max(1, round(lost_s * rate_hz))
+        self.grids = {
+            "head": SensorGrid("head", head, rate_hz),
+            "trunk": SensorGrid("trunk", trunk, rate_hz),
+        }
+        self.t0_s: float | None = None
+        self.emitted = 0
+
+    def push(self, role: SensorRole, chunk: ImuRecording) -> None:
+        if self.t0_s is None:
+            finite = chunk.t_s[np.isfinite(chunk.t_s)]
+            if finite.size == 0:
+                return
+            self.t0_s = float(finite[0])
+        self.grids[role].push(chunk, self.t0_s)
+
+    def take(self, max_frames: int | None = None, flush: bool = False) -> FrameBlock | None:
+        """The frames both sensors have delivered (all of them with ``flush``)."""
+        head, trunk = self.grids["head"], self.grids["trunk"]
+        for a, b in ((head, trunk), (trunk, head)):
+            lag = b.available - a.available
+            if lag > self.lost_frames or (flush and lag > 0):
+                a.fill_lost(lag if flush else lag - self.lost_frames)
+        n = min(head.available, trunk.available)
+        if max_frames is not None:
+            n = min(n, max_frames)
+        if n == 0 or self.t0_s is None:
+            return None
+        h, hf = head.take(n)
+        tr, tf = trunk.take(n)
+        index0 = self.emitted
+        self.emitted += n
+        t = self.t0_s + (index0 + np.arange(n)) / self.rate_hz
+        return FrameBlock(
+            index0=index0,
+            t_s=t,
+            head=SensorFrames(h[:, :3], h[:, 3:6], h[:, 6:]),
+            trunk=SensorFrames(tr[:, :3], tr[:, 3:6], tr[:, 6:]),
+            flags=(hf | tf).astype(np.uint16),
+        )
+
+    @property
+    def has_magnetometers(self) -> bool:
+        return self.grids["head"].has_magnetometer and self.grids["trunk"].has_magnetometer

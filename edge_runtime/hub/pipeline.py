@@ -1,0 +1,383 @@
+"""The hub's processing chain, one object fed with sensor chunks: frames -> neck kinematics ->
+forces -> epoch records, and at each session's end its summary (range-of-motion assessment
+against the wearer's envelope, force statistics, everything marked). The daemon and
+``cervical edge replay`` run this same object.
+
+A *session* runs from the first usable frame until either sensor has been unusable for
+``break_s`` (taken off, out of battery, out of range) or ``max_session_s`` have passed; a new
+session calibrates again, since the sensors may have moved on the body.
+
+Every defect (hub_records flags) is logged once per session with its first time, and every
+record carries the spans it affected. Records that cannot be stored because the disk is full
+wait in memory (up to ``max_pending_records``, then the oldest epoch records are dropped and
+counted; session summaries are kept) and are written when space returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edge_runtime.contracts.anthropometrics import Anthropometrics
+from edge_runtime.contracts.envelope import MotionEnvelope
+from edge_runtime.contracts.hub_records import (
+    FLAG_NAMES,
+    INVALID,
+    OUT_OF_RANGE,
+    RECORD_FORMAT,
+    UNCALIBRATED,
+    flag_spans,
+)
+from edge_runtime.contracts.model_bundle import VerifiedBundle
+from edge_runtime.contracts.neck_angles import NECK_ANGLE_NAMES
+from edge_runtime.contracts.recording import ImuRecording
+from edge_runtime.contracts.rom_assessment import AssessmentConfig, assess_session
+from edge_runtime.hub.forces import ForceEstimator, ForceStatistics, force_ceiling_n, muscle_groups
+from edge_runtime.hub.frames import FrameBlock, FramePairer
+from edge_runtime.hub.storage import HubStore, NewRecord, StorageFullError
+from edge_runtime.hub.tracking import CalibrationSettings, KinematicBlock, NeckTracker
+from edge_runtime.sensors import SensorRanges, SensorRole
+
+log = logging.getLogger(__name__)
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    rate_hz: float = 100.0
+    epoch_s: float = 10.0
+    lost_s: float = 1.0  # a sensor silent this long is lost (its frames are filled and marked)
+    break_s: float = 3.0  # unusable this long: the session ends
+    max_session_s: float = 1800.0
+    max_pending_records: int = 2000
+    calibration: CalibrationSettings = field(default_factory=CalibrationSettings)
+    assessment: AssessmentConfig = field(default_factory=AssessmentConfig)
+
+
+def _session_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
+
+
+class _Epoch:
+    def __init__(self, index: int, muscles: int) -> None:
+        self.index, self.frames = index, 0
+        self.t: list[FloatArray] = []
+        self.flags: list[npt.NDArray[np.uint16]] = []
+        self.angles: list[FloatArray] = []
+        self.force_sum, self.force_peak = np.zeros(muscles), np.zeros(muscles)
+        self.force_frames = 0
+
+
+class Session:
+    """One session's state: tracker, epoch in progress, and what its summary needs."""
+
+    def __init__(self, pipeline: HubPipeline, t0_s: float) -> None:
+        self.p, self.id, self.t0_s = pipeline, _session_id(), t0_s
+        self.started_utc = datetime.now(UTC).isoformat(timespec="seconds")
+        cfg = pipeline.settings
+        self.tracker = NeckTracker(cfg.rate_hz, pipeline.use_magnetometer, cfg.calibration)
+        self.stats = ForceStatistics(pipeline.spec.outputs, pipeline.groups, pipeline.ceiling)
+        self.t: list[FloatArray] = []
+        self.angles: list[FloatArray] = []
+        self.flags: list[npt.NDArray[np.uint16]] = []
+        self.out_of_range = np.zeros(pipeline.spec.n_inputs)
+        self.logged = 0  # flag bits already logged in this session
+        self.epoch: _Epoch | None = None
+        self.calibration_recorded = False
+
+    def consume(self, block: KinematicBlock) -> list[NewRecord]:
+        records: list[NewRecord] = []
+        if len(block.t_s) == 0:
+            return records
+        if self.tracker.calibration is not None and not self.calibration_recorded:
+            self.calibration_recorded = True
+            info = dict(self.tracker.calibration_info or {})
+            for key in ("neutral_s", "nod_s"):
+                info[key] = [round(v - self.t0_s, 3) for v in info[key]]  # type: ignore[attr-defined]
+            records.append(
+                self.p.record("calibration", {**info, "rejected": self.tracker.rejected}, self.id)
+            )
+        kin = block.kinematics
+        forces, outside, counts = self.p.estimator.estimate(kin)
+        flags = block.flags | np.where(outside, OUT_OF_RANGE, 0).astype(np.uint16)
+        self.out_of_range += counts
+        self._log_new_flags(flags, block.t_s)
+        usable = np.isfinite(forces).all(axis=1) & ((flags & INVALID) == 0)
+        self.stats.add(forces[usable])
+        angles = np.where(((flags & INVALID) == 0)[:, None], kin[:, :3], np.nan)
+        self.t.append(block.t_s)
+        self.angles.append(angles)
+        self.flags.append(flags)
+        epoch_of = np.floor((block.t_s - self.t0_s) / self.p.settings.epoch_s).astype(np.int64)
+        for e in np.unique(epoch_of):
+            rows = epoch_of == e
+            if self.epoch is not None and self.epoch.index != e:
+                records.append(self._epoch_record(self.epoch))
+                self.epoch = None
+            if self.epoch is None:
+                self.epoch = _Epoch(int(e), len(self.p.spec.outputs))
+            ep = self.epoch
+            ep.frames += int(rows.sum())
+            ep.t.append(block.t_s[rows])
+            ep.flags.append(flags[rows])
+            ep.angles.append(angles[rows])
+            used = forces[rows & usable]
+            if len(used):
+                ep.force_sum += used.sum(axis=0)
+                ep.force_peak = np.maximum(ep.force_peak, used.max(axis=0))
+                ep.force_frames += len(used)
+        return records
+
+    def _log_new_flags(self, flags: npt.NDArray[np.uint16], t: FloatArray) -> None:
+        for bit, name in FLAG_NAMES.items():
+            if bit == UNCALIBRATED or self.logged & bit:
+                continue
+            hit = np.flatnonzero(flags & bit)
+            if hit.size:
+                self.logged |= bit
+                log.warning(
+                    "session %s: %s from t = %.2f s (logged once per session; the "
+                    "spans are marked in the records)",
+                    self.id,
+                    name,
+                    t[hit[0]] - self.t0_s,
+                )
+
+    def _epoch_record(self, ep: _Epoch) -> NewRecord:
+        t, flags = np.concatenate(ep.t), np.concatenate(ep.flags)
+        angles = np.degrees(np.concatenate(ep.angles))
+        known = np.isfinite(angles).all(axis=1)
+        ang: dict[str, Any] = {"names": list(NECK_ANGLE_NAMES)}
+        for what, fn in (("min_deg", np.min), ("max_deg", np.max), ("mean_deg", np.mean)):
+            ang[what] = np.round(fn(angles[known], axis=0), 2).tolist() if known.any() else None
+        n = max(ep.force_frames, 1)
+        payload = {
+            "start_s": round(float(t[0] - self.t0_s), 3),
+            "end_s": round(float(t[-1] - self.t0_s), 3),
+            "frames": ep.frames,
+            "usable_frames": int(((flags & (INVALID | UNCALIBRATED)) == 0).sum()),
+            "angles": ang,
+            "force_frames": ep.force_frames,
+            "force_mean_n": np.round(ep.force_sum / n, 2).tolist() if ep.force_frames else None,
+            "force_peak_n": np.round(ep.force_peak, 2).tolist() if ep.force_frames else None,
+            "marks": list(flag_spans(flags, t - self.t0_s)),
+        }
+        return self.p.record("epoch", payload, self.id)
+
+    def close(self, reason: str) -> list[NewRecord]:
+        records = self.consume(self.tracker.finish())
+        if self.epoch is not None:
+            records.append(self._epoch_record(self.epoch))
+            self.epoch = None
+        records.append(self.p.record("session", self._summary(reason), self.id))
+        return records
+
+    def _summary(self, reason: str) -> dict[str, Any]:
+        p = self.p
+        t = np.concatenate(self.t) if self.t else np.zeros(0)
+        flags = np.concatenate(self.flags) if self.flags else np.zeros(0, dtype=np.uint16)
+        angles = np.concatenate(self.angles) if self.angles else np.zeros((0, 3))
+        calibrated = (flags & UNCALIBRATED) == 0
+        assessment: dict[str, Any] | None = None
+        note = None
+        if p.envelope is None:
+            note = "the installed model bundle carries no motion envelope"
+        elif calibrated.sum() < 2:
+            note = "not calibrated: no neutral hold followed by a nod was found"
+        else:
+            result = assess_session(
+                t[calibrated] - self.t0_s, angles[calibrated], p.envelope, p.settings.assessment
+            )
+            assessment = result.to_dict()
+        return {
+            "started_utc": self.started_utc,
+            "source_t0_s": round(self.t0_s, 3),
+            "duration_s": round(float(t[-1] - t[0]) + 1 / p.settings.rate_hz, 3) if len(t) else 0.0,
+            "end_reason": reason,
+            "frames": len(t),
+            "usable_frames": int(((flags & (INVALID | UNCALIBRATED)) == 0).sum()),
+            "calibration": self.tracker.calibration_info,
+            "calibration_rejected": self.tracker.rejected,
+            "assessment": assessment,
+            "assessment_note": note,
+            "envelope_clamped_fields": p.envelope_clamped,
+            "forces": self.stats.to_dict(),
+            "out_of_range": {
+                "frames": int(((flags & OUT_OF_RANGE) != 0).sum()),
+                "features": {
+                    f: int(c) for f, c in zip(p.spec.features, self.out_of_range, strict=True) if c
+                },
+            },
+            "marks": list(flag_spans(flags, t - self.t0_s)),
+            "model": {"bundle_version": p.bundle_version},
+            "profile": p.profile.to_dict(),
+        }
+
+
+class HubPipeline:
+    """Sensor chunks in, records into the store (module docstring)."""
+
+    def __init__(
+        self,
+        store: HubStore,
+        bundle: VerifiedBundle,
+        profile: Anthropometrics,
+        settings: PipelineSettings | None = None,
+        head: SensorRanges | None = None,
+        trunk: SensorRanges | None = None,
+        use_magnetometer: bool | None = None,
+    ) -> None:
+        self.store, self.settings, self.profile = store, settings or PipelineSettings(), profile
+        self.spec = bundle.spec
+        self.bundle_version = str(bundle.manifest.get("bundle_version"))
+        self.estimator = ForceEstimator(bundle.model, bundle.spec, profile)
+        self.groups = muscle_groups(bundle.manifest, bundle.spec.outputs)
+        self.ceiling = force_ceiling_n(bundle.spec)
+        self.envelope: MotionEnvelope | None = None
+        self.envelope_clamped: list[str] = []
+        if bundle.envelope is not None:
+            self.envelope, self.envelope_clamped = bundle.envelope.for_subject(profile)
+        self.pairer = FramePairer(
+            self.settings.rate_hz,
+            head or SensorRanges(),
+            trunk or SensorRanges(),
+            self.settings.lost_s,
+        )
+        self._use_magnetometer = use_magnetometer
+        self.session: Session | None = None
+        self.invalid_run = 0
+        self.pending: deque[NewRecord] = deque()
+        self.dropped_epochs = 0
+        self.storage_full_logged = False
+        self.sessions_closed = 0
+
+    @property
+    def use_magnetometer(self) -> bool:
+        if self._use_magnetometer is not None:
+            return self._use_magnetometer
+        return self.pairer.has_magnetometers
+
+    def record(self, kind: str, payload: dict[str, Any], session_id: str | None) -> NewRecord:
+        return NewRecord(kind, {"format": RECORD_FORMAT, **payload}, session_id)
+
+    def event(self, name: str, **fields: Any) -> None:
+        """Store an event record (waits in memory like any record when the disk is full)."""
+        self._write([self.record("event", {"event": name, **fields}, None)])
+
+    # -- feeding -------------------------------------------------------------------------
+    def push(self, role: SensorRole, chunk: ImuRecording) -> None:
+        self.pairer.push(role, chunk)
+        self._process(self.pairer.take())
+
+    def close(self) -> None:
+        """End of input: flush the sensors, close the session, write what waits."""
+        self._process(self.pairer.take(flush=True))
+        if self.session is not None:
+            self._write(self.session.close("end_of_input"))
+            self.session = None
+            self.sessions_closed += 1
+        self._write([])
+
+    def _process(self, block: FrameBlock | None) -> None:
+        if block is None:
+            return
+        records: list[NewRecord] = []
+        rate = self.settings.rate_hz
+        start = 0
+        invalid = (block.flags & INVALID) != 0
+        while start < len(block):
+            if self.session is None:
+                usable = np.flatnonzero(~invalid[start:])
+                if usable.size == 0:
+                    break
+                start += int(usable[0])
+                self.invalid_run = 0
+                self.session = Session(self, float(block.t_s[start]))
+            stop = self._session_stop(block, invalid, start)
+            part = _slice_block(block, start, stop)
+            records += self.session.consume(self.session.tracker.push(part))
+            start = stop
+            if stop < len(block) or self._break_reached():
+                reason = (
+                    "sensors_unusable"
+                    if self.invalid_run >= self.settings.break_s * rate
+                    else "max_duration"
+                )
+                records += self.session.close(reason)
+                self.session = None
+                self.sessions_closed += 1
+        self._write(records)
+
+    def _session_stop(self, block: FrameBlock, invalid: npt.NDArray[np.bool_], start: int) -> int:
+        """Where the open session ends within the block (len(block) when it goes on)."""
+        assert self.session is not None
+        rate, cfg = self.settings.rate_hz, self.settings
+        limit = len(block)
+        elapsed = (block.t_s - self.session.t0_s) >= cfg.max_session_s
+        if elapsed[start:].any():
+            limit = start + int(np.argmax(elapsed[start:]))
+        break_frames = round(cfg.break_s * rate)
+        run = self.invalid_run
+        for i in range(start, limit):
+            run = run + 1 if invalid[i] else 0
+            if run >= break_frames:
+                self.invalid_run = run
+                return i + 1
+        self.invalid_run = run
+        return limit
+
+    def _break_reached(self) -> bool:
+        return self.invalid_run >= round(self.settings.break_s * self.settings.rate_hz)
+
+    # -- storing -------------------------------------------------------------------------
+    def _write(self, records: list[NewRecord]) -> None:
+        self.pending.extend(records)
+        while len(self.pending) > self.settings.max_pending_records:
+            victim = next((r for r in self.pending if r.kind == "epoch"), None)
+            if victim is None:
+                break
+            self.pending.remove(victim)
+            self.dropped_epochs += 1
+        if not self.pending:
+            return
+        batch = list(self.pending)
+        try:
+            self.store.append_many(batch)
+        except StorageFullError as exc:
+            if not self.storage_full_logged:
+                log.error(
+                    "%s; %d record(s) wait in memory and will be written when space returns",
+                    exc,
+                    len(batch),
+                )
+                self.storage_full_logged = True
+            return
+        self.pending.clear()
+        if self.storage_full_logged or self.dropped_epochs:
+            self.storage_full_logged = False
+            event = {"event": "storage_full_recovered", "epochs_dropped": self.dropped_epochs}
+            self.dropped_epochs = 0
+            self.store.append_many([self.record("event", event, None)])
+            log.warning("storage: space is back; the waiting records are written")
+
+
+def _slice_block(block: FrameBlock, start: int, stop: int) -> FrameBlock:
+    from edge_runtime.hub.frames import SensorFrames
+
+    def cut(s: SensorFrames) -> SensorFrames:
+        return SensorFrames(s.gyr_rad_s[start:stop], s.acc_m_s2[start:stop], s.mag_ut[start:stop])
+
+    return FrameBlock(
+        block.index0 + start,
+        block.t_s[start:stop],
+        cut(block.head),
+        cut(block.trunk),
+        block.flags[start:stop],
+    )
