@@ -25,7 +25,12 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.contracts.accuracy import r2_per_column
-from edge_runtime.contracts.bundle import BundleError, load_private_key, write_bundle
+from edge_runtime.contracts.bundle import (
+    BundleError,
+    load_private_key,
+    parse_bundle_version,
+    write_bundle,
+)
 from edge_runtime.contracts.envelope import EnvelopeError, EnvelopeGrid
 from edge_runtime.contracts.errors import ContractError
 from edge_runtime.contracts.feature_spec import FeatureSpec
@@ -121,6 +126,11 @@ def quantize(
     started = time.perf_counter()
     if out.exists():
         raise QuantizationError(f"{out} already exists: choose a new bundle directory")
+    if bundle_version is not None:
+        try:
+            parse_bundle_version(bundle_version)
+        except ValueError as exc:
+            raise QuantizationError(f"--version: {exc}") from exc
     key = load_private_key(key_path)
     envelope = load_envelope_grid(envelope_path)
     manifest, spec, calib_path, gate = load_run_inputs(run)

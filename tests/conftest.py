@@ -76,3 +76,40 @@ def learning_run(learning_dataset: Path, tmp_path_factory: pytest.TempPathFactor
                          calibration_samples=5000, gate_samples=3000, batch_size=256)  # fmt: skip
     train(learning_dataset, run, config)
     return run
+
+
+@pytest.fixture(scope="session")
+def signing_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    from edge_runtime.contracts.bundle import generate_key_pair
+
+    key = tmp_path_factory.mktemp("keys") / "signing.key"
+    return key, generate_key_pair(key)
+
+
+QUANT_PYTHON = REPO / ".venv-quant" / "bin" / "python"
+# the test network is tiny; the gate itself is tested with an impossible tolerance
+TEST_TOLERANCE = "0.05"
+
+
+@pytest.fixture(scope="session")
+def quantized_bundle(
+    learning_run: Path,
+    signing_keys: tuple[Path, Path],
+    envelope_grid_file: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    """A real signed int8 bundle (version 1.0.0) from ``cervical quantize`` on ``learning_run``."""
+    import subprocess
+    import sys
+
+    if not QUANT_PYTHON.is_file():
+        pytest.skip(f"{QUANT_PYTHON} absent: run `make venv-quant` (make test builds it)")
+    out = tmp_path_factory.mktemp("bundles") / "b1"
+    cervical = str(Path(sys.executable).with_name("cervical"))
+    r = subprocess.run([cervical, "quantize", "--run", str(learning_run), "--out", str(out),
+                        "--key", str(signing_keys[0]), "--tolerance", TEST_TOLERANCE,
+                        "--version", "1.0.0", "--envelope", str(envelope_grid_file)],
+                       capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "[quantize] gate:" in r.stderr and "golden vectors reproduced" in r.stdout
+    return out

@@ -104,6 +104,18 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
     return key
 
 
+def parse_bundle_version(version: object) -> tuple[int, ...]:
+    """Bundle versions are dotted non-negative integers (``2026.11.24.112935``), compared
+    numerically: a hub installs only a newer one. Raises ValueError naming the version."""
+    try:
+        parts = tuple(int(p) for p in str(version).split("."))
+    except ValueError:
+        parts = ()
+    if not parts or any(p < 0 for p in parts):
+        raise ValueError(f"bundle version {version!r} is not dotted non-negative integers")
+    return parts
+
+
 def write_bundle(
     out_dir: Path,
     files: dict[str, bytes],
@@ -115,6 +127,10 @@ def write_bundle(
     directory and renamed, so a failed write leaves nothing behind."""
     if out_dir.exists():
         raise BundleError(out_dir, "already exists; choose a new bundle directory")
+    try:
+        parse_bundle_version(bundle_version)
+    except ValueError as exc:
+        raise BundleError(out_dir, str(exc)) from exc
     for name in files:
         if name in (MANIFEST, SIGNATURE) or "/" in name or name.startswith("."):
             raise BundleError(out_dir / name, "not an allowed payload file name")

@@ -43,12 +43,13 @@ class ImuRecording:
 
     @property
     def rate_hz(self) -> float:
-        """Nominal sampling rate: the median interval's inverse."""
+        """Nominal sampling rate: the median interval's inverse, rounded to 1 µHz (so that a
+        100 Hz recording's float timestamps give exactly 100.0, as a configured rate does)."""
         dt = np.diff(self.t_s)
         dt = dt[np.isfinite(dt) & (dt > 0)]
         if dt.size == 0:
             raise RecordingError("recording: fewer than two increasing timestamps")
-        return 1.0 / float(np.median(dt))
+        return round(1.0 / float(np.median(dt)), 6)
 
     def write_csv(self, path: Path) -> None:
         columns = IMU_COLUMNS + (MAG_COLUMNS if self.mag_ut is not None else ())

@@ -80,6 +80,7 @@ class SensorGrid:
     _segments: list[_Segment] = field(default_factory=list)
     _pending_flags: int = 0
     _reversed_run: int = 0
+    _lost_until: int = 0  # frames filled as lost: samples for them arrive late, are discarded
 
     @property
     def available(self) -> int:
@@ -99,15 +100,26 @@ class SensorGrid:
             idx = np.where(np.isfinite(t), np.round((t - t0_s) * self.rate_hz), -np.inf)
         last = self.next_index - 1
         running = np.maximum.accumulate(np.concatenate([[last], idx]))[:-1]
+        late = (idx < self._lost_until) & np.isfinite(idx)
         keep = idx > running
-        self._track_reversed(keep, chunk, t0_s)
+        self._track_reversed(keep | late, chunk, t0_s)
+        if late.any():  # the frames they belong to are already out as SENSOR_LOST
+            values, idx, keep = values[~late], idx[~late], keep[~late]
         kept_idx = idx[keep].astype(np.int64)
         kept = values[keep]
-        if (~keep).any():
-            self._pending_flags |= TIME_REVERSED
+        # a discarded sample marks the next kept one (or the next chunk's first)
+        positions = np.flatnonzero(keep)
+        after = np.searchsorted(positions, np.flatnonzero(~keep))
         if kept_idx.size == 0:
+            if (~keep).any():
+                self._pending_flags |= TIME_REVERSED
             return
         sample_flags = self._sample_flags(kept)
+        if after.size:
+            marked = after[after < len(kept)]
+            sample_flags[marked] |= TIME_REVERSED
+            if (after >= len(kept)).any():
+                self._pending_flags |= TIME_REVERSED
         previous = np.concatenate([[self.next_index - 1], kept_idx[:-1]])
         gaps = kept_idx - previous - 1
         start = 0
@@ -167,6 +179,7 @@ class SensorGrid:
         will be discarded (they land below ``next_index``)."""
         self._append_gap(count, SENSOR_LOST | DROPPED)
         self.next_index += count
+        self._lost_until = self.next_index
 
     def take(self, n: int) -> tuple[FloatArray, npt.NDArray[np.uint16]]:
         data = np.full((n, 9), np.nan)

@@ -26,7 +26,13 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge_runtime.contracts.anthropometrics import Anthropometrics
-from edge_runtime.contracts.bundle import MANIFEST, MODEL, SIGNATURE, BundleError
+from edge_runtime.contracts.bundle import (
+    MANIFEST,
+    MODEL,
+    SIGNATURE,
+    BundleError,
+    parse_bundle_version,
+)
 from edge_runtime.contracts.model_bundle import VerifiedBundle, verify_model_bundle
 from edge_runtime.hub.forces import ForceEstimator
 
@@ -41,14 +47,10 @@ class InstallError(Exception):
 
 
 def parse_version(version: object) -> tuple[int, ...]:
-    """Bundle versions are dotted numbers (``2026.11.24.112935``), compared numerically."""
     try:
-        parts = tuple(int(p) for p in str(version).split("."))
+        return parse_bundle_version(version)
     except ValueError as exc:
-        raise InstallError(f"bundle version {version!r} is not dotted numbers") from exc
-    if not parts or any(p < 0 for p in parts):
-        raise InstallError(f"bundle version {version!r} is not dotted numbers")
-    return parts
+        raise InstallError(str(exc)) from exc
 
 
 def self_test(bundle: VerifiedBundle, profile: Anthropometrics) -> None:

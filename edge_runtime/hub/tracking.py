@@ -37,7 +37,7 @@ from edge_runtime.fusion import (
     calibrate,
 )
 from edge_runtime.hub.frames import FrameBlock, SensorFrames
-from edge_runtime.rotations import matrix_to_rotvec, quat_to_matrix
+from edge_runtime.rotations import matrix_to_rotvec, mean_rotation, quat_to_matrix
 
 log = logging.getLogger(__name__)
 FloatArray = npt.NDArray[np.float64]
@@ -190,6 +190,7 @@ class NeckTracker:
         self._candidate: tuple[int, int] | None = None  # neutral window, buffer indices
         self._nod_start: int | None = None
         self._released: list[tuple[FloatArray, Flags]] = []
+        self._scanned = 0  # buffer frames the calibration search has looked at
 
     def push(self, block: FrameBlock, flush: bool = False) -> KinematicBlock:
         r_head, r_trunk = self.head.update(block.head), self.trunk.update(block.trunk)
@@ -253,15 +254,23 @@ class NeckTracker:
         )
 
     def _search(self) -> None:
+        """Scan the new frames in steps of at most 0.5 s, so the outcome does not depend on
+        how the stream was chunked (a later still window must not hide an earlier nod)."""
+        step = max(1, round(0.5 * self.rate_hz))
+        while self.calibration is None and self._scanned < len(self._buf["t"]):
+            end = min(len(self._buf["t"]), self._scanned + step)
+            self._search_until(end)
+            self._scanned = max(self._scanned, end)
+
+    def _search_until(self, n: int) -> None:
         b, cal = self._buf, self.cal
-        n, window = len(b["t"]), max(2, round(cal.neutral_s * self.rate_hz))
-        settled = b["seen"] >= cal.settle_s * self.rate_hz
+        window = max(2, round(cal.neutral_s * self.rate_hz))
         if self._nod_start is None:
-            self._find_neutral(window, settled)
+            self._find_neutral(window, n)
         if self._candidate is None:
             return
         start, stop = self._candidate
-        excursion = self._excursion_deg(start, stop)
+        excursion = self._excursion_deg(start, stop, n)
         if self._nod_start is None:
             beyond = np.flatnonzero(excursion[stop:] > cal.nod_min_deg)
             if beyond.size == 0:
@@ -303,27 +312,26 @@ class NeckTracker:
         }
         self._drop_before(start)
 
-    def _find_neutral(self, window: int, settled: npt.NDArray[np.bool_]) -> None:
+    def _find_neutral(self, window: int, n: int) -> None:
+        """The latest still window ending in the frames scanned now (before ``n``)."""
         b = self._buf
-        n = len(b["t"])
-        if n < window:
+        lo = max(0, self._scanned - window + 1)
+        if n - lo < window:
             return
-        lo = max(0, n - window - 2 * round(self.rate_hz))  # only windows ending recently
+        settled = b["seen"][lo:n] >= self.cal.settle_s * self.rate_hz
         ref = b["rel"][lo]
-        v = matrix_to_rotvec(np.swapaxes(ref, 0, 1)[None] @ b["rel"][lo:])
+        v = matrix_to_rotvec(np.swapaxes(ref, 0, 1)[None] @ b["rel"][lo:n])
         windows = np.lib.stride_tricks.sliding_window_view(v, window, axis=0)  # (m, 3, w)
         spread = np.degrees(np.linalg.norm(windows.max(axis=2) - windows.min(axis=2), axis=1))
-        ok = np.lib.stride_tricks.sliding_window_view(b["valid"][lo:] & settled[lo:], window)
+        ok = np.lib.stride_tricks.sliding_window_view(b["valid"][lo:n] & settled, window)
         good = np.flatnonzero((spread < self.cal.still_deg) & ok.all(axis=1))
         if good.size:
             start = lo + int(good[-1])
             self._candidate = (start, start + window)
 
-    def _excursion_deg(self, start: int, stop: int) -> FloatArray:
-        from edge_runtime.rotations import mean_rotation
-
+    def _excursion_deg(self, start: int, stop: int, n: int) -> FloatArray:
         neutral = mean_rotation(self._buf["rel"][start:stop])
-        rel = self._buf["rel"] @ neutral.T
+        rel = self._buf["rel"][:n] @ neutral.T
         return np.degrees(np.linalg.norm(matrix_to_rotvec(rel), axis=1))
 
     def _drop_before(self, index: int) -> None:
@@ -337,6 +345,7 @@ class NeckTracker:
             self._candidate = (self._candidate[0] - index, self._candidate[1] - index)
         if self._nod_start is not None:
             self._nod_start -= index
+        self._scanned = max(0, self._scanned - index)
 
     def _release_uncalibrated(self, flush: bool) -> KinematicBlock:
         b = self._buf

@@ -56,6 +56,8 @@ class SimSpec:
         values: dict[str, object] = {}
         for item in filter(None, text.split(",")):
             key, sep, value = item.partition("=")
+            if not sep:
+                raise SensorError(spec, f"parameter {item!r} needs a value (key=value)")
             try:
                 if key == "seed" or key == "repeats":
                     values[key] = int(value)
@@ -67,8 +69,6 @@ class SimSpec:
                     raise SensorError(spec, f"unknown parameter {key!r}")
             except ValueError as exc:
                 raise SensorError(spec, f"{key} = {value!r} is not a number") from exc
-            if not sep:
-                raise SensorError(spec, f"parameter {item!r} needs a value (key=value)")
         parsed = cls(**values)  # type: ignore[arg-type]
         unknown = sorted(set(parsed.restrict) - set(SECTORS))
         if unknown:

@@ -23,13 +23,9 @@ from edge_runtime.contracts.bundle import (
 )
 from edge_runtime.contracts.feature_spec import FeatureSpec
 from edge_runtime.contracts.force_model import ForceModel
-from tests.conftest import REPO
+from tests.conftest import QUANT_PYTHON, REPO
 
 CERVICAL = str(Path(sys.executable).with_name("cervical"))
-QUANT_PYTHON = REPO / ".venv-quant" / "bin" / "python"
-TEST_TOLERANCE = (
-    "0.05"  # the test network is tiny; the gate itself is tested with an impossible one
-)
 
 
 def cervical(*args: str) -> subprocess.CompletedProcess[str]:
@@ -38,33 +34,19 @@ def cervical(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    key = tmp_path_factory.mktemp("keys") / "signing.key"
-    return key, generate_key_pair(key)
+def keys(signing_keys: tuple[Path, Path]) -> tuple[Path, Path]:
+    return signing_keys
 
 
 @pytest.fixture(scope="module")
-def bundle(
-    learning_run: Path,
-    keys: tuple[Path, Path],
-    envelope_grid_file: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Path:
-    if not QUANT_PYTHON.is_file():
-        pytest.skip(f"{QUANT_PYTHON} absent: run `make venv-quant` (make test builds it)")
-    out = tmp_path_factory.mktemp("bundles") / "b1"
-    r = cervical("quantize", "--run", str(learning_run), "--out", str(out), "--key", str(keys[0]),
-                 "--tolerance", TEST_TOLERANCE, "--version", "1.0.0-test",
-                 "--envelope", str(envelope_grid_file))  # fmt: skip
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "[quantize] gate:" in r.stderr and "golden vectors reproduced" in r.stdout
-    return out
+def bundle(quantized_bundle: Path) -> Path:
+    return quantized_bundle
 
 
 def test_bundle_contents(bundle: Path, learning_run: Path) -> None:
     manifest = json.loads((bundle / MANIFEST).read_text())
     assert sorted(p.name for p in bundle.iterdir()) == [MANIFEST, SIGNATURE, MODEL]
-    assert manifest["bundle_version"] == "1.0.0-test"
+    assert manifest["bundle_version"] == "1.0.0"
     assert manifest["io_quantisation"]["dtype"] == "int8"
     assert manifest["ops"] == ["RESHAPE v1", "FULLY_CONNECTED v4"]
     assert manifest["envelope"]["format"] == "cervical-envelope-grid/1"
@@ -119,7 +101,7 @@ def test_verify_accepts_and_rejects(bundle: Path, keys: tuple[Path, Path], tmp_p
     cases = {
         "model": (broken("model", flip_model_byte), pub, "model.tflite: SHA-256 differs"),
         "manifest": (broken("manifest", lambda b: (b / MANIFEST).write_text(
-            (b / MANIFEST).read_text().replace('"1.0.0-test"', '"9.9.9"'))), pub,
+            (b / MANIFEST).read_text().replace('"1.0.0"', '"9.9.9"'))), pub,
             "signature does not match"),
         "wrong key": (bundle, other_pub, "signature does not match"),
         "no signature": (broken("nosig", lambda b: (b / SIGNATURE).unlink()), pub,
