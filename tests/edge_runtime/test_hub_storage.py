@@ -58,10 +58,15 @@ def test_full_disk_raises_clearly_keeps_everything_and_frees_synced_space(tmp_pa
     path = tmp_path / "hub.db"
     store = HubStore(path, max_bytes=120_000)
     written = 0
-    with pytest.raises(StorageFullError, match="storage full") as info:
+
+    def fill() -> None:
+        nonlocal written
         for i in range(10_000):
             store.append("epoch", {"i": i, "pad": "x" * 400})
             written += 1
+
+    with pytest.raises(StorageFullError, match="storage full") as info:
+        fill()
     assert str(path) in str(info.value) and written > 50
     assert store.integrity() == "ok" and store.last_seq == written  # the failed one rolled back
     store.ack(written // 2)

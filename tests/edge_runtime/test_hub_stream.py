@@ -10,7 +10,6 @@ from edge_runtime.contracts.neck_angles import neck_kinematics, rotation_from_ne
 from edge_runtime.contracts.recording import ImuRecording
 from edge_runtime.fusion import neck_kinematics_from_imus
 from edge_runtime.hub.forces import ForceStatistics
-from edge_runtime.imu_sim import SimulationSetup, simulate_imus
 from edge_runtime.hub.frames import FramePairer
 from edge_runtime.hub.tracking import (
     CalibrationSettings,
@@ -19,6 +18,7 @@ from edge_runtime.hub.tracking import (
     StreamingDerivatives,
     concatenate_blocks,
 )
+from edge_runtime.imu_sim import SimulationSetup, simulate_imus
 from edge_runtime.sensors import SensorRanges
 from edge_runtime.sensors.replay import chunked
 from edge_runtime.sensors.sim import SimSource, SimSpec
@@ -38,19 +38,31 @@ def test_streaming_derivatives_equal_the_offline_filter() -> None:
         while pos < n:
             stop = min(n, pos + int(rng.integers(1, 60)))
             sl = slice(pos, stop)
-            parts.append(stream.push(np.arange(n)[sl] / 100.0, np.zeros(stop - pos, np.uint16),
-                                     angles[sl], valid[sl], flush=stop == n).kinematics)  # fmt: skip
+            parts.append(
+                stream.push(
+                    np.arange(n)[sl] / 100.0,
+                    np.zeros(stop - pos, np.uint16),
+                    angles[sl],
+                    valid[sl],
+                    flush=stop == n,
+                ).kinematics
+            )
             pos = stop
         np.testing.assert_allclose(np.concatenate(parts), reference, atol=1e-9)
 
 
-def _run_tracker(spec: SimSpec, chunk_s: float = 0.5) -> tuple[KinematicBlock, NeckTracker, SimSource, SimSource]:  # fmt: skip
+def _run_tracker(
+    spec: SimSpec, chunk_s: float = 0.5
+) -> tuple[KinematicBlock, NeckTracker, SimSource, SimSource]:
     head, trunk = SimSource(spec, "head"), SimSource(spec, "trunk")
     pairer = FramePairer(100.0, head.ranges, trunk.ranges)
     tracker = NeckTracker(100.0, True, CalibrationSettings())
     out = []
-    for h, t in zip(chunked(head.recording, chunk_s, False), chunked(trunk.recording, chunk_s, False),
-                    strict=True):  # fmt: skip
+    for h, t in zip(
+        chunked(head.recording, chunk_s, False),
+        chunked(trunk.recording, chunk_s, False),
+        strict=True,
+    ):
         pairer.push("head", h)
         pairer.push("trunk", t)
         block = pairer.take()
@@ -76,17 +88,20 @@ def test_neck_angles_from_simulated_imus_within_2_deg_and_equal_to_offline(seed:
     assert (rmse < 2.0).all(), rmse
     info = tracker.calibration_info
     offline = neck_kinematics_from_imus(
-        head.recording, trunk.recording,
+        head.recording,
+        trunk.recording,
         neutral_s=(info["neutral_s"][0], info["neutral_s"][1] + 0.005),  # type: ignore[index]
         nod_s=(info["nod_s"][0], info["nod_s"][1] + 0.005),  # type: ignore[index]
         nod_direction=info["nod_direction"],  # type: ignore[arg-type]
-    )  # fmt: skip
-    np.testing.assert_allclose(kin.kinematics[calibrated, :3], offline.angles_rad[calibrated],
-                               atol=1e-9)  # fmt: skip
+    )
+    np.testing.assert_allclose(
+        kin.kinematics[calibrated, :3], offline.angles_rad[calibrated], atol=1e-9
+    )
     # derivatives too, past the first half window (the stream's run starts at calibration)
     inner = np.flatnonzero(calibrated)[8:]
-    np.testing.assert_allclose(kin.kinematics[inner, 3:6], offline.velocities_rad_s[inner],
-                               atol=1e-9)  # fmt: skip
+    np.testing.assert_allclose(
+        kin.kinematics[inner, 3:6], offline.velocities_rad_s[inner], atol=1e-9
+    )
 
 
 def test_a_rotation_first_is_rejected_as_a_nod_and_frames_stay_uncalibrated() -> None:
@@ -96,8 +111,9 @@ def test_a_rotation_first_is_rejected_as_a_nod_and_frames_stay_uncalibrated() ->
     angles = np.zeros((len(rotation), 3))
     angles[:, 2] = np.radians(60.0) * rotation  # left rotation, no nod
     t = np.arange(len(angles)) / rate
-    session = simulate_imus(t, rotation_from_neck_angles(angles),
-                            SimulationSetup(calm_s=23.0), seed=1)  # fmt: skip
+    session = simulate_imus(
+        t, rotation_from_neck_angles(angles), SimulationSetup(calm_s=23.0), seed=1
+    )
     pairer = FramePairer(rate, SensorRanges(), SensorRanges())
     pairer.push("head", session.head)
     pairer.push("trunk", session.trunk)
@@ -166,5 +182,6 @@ def test_force_statistics_match_numpy_within_a_bin() -> None:
             exact = np.percentile(series[:, j], q)
             bin_n = 2 * np.sqrt(exact) * np.sqrt(400.0) / 256 + 0.1  # one bin on the sqrt scale
             assert entry[f"p{q}_n"] == pytest.approx(exact, abs=bin_n)
-    assert summary["groups"]["ab"]["p90_n"] == pytest.approx(np.percentile(series[:, 3], 90),
-                                                             rel=0.03)  # fmt: skip
+    assert summary["groups"]["ab"]["p90_n"] == pytest.approx(
+        np.percentile(series[:, 3], 90), rel=0.03
+    )

@@ -27,8 +27,10 @@ class EmulatedLsm6dso:
         for k in range(len(rec.t_s)):
             ts = int(self.ticks[k]) % (1 << 32)  # the counter wraps during this recording
             self.words.append(bytes([chip.TAG_TIMESTAMP << 3]) + ts.to_bytes(4, "little") + b"\0\0")
-            for tag, values, lsb in ((chip.TAG_GYRO, rec.gyr_rad_s[k], chip.GYR_RAD_S_PER_LSB),
-                                     (chip.TAG_ACC, rec.acc_m_s2[k], chip.ACC_M_S2_PER_LSB)):  # fmt: skip
+            for tag, values, lsb in (
+                (chip.TAG_GYRO, rec.gyr_rad_s[k], chip.GYR_RAD_S_PER_LSB),
+                (chip.TAG_ACC, rec.acc_m_s2[k], chip.ACC_M_S2_PER_LSB),
+            ):
                 raw = np.clip(np.round(values / lsb), -32768, 32767).astype("<i2")
                 self.words.append(bytes([tag << 3]) + raw.tobytes())
         self.available = 0
@@ -129,7 +131,11 @@ def test_sim_source_pairs_head_and_trunk_and_keeps_the_truth() -> None:
     truth = head.protocol.truth_angles_rad
     assert math.degrees(truth[:, 2].min()) == pytest.approx(-62.4 * 0.9 * 0.5, abs=0.1)
     assert math.degrees(truth[:, 2].max()) == pytest.approx(62.5 * 0.9, abs=0.1)
-    for bad, message in (("seed=x", "not a number"), ("restrict=sideways", "unknown sectors"),
-                         ("speed=3", "unknown parameter"), ("seed", "needs a value")):  # fmt: skip
+    for bad, message in (
+        ("seed=x", "not a number"),
+        ("restrict=sideways", "unknown sectors"),
+        ("speed=3", "unknown parameter"),
+        ("seed", "needs a value"),
+    ):
         with pytest.raises(SensorError, match=message):
             open_source(f"sim:{bad}", "head")

@@ -1,0 +1,423 @@
+"""The hub end to end with a real signed int8 bundle: replay, bad input, model installs, the
+daemon under SIGTERM, and the edge benchmark."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_runtime.contracts import hub_records as hr
+from edge_runtime.contracts.accuracy import r2_per_column
+from edge_runtime.contracts.anthropometrics import Anthropometrics, write_profile
+from edge_runtime.contracts.bundle import (
+    MANIFEST,
+    MODEL,
+    load_private_key,
+    load_public_key,
+    write_bundle,
+)
+from edge_runtime.contracts.force_model import ForceModel
+from edge_runtime.contracts.model_bundle import verify_model_bundle
+from edge_runtime.contracts.neck_angles import rotation_from_neck_angles
+from edge_runtime.contracts.recording import ImuRecording
+from edge_runtime.contracts.rom_assessment import AssessmentConfig
+from edge_runtime.hub.models import InstallError, ModelSlots
+from edge_runtime.hub.pipeline import HubPipeline
+from edge_runtime.hub.storage import HubStore
+from edge_runtime.imu_sim import SimulationSetup, simulate_imus
+from edge_runtime.synthetic import WARMUP_S, protocol_angles, random_subject
+
+CERVICAL = str(Path(sys.executable).with_name("cervical"))
+
+
+def cervical(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CERVICAL, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def wearer(quantized_bundle: Path, signing_keys: tuple[Path, Path]) -> Anthropometrics:
+    """A wearer at the grid's reference node (no clamping)."""
+    checked = verify_model_bundle(quantized_bundle, load_public_key(signing_keys[1]))
+    assert checked.envelope is not None
+    node = {k: float(v[-1]) for k, v in checked.envelope.axes.items()}
+    return Anthropometrics(sex="male", stature_m=1.76, **node)
+
+
+def _session(
+    bundle: Path, pub: Path, wearer: Anthropometrics, seed: int
+) -> tuple[ImuRecording, ImuRecording, tuple[str, ...]]:
+    """A restricted synthetic wearer's protocol rendered as two IMU recordings."""
+    checked = verify_model_bundle(bundle, load_public_key(pub))
+    assert checked.envelope is not None
+    envelope, _ = checked.envelope.for_subject(wearer)
+    rng = np.random.default_rng(seed)
+    subject = random_subject(rng, envelope, True, AssessmentConfig(), seed)
+    _, truth, _, _ = protocol_angles(subject.amplitudes_rad(envelope))
+    angles = np.concatenate([np.zeros((int(WARMUP_S * 100), 3)), truth])
+    t = np.arange(len(angles)) / 100.0
+    sim = simulate_imus(
+        t, rotation_from_neck_angles(angles), SimulationSetup(calm_s=WARMUP_S + 3.0), seed=seed
+    )
+    return sim.head, sim.trunk, subject.restricted
+
+
+def _run(
+    pipeline: HubPipeline, head: ImuRecording, trunk: ImuRecording, chunk_s: float = 0.5
+) -> None:
+    """Deliver both recordings as a hub would receive them: by time, half a second at a time."""
+    start = float(min(np.nanmin(head.t_s), np.nanmin(trunk.t_s)))
+    end = float(max(np.nanmax(head.t_s), np.nanmax(trunk.t_s)))
+    for k in range(int((end - start) / chunk_s) + 1):
+        lo, hi = start + k * chunk_s, start + (k + 1) * chunk_s
+        for role, rec in (("head", head), ("trunk", trunk)):
+            # a sample belongs to the chunk its predecessor's time falls in, so a sample with a
+            # bad timestamp travels with its neighbours as it would on a real bus
+            ref = np.maximum.accumulate(np.nan_to_num(rec.t_s, nan=-np.inf))
+            sl = (ref >= lo) & (ref < hi)
+            part = ImuRecording(
+                rec.t_s[sl],
+                rec.gyr_rad_s[sl],
+                rec.acc_m_s2[sl],
+                None if rec.mag_ut is None else rec.mag_ut[sl],
+            )
+            pipeline.push(role, part)  # type: ignore[arg-type]
+    pipeline.close()
+
+
+def test_replay_gives_int8_forces_within_the_gate_and_the_expected_flags(
+    quantized_bundle: Path,
+    signing_keys: tuple[Path, Path],
+    learning_run: Path,
+    wearer: Anthropometrics,
+    tmp_path: Path,
+) -> None:
+    head, trunk, restricted = _session(quantized_bundle, signing_keys[1], wearer, seed=21)
+    checked = verify_model_bundle(quantized_bundle, load_public_key(signing_keys[1]))
+    store = HubStore(tmp_path / "hub.db")
+    pipeline = HubPipeline(store, checked, wearer)
+    seen: list[np.ndarray] = []
+    estimate = pipeline.estimator.estimate
+
+    def spy(kin: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        seen.append(kin.copy())
+        return estimate(kin)
+
+    pipeline.estimator.estimate = spy  # type: ignore[method-assign]
+    _run(pipeline, head, trunk)
+    sessions = store.records_of_kind("session")
+    assert len(sessions) == 1
+    summary = sessions[0].payload
+    assert set(summary["assessment"]["flagged"]) == set(restricted)
+    assert summary["calibration"] is not None and summary["format"] == hr.RECORD_FORMAT
+    # the same features through the float model: int8 stays within the bundle's gate
+    kin = np.concatenate(seen)
+    kin = kin[np.isfinite(kin).all(axis=1)]
+    from edge_runtime.contracts.feature_spec import feature_matrix
+
+    x = feature_matrix(kin, wearer, checked.spec.features)
+    lo, hi = np.array(checked.spec.input_range).T
+    inside = ((x >= lo) & (x <= hi)).all(axis=1)  # outside the training range: flagged, not gated
+    assert inside.sum() > 1000, inside.sum()
+    x = x[inside]
+    int8 = pipeline.estimator.model.forces(x)
+    float_model = ForceModel(
+        (learning_run / "tflite" / "model_float32.tflite").read_bytes(), checked.spec
+    )
+    reference = float_model.forces(x)
+    r2 = r2_per_column(reference, int8)
+    varying = reference.std(axis=0) > 1e-3
+    tolerance = checked.manifest["metrics"]["tolerance_r2"]
+    assert (r2[varying] >= 1 - tolerance).all(), (r2.min(), tolerance)
+    gate_mean = checked.manifest["metrics"]["mean_abs_error_int8_vs_float_n"]
+    assert np.abs(int8 - reference).mean() <= 3 * gate_mean, (
+        np.abs(int8 - reference).mean(),
+        gate_mean,
+    )
+    # stored statistics are those of the forces computed
+    stats = summary["forces"]
+    all_int8 = pipeline.estimator.model.forces(feature_matrix(kin, wearer, checked.spec.features))
+    assert stats["frames"] == len(kin)
+    muscle = checked.spec.outputs[0]
+    assert stats["muscles"][muscle]["peak_n"] == pytest.approx(all_int8[:, 0].max(), abs=0.01)
+    epochs = store.records_of_kind("epoch")
+    assert sum(e.payload["frames"] for e in epochs) == len(head.t_s)
+    store.close()
+
+
+def test_bad_input_is_marked_and_never_crashes_or_loses_records(
+    quantized_bundle: Path,
+    signing_keys: tuple[Path, Path],
+    wearer: Anthropometrics,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    head, trunk, _ = _session(quantized_bundle, signing_keys[1], wearer, seed=5)
+    n = len(head.t_s)
+    head.gyr_rad_s[3000:3010] = np.nan  # NaN samples
+    head.acc_m_s2[3100:3105, 0] = np.inf  # inf samples
+    head.gyr_rad_s[3200:3204, 2] = math.radians(2000)  # saturated axis
+    t = head.t_s.copy()
+    t[3300] = t[3290]  # backwards
+    keep = np.ones(n, dtype=bool)
+    keep[3400:3420] = False  # dropped samples
+    keep[4000:4600] = False  # the head sensor disappears for 6 s and comes back
+    head = ImuRecording(t[keep], head.gyr_rad_s[keep], head.acc_m_s2[keep], head.mag_ut[keep])  # type: ignore[index]
+    checked = verify_model_bundle(quantized_bundle, load_public_key(signing_keys[1]))
+    store = HubStore(tmp_path / "hub.db")
+    store.append("event", {"stored": "before"})
+    pipeline = HubPipeline(store, checked, wearer)
+    _run(pipeline, head, trunk)
+    sessions = store.records_of_kind("session")
+    assert [s.payload["end_reason"] for s in sessions] == ["sensors_unusable", "end_of_input"]
+    reasons = {m["reason"] for s in sessions for m in s.payload["marks"]}
+    assert {
+        "non_finite_samples",
+        "saturated_axis",
+        "timestamp_backwards",
+        "dropped_samples",
+        "sensor_lost",
+    } <= reasons
+    for name in ("non_finite_samples", "saturated_axis", "sensor_lost"):
+        assert caplog.text.count(f"{name} from") == 1  # logged once
+    assert store.records_after(0, 1)[0].payload == {"stored": "before"}
+    assert sessions[1].payload["calibration"] is None  # a new session must calibrate again
+    store.close()
+
+
+def test_a_full_disk_keeps_records_waiting_until_space_returns(
+    quantized_bundle: Path,
+    signing_keys: tuple[Path, Path],
+    wearer: Anthropometrics,
+    tmp_path: Path,
+) -> None:
+    head, trunk, _ = _session(quantized_bundle, signing_keys[1], wearer, seed=9)
+    checked = verify_model_bundle(quantized_bundle, load_public_key(signing_keys[1]))
+    store = HubStore(tmp_path / "hub.db", max_bytes=60_000)
+    filler = 0
+    try:
+        while True:
+            store.append("event", {"pad": "z" * 2000})
+            filler += 1
+    except Exception:
+        pass
+    pipeline = HubPipeline(store, checked, wearer)
+    _run(pipeline, head, trunk)  # nothing raised
+    assert any(r.kind == "session" for r in pipeline.pending)  # waiting, not lost
+    store.ack(store.last_seq)  # the gateway synced: retention may now make room
+    pipeline.event("sync_done")
+    assert not pipeline.pending
+    kinds = [r.kind for r in store.records_after(filler, 10_000)]
+    assert "session" in kinds and kinds[-1] == "event"
+    store.close()
+
+
+def _resign(bundle: Path, key: Path, out: Path, version: str, model: bytes | None = None) -> Path:
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    for field in ("format", "bundle_version", "created_utc", "signing_key_fingerprint", "files"):
+        manifest.pop(field)
+    payload = model if model is not None else (bundle / MODEL).read_bytes()
+    return write_bundle(out, {MODEL: payload}, manifest, load_private_key(key), version)
+
+
+def test_model_installs_switch_atomically_self_test_and_roll_back(
+    quantized_bundle: Path,
+    signing_keys: tuple[Path, Path],
+    wearer: Anthropometrics,
+    tmp_path: Path,
+) -> None:
+    key, pub = signing_keys
+    slots = ModelSlots(tmp_path / "models", load_public_key(pub))
+    with pytest.raises(InstallError, match="no model installed"):
+        slots.active()
+    slots.install(quantized_bundle, wearer)
+    assert slots.current_slot == "slot-a"
+    with pytest.raises(InstallError, match="not newer"):
+        slots.install(quantized_bundle, wearer)
+    v2 = _resign(quantized_bundle, key, tmp_path / "v2", "2.0.0")
+    slots.install(v2, wearer)
+    assert slots.current_slot == "slot-b"
+    assert slots.active().manifest["bundle_version"] == "2.0.0"
+    # a tampered bundle is refused before anything changes
+    bad = tmp_path / "bad"
+    shutil.copytree(_resign(quantized_bundle, key, tmp_path / "v3", "3.0.0"), bad)
+    (bad / MODEL).write_bytes((bad / MODEL).read_bytes()[:-8] + b"\0" * 8)
+    with pytest.raises(InstallError, match="refused"):
+        slots.install(bad, wearer)
+    assert slots.current_slot == "slot-b"
+
+    def failing(bundle: object, profile: object) -> None:
+        raise RuntimeError("forces not finite on this hub")
+
+    with pytest.raises(InstallError, match="rolled back to slot-b"):
+        slots.install(tmp_path / "v3", wearer, test=failing)
+    assert slots.current_slot == "slot-b" and slots.active().manifest["bundle_version"] == "2.0.0"
+    slots.install(quantized_bundle, wearer, force=True)  # a lower version, forced
+    assert slots.active().manifest["bundle_version"] == "1.0.0"
+    # the running slot corrupted on disk: the hub falls back to the other verified slot
+    current = tmp_path / "models" / str(slots.current_slot)
+    (current / MODEL).write_bytes(b"corrupt")
+    assert slots.active().manifest["bundle_version"] == "2.0.0"
+
+
+def _hub_config(
+    tmp: Path,
+    bundle: Path,
+    pub: Path,
+    wearer: Anthropometrics,
+    head: str,
+    trunk: str,
+    realtime: bool,
+) -> Path:
+    write_profile(wearer, tmp / "profile.toml")
+    slots = ModelSlots(tmp / "models", load_public_key(pub))
+    slots.install(bundle, wearer)
+    config = tmp / "hub.toml"
+    config.write_text(
+        f'[hub]\ndatabase = "hub.db"\nmodels = "models"\npublic_key = "{pub}"\n'
+        f'profile = "profile.toml"\nrealtime = {str(realtime).lower()}\n'
+        f'[sensors]\nhead = "{head}"\ntrunk = "{trunk}"\n[pipeline]\nepoch_s = 5.0\n'
+    )
+    return config
+
+
+def test_daemon_runs_sim_sensors_and_stops_cleanly_on_sigterm(
+    quantized_bundle: Path,
+    signing_keys: tuple[Path, Path],
+    wearer: Anthropometrics,
+    tmp_path: Path,
+) -> None:
+    config = _hub_config(
+        tmp_path,
+        quantized_bundle,
+        signing_keys[1],
+        wearer,
+        "sim:seed=3",
+        "sim:seed=3",
+        realtime=True,
+    )
+    proc = subprocess.Popen(
+        [CERVICAL, "edge", "run", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        if (tmp_path / "hub.db").exists():
+            with HubStore(tmp_path / "hub.db") as store:
+                if store.records_of_kind("epoch"):
+                    break
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    assert "hub stopped cleanly" in stderr
+    with HubStore(tmp_path / "hub.db") as store:
+        events = [r.payload["event"] for r in store.records_of_kind("event")]
+        assert events == ["hub_started", "hub_stopped"]
+        assert store.records_of_kind("session")[0].payload["end_reason"] == "end_of_input"
+        assert store.integrity() == "ok"
+
+
+def test_replay_cli_and_refusals(
+    quantized_bundle: Path,
+    signing_keys: tuple[Path, Path],
+    wearer: Anthropometrics,
+    tmp_path: Path,
+) -> None:
+    head, trunk, restricted = _session(quantized_bundle, signing_keys[1], wearer, seed=33)
+    head.write_csv(tmp_path / "head.csv")
+    trunk.write_csv(tmp_path / "trunk.csv")
+    write_profile(wearer, tmp_path / "profile.toml")
+    args = [
+        "edge",
+        "replay",
+        "--head",
+        str(tmp_path / "head.csv"),
+        "--trunk",
+        str(tmp_path / "trunk.csv"),
+        "--bundle",
+        str(quantized_bundle),
+        "--profile",
+        str(tmp_path / "profile.toml"),
+        "--db",
+        str(tmp_path / "hub.db"),
+        "--pubkey",
+        str(signing_keys[1]),
+    ]
+    r = cervical(*args)
+    assert r.returncode == 0, r.stderr
+    assert "x real time" in r.stdout and restricted[0] in r.stdout
+    other = tmp_path / "other.key"
+    from edge_runtime.contracts.bundle import generate_key_pair
+
+    wrong = generate_key_pair(other)
+    r = cervical(*[str(wrong) if a == str(signing_keys[1]) else a for a in args])
+    assert r.returncode == 2 and "signature" in r.stderr
+    (tmp_path / "bad.csv").write_text("t_s,gyr_x\n0,1\n")
+    r = cervical(*[str(tmp_path / "bad.csv") if a.endswith("head.csv") else a for a in args])
+    assert r.returncode == 2 and "bad.csv" in r.stderr and "header" in r.stderr
+    r = cervical(
+        "edge",
+        "orientation",
+        "--recording",
+        str(tmp_path / "head.csv"),
+        "--out",
+        str(tmp_path / "q.csv"),
+    )
+    assert r.returncode == 0 and "9D" in r.stdout
+    q = np.loadtxt(tmp_path / "q.csv", delimiter=",", skiprows=1)
+    assert q.shape == (len(head.t_s), 5)
+    np.testing.assert_allclose(np.linalg.norm(q[:, 1:], axis=1), 1.0, atol=1e-6)
+
+
+def test_bench_edge_json(quantized_bundle: Path, signing_keys: tuple[Path, Path]) -> None:
+    r = cervical(
+        "bench",
+        "edge",
+        "--bundle",
+        str(quantized_bundle),
+        "--pubkey",
+        str(signing_keys[1]),
+        "--seconds",
+        "60",
+        "--repeats",
+        "1",
+        "--json",
+    )
+    assert r.returncode == 0, r.stderr
+    figures = json.loads(r.stdout)
+    assert {"realtime_factor", "us_per_frame", "peak_rss_mb"} <= set(figures)
+    assert figures["realtime_factor"] > 1 and 20 < figures["peak_rss_mb"] < 2000
+
+
+def test_config_errors_name_the_key(tmp_path: Path) -> None:
+    from edge_runtime.hub.config import ConfigError, load_config
+
+    path = tmp_path / "hub.toml"
+    base = (
+        '[hub]\ndatabase = "a.db"\nmodels = "m"\npublic_key = "k.pub"\nprofile = "p.toml"\n'
+        '[sensors]\nhead = "sim:seed=1"\ntrunk = "sim:seed=1"\n'
+    )
+    path.write_text(base + "[pipeline]\nepoch_seconds = 5\n")
+    with pytest.raises(ConfigError, match="epoch_seconds"):
+        load_config(path)
+    path.write_text(base + "[calibration]\nnod_min_deg = 'big'\n")
+    with pytest.raises(ConfigError, match="nod_min_deg"):
+        load_config(path)
+    path.write_text(base + "[assessment]\nmin_deficit_deg = 15\n")
+    cfg = load_config(path)
+    assert cfg.pipeline.assessment.min_deficit_deg == 15.0 and cfg.database == tmp_path / "a.db"
+    assert replace(cfg, realtime=False).realtime is False
