@@ -37,6 +37,13 @@ demo: $(STAMP) $(QSTAMP) $(DEMO_OUT)/reference.osim $(DEMO_OUT)/subject-123.osim
 	$(VENV)/bin/cervical envelope --population $(DEMO_OUT)/population.parquet --subject 123 \
 		--out $(DEMO_OUT)/envelope-123.json --plot $(DEMO_OUT)/envelope-123.png
 	$(VENV)/bin/cervical bench assessment --envelope $(DEMO_OUT)/bundle --subjects 100
+	$(VENV)/bin/cervical edge simulate --sim seed=3,restrict=right_rotation+left_bend \
+		--out-dir $(DEMO_OUT)/hub-recordings
+	$(VENV)/bin/cervical edge replay --head $(DEMO_OUT)/hub-recordings/head.csv \
+		--trunk $(DEMO_OUT)/hub-recordings/trunk.csv --bundle $(DEMO_OUT)/bundle \
+		--profile deploy/profile.example.toml --db $(DEMO_OUT)/hub.db --pubkey $(DEMO_OUT)/signing.pub
+	$(VENV)/bin/cervical bench edge --bundle $(DEMO_OUT)/bundle --pubkey $(DEMO_OUT)/signing.pub \
+		--seconds 120 --repeats 1
 
 # A short training run on the demo dataset (2 minutes), its signed int8 bundle and the hub checks.
 $(DEMO_OUT)/run: | $(STAMP)

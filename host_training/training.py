@@ -287,7 +287,6 @@ def _subject_rows(frames: Frames, subjects: tuple[int, ...]) -> npt.NDArray[np.b
 ProgressFn = Callable[[str, float, float, str], None]  # (stage, done, total, detail)
 
 
-
 def _muscle_entries(muscles: Sequence[str], fmax: Sequence[float]) -> list[dict[str, Any]]:
     """Name, maximum isometric force and functional/anatomical groups of each output muscle
     (the hub reports force statistics per group)."""

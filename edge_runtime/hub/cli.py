@@ -74,6 +74,33 @@ def orientation(
     out.print(f"wrote {out_path}: {len(quat)} orientations, VQF {mode}, {rec.rate_hz:.1f} Hz")
 
 
+@edge_app.command("simulate")
+def simulate(
+    sim: Annotated[str, typer.Option(help="Simulation spec, e.g. seed=3,restrict=right_rotation.")],
+    out_dir: Annotated[Path, typer.Option(help="Directory for head.csv, trunk.csv, truth.csv.")],
+) -> None:
+    """Write a simulated wearer's head and trunk recordings (warm-up, neutral hold, nod, the ten
+    directions) and the true neck angles, for replay and tests."""
+    from edge_runtime.contracts.neck_angles import NECK_ANGLE_NAMES
+    from edge_runtime.sensors.sim import SimSource, SimSpec
+
+    try:
+        spec = SimSpec.parse(sim)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for role in ("head", "trunk"):
+            SimSource(spec, role).recording.write_csv(out_dir / f"{role}.csv")
+    except USER_ERRORS as exc:
+        raise _fail(exc) from exc
+    source = SimSource(spec, "head")
+    truth = np.column_stack([source.recording.t_s, source.protocol.truth_angles_rad])
+    header = "t_s," + ",".join(NECK_ANGLE_NAMES)
+    np.savetxt(out_dir / "truth.csv", truth, delimiter=",", header=header, comments="")
+    out.print(
+        f"wrote {out_dir}/head.csv, trunk.csv and truth.csv: {len(truth)} samples at "
+        f"{spec.rate_hz:g} Hz; restricted: {', '.join(spec.restrict) or 'none'}"
+    )
+
+
 @edge_app.command("replay")
 def replay(
     head: Annotated[Path, typer.Option(help="Head sensor recording CSV.")],
