@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -29,33 +30,31 @@ WORKER = "edge_runtime.hub.bench"
 
 
 def _worker(
-    head: Path, trunk: Path, bundle: Path, pubkey: Path, profile: Path, db: Path, repeats: int
+    mode: str, recordings: Path, bundle: Path, pubkey: Path, profile: Path, db: Path
 ) -> dict[str, Any]:
-    """Runs in the pinned child: both paths, ``repeats`` times each, interleaved."""
+    """Runs in a fresh pinned interpreter: one path once; its time and the process's peak RSS.
+    The recordings come as arrays (a hub gets chunks from its sensors, never a whole file)."""
     import numpy as np
 
     from edge_runtime.contracts.anthropometrics import read_profile
     from edge_runtime.contracts.bundle import load_public_key
-    from edge_runtime.contracts.feature_spec import feature_matrix
     from edge_runtime.contracts.model_bundle import verify_model_bundle
     from edge_runtime.contracts.recording import ImuRecording
-    from edge_runtime.contracts.rom_assessment import assess_session
-    from edge_runtime.fusion import neck_kinematics_from_imus
-    from edge_runtime.hub.forces import ForceEstimator
-    from edge_runtime.hub.pipeline import HubPipeline
-    from edge_runtime.hub.storage import HubStore
-    from edge_runtime.sensors.replay import chunked
 
     checked = verify_model_bundle(bundle, load_public_key(pubkey))
     wearer = read_profile(profile)
-    recs = [ImuRecording.read_csv(head), ImuRecording.read_csv(trunk)]
-    frames = len(recs[0].t_s)
-    assert checked.envelope is not None
-    envelope, _ = checked.envelope.for_subject(wearer)
-    stream_s, offline_s, windows = [], [], None
-    for k in range(repeats):
-        t0 = time.perf_counter()
-        with HubStore(db.with_name(f"{db.stem}-{k}.db")) as store:
+    with np.load(recordings) as data:
+        recs = [
+            ImuRecording(data["t_s"], data[f"{r}_gyr"], data[f"{r}_acc"], data[f"{r}_mag"])
+            for r in ("head", "trunk")
+        ]
+    t0 = time.perf_counter()
+    if mode == "stream":
+        from edge_runtime.hub.pipeline import HubPipeline
+        from edge_runtime.hub.storage import HubStore
+        from edge_runtime.sensors.replay import chunked
+
+        with HubStore(db) as store:
             pipeline = HubPipeline(store, checked, wearer)
             for h, t in zip(
                 chunked(recs[0], 0.5, False), chunked(recs[1], 0.5, False), strict=True
@@ -63,16 +62,18 @@ def _worker(
                 pipeline.push("head", h)
                 pipeline.push("trunk", t)
             pipeline.close()
-            session = store.records_of_kind("session")[-1].payload
-        stream_s.append(time.perf_counter() - t0)
-        cal = session["calibration"]
-        windows = (
-            tuple(v + session["source_t0_s"] - recs[0].t_s[0] for v in cal["neutral_s"]),
-            tuple(v + session["source_t0_s"] - recs[0].t_s[0] for v in cal["nod_s"]),
-        )
-        t0 = time.perf_counter()
+            calibration = store.records_of_kind("session")[-1].payload["calibration"]
+    else:
+        from edge_runtime.contracts.feature_spec import feature_matrix
+        from edge_runtime.contracts.rom_assessment import assess_session
+        from edge_runtime.fusion import neck_kinematics_from_imus
+        from edge_runtime.hub.forces import ForceEstimator
+
+        assert checked.envelope is not None
+        envelope, _ = checked.envelope.for_subject(wearer)
+        cal = json.loads(mode.partition(":")[2])
         kin = neck_kinematics_from_imus(
-            recs[0], recs[1], windows[0], windows[1], cal["nod_direction"]
+            recs[0], recs[1], tuple(cal["neutral_s"]), tuple(cal["nod_s"]), cal["nod_direction"]
         )
         columns = np.concatenate(
             [kin.angles_rad, kin.velocities_rad_s, kin.accelerations_rad_s2], axis=1
@@ -82,13 +83,28 @@ def _worker(
             feature_matrix(columns[ok], wearer, checked.spec.features)
         )
         assess_session(kin.t_s, kin.angles_rad, envelope)
-        offline_s.append(time.perf_counter() - t0)
+        calibration = cal
     return {
-        "frames": frames,
-        "stream_s": min(stream_s),
-        "offline_s": min(offline_s),
+        "frames": len(recs[0].t_s),
+        "seconds": time.perf_counter() - t0,
+        "calibration": calibration,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
     }
+
+
+def _run_worker(args: list[str], cpu: int) -> dict[str, Any]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        ["taskset", "-c", str(cpu), sys.executable, "-m", WORKER, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench worker failed:\n{proc.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
 
 
 def measure_edge(bundle: Path, pubkey: Path, seconds: float, repeats: int) -> dict[str, Any]:
@@ -105,34 +121,35 @@ def measure_edge(bundle: Path, pubkey: Path, seconds: float, repeats: int) -> di
     spec = SimSpec(seed=1, repeats=max(1, round(seconds / (WARMUP_S + protocol_s))))
     with tempfile.TemporaryDirectory(prefix="cervical-bench-edge-") as tmp:
         work = Path(tmp)
-        for role in ("head", "trunk"):
-            SimSource(spec, role).recording.write_csv(work / f"{role}.csv")
+        head, trunk = (SimSource(spec, role).recording for role in ("head", "trunk"))
+        np.savez(
+            work / "rec.npz",
+            t_s=head.t_s,
+            head_gyr=head.gyr_rad_s,
+            head_acc=head.acc_m_s2,
+            head_mag=np.asarray(head.mag_ut),
+            trunk_gyr=trunk.gyr_rad_s,
+            trunk_acc=trunk.acc_m_s2,
+            trunk_mag=np.asarray(trunk.mag_ut),
+        )
         from edge_runtime.contracts.anthropometrics import Anthropometrics
 
         grid = checked.envelope.axes
         mid = {k: float(v[len(v) // 2]) for k, v in grid.items()}
         write_profile(Anthropometrics(sex="male", stature_m=1.75, **mid), work / "profile.toml")
-        args = [
-            str(work / "head.csv"),
-            str(work / "trunk.csv"),
-            str(bundle),
-            str(pubkey),
-            str(work / "profile.toml"),
-            str(work / "hub.db"),
-            str(repeats),
-        ]
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+        common = [str(work / "rec.npz"), str(bundle), str(pubkey), str(work / "profile.toml")]
         cpu = sorted(os.sched_getaffinity(0))[0]
-        proc = subprocess.run(
-            ["taskset", "-c", str(cpu), sys.executable, "-m", WORKER, *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"bench worker failed:\n{proc.stderr[-3000:]}")
-        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        stream, offline = [], []
+        for k in range(repeats):  # interleaved, each in a fresh interpreter
+            stream.append(_run_worker(["stream", *common, str(work / f"hub-{k}.db")], cpu))
+            cal = json.dumps(stream[-1]["calibration"])
+            offline.append(_run_worker([f"offline:{cal}", *common, str(work / "x.db")], cpu))
+        r = {
+            "frames": stream[0]["frames"],
+            "stream_s": min(x["seconds"] for x in stream),
+            "offline_s": min(x["seconds"] for x in offline),
+            "peak_rss_mb": max(x["peak_rss_mb"] for x in stream),
+        }
     duration_s = r["frames"] / 100.0
     return {
         "session_s": duration_s,
@@ -184,7 +201,4 @@ def bench_edge(
 
 if __name__ == "__main__":
     a = sys.argv[1:]
-    result = _worker(
-        Path(a[0]), Path(a[1]), Path(a[2]), Path(a[3]), Path(a[4]), Path(a[5]), int(a[6])
-    )
-    print(json.dumps(result))
+    print(json.dumps(_worker(a[0], Path(a[1]), Path(a[2]), Path(a[3]), Path(a[4]), Path(a[5]))))
