@@ -257,6 +257,7 @@ class HubPipeline:
         self.dropped_epochs = 0
         self.storage_full_logged = False
         self.sessions_closed = 0
+        self.unusable_since_s: float | None = None  # hub time the sensors became unusable
 
     @property
     def use_magnetometer(self) -> bool:
@@ -299,6 +300,14 @@ class HubPipeline:
                     break
                 start += int(usable[0])
                 self.invalid_run = 0
+                if self.unusable_since_s is not None:  # the span between sessions, marked
+                    span = {
+                        "event": "sensors_unusable",
+                        "from_t_s": round(self.unusable_since_s, 3),
+                        "to_t_s": round(float(block.t_s[start]), 3),
+                    }
+                    records.append(self.record("event", span, None))
+                    self.unusable_since_s = None
                 self.session = Session(self, float(block.t_s[start]))
             stop = self._session_stop(block, invalid, start)
             part = _slice_block(block, start, stop)
@@ -313,6 +322,8 @@ class HubPipeline:
                 records += self.session.close(reason)
                 self.session = None
                 self.sessions_closed += 1
+                if reason == "sensors_unusable":
+                    self.unusable_since_s = float(block.t_s[stop - 1])
         self._write(records)
 
     def _session_stop(self, block: FrameBlock, invalid: npt.NDArray[np.bool_], start: int) -> int:

@@ -191,6 +191,9 @@ def test_bad_input_is_marked_and_never_crashes_or_loses_records(
     } <= reasons
     for name in ("non_finite_samples", "saturated_axis", "sensor_lost"):
         assert caplog.text.count(f"{name} from") == 1  # logged once
+    gap = [e.payload for e in store.records_of_kind("event") if "event" in e.payload]
+    assert gap and gap[0]["event"] == "sensors_unusable"
+    assert gap[0]["to_t_s"] - gap[0]["from_t_s"] == pytest.approx(6.0 - 3.0, abs=0.2)
     assert store.records_after(0, 1)[0].payload == {"stored": "before"}
     assert sessions[1].payload["calibration"] is None  # a new session must calibrate again
     store.close()
