@@ -96,6 +96,8 @@ async def _process(
                 return
             continue
         ctx.pipeline.push(*item)
+        if stop.is_set():  # the rest of the queue is processed by the shutdown
+            return
 
 
 async def _housekeeping(ctx: HubContext, stop: asyncio.Event) -> None:

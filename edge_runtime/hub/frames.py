@@ -57,6 +57,20 @@ class FrameBlock:
     def __len__(self) -> int:
         return len(self.t_s)
 
+    def slice(self, start: int, stop: int) -> FrameBlock:
+        def cut(s: SensorFrames) -> SensorFrames:
+            return SensorFrames(
+                s.gyr_rad_s[start:stop], s.acc_m_s2[start:stop], s.mag_ut[start:stop]
+            )
+
+        return FrameBlock(
+            self.index0 + start,
+            self.t_s[start:stop],
+            cut(self.head),
+            cut(self.trunk),
+            self.flags[start:stop],
+        )
+
 
 @dataclass
 class _Segment:

@@ -310,7 +310,7 @@ class HubPipeline:
                     self.unusable_since_s = None
                 self.session = Session(self, float(block.t_s[start]))
             stop = self._session_stop(block, invalid, start)
-            part = _slice_block(block, start, stop)
+            part = block.slice(start, stop)
             records += self.session.consume(self.session.tracker.push(part))
             start = stop
             if stop < len(block) or self._break_reached():
@@ -377,18 +377,3 @@ class HubPipeline:
             self.dropped_epochs = 0
             self.store.append_many([self.record("event", event, None)])
             log.warning("storage: space is back; the waiting records are written")
-
-
-def _slice_block(block: FrameBlock, start: int, stop: int) -> FrameBlock:
-    from edge_runtime.hub.frames import SensorFrames
-
-    def cut(s: SensorFrames) -> SensorFrames:
-        return SensorFrames(s.gyr_rad_s[start:stop], s.acc_m_s2[start:stop], s.mag_ut[start:stop])
-
-    return FrameBlock(
-        block.index0 + start,
-        block.t_s[start:stop],
-        cut(block.head),
-        cut(block.trunk),
-        block.flags[start:stop],
-    )
