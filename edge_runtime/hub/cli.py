@@ -13,7 +13,6 @@ from typing import Annotated
 import numpy as np
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from edge_runtime.contracts.anthropometrics import read_profile
 from edge_runtime.contracts.bundle import BundleError, load_public_key
@@ -23,7 +22,7 @@ from edge_runtime.contracts.recording import ImuRecording, RecordingError
 from edge_runtime.hub.config import ConfigError, load_config
 from edge_runtime.hub.models import InstallError, ModelSlots
 from edge_runtime.hub.pipeline import HubPipeline, PipelineSettings
-from edge_runtime.hub.storage import HubStore, StorageError
+from edge_runtime.hub.storage import HubStore, StorageError, StoredRecord
 from edge_runtime.sensors import SensorError
 from edge_runtime.sensors.replay import chunked
 
@@ -139,23 +138,22 @@ def replay(
     _print_sessions(sessions)
 
 
-def _print_sessions(sessions: list) -> None:  # type: ignore[type-arg]
-    table = Table(title="sessions")
-    for col in ("session", "duration", "usable", "calibrated", "flagged", "insufficient", "marks"):
-        table.add_column(col)
+def _print_sessions(sessions: list[StoredRecord]) -> None:
+    """One block per session, full names (a table would truncate them on a narrow terminal)."""
     for r in sessions:
         p, a = r.payload, r.payload.get("assessment") or {}
         marks = sorted({m["reason"] for m in p["marks"]} - {"uncalibrated"})
-        table.add_row(
-            r.session_id,
-            f"{p['duration_s']:.1f} s",
-            f"{p['usable_frames'] / max(p['frames'], 1):.0%}",
-            "yes" if p["calibration"] else "no",
-            ", ".join(a.get("flagged", [])) or "-",
-            ", ".join(a.get("insufficient", [])) or "-",
-            ", ".join(marks) or "-",
-        )
-    out.print(table)
+        lines = [
+            f"session {r.session_id}: {p['duration_s']:.1f} s, "
+            f"{p['usable_frames'] / max(p['frames'], 1):.0%} usable, "
+            f"{'calibrated' if p['calibration'] else 'not calibrated'}, ended by {p['end_reason']}",
+            f"  flagged: {', '.join(a.get('flagged', [])) or 'none'}",
+            f"  insufficient data: {', '.join(a.get('insufficient', [])) or 'none'}",
+            f"  marks: {', '.join(marks) or 'none'}",
+        ]
+        if p.get("assessment_note"):
+            lines.append(f"  note: {p['assessment_note']}")
+        out.print("\n".join(lines), markup=False)
 
 
 @edge_app.command("run")
