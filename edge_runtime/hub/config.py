@@ -70,15 +70,18 @@ _PATH_KEYS = {"database", "models", "public_key", "profile"}
 
 
 def _build(cls: Any, values: dict[str, Any], where: str) -> Any:
-    known = {f.name: f for f in dataclasses.fields(cls)}
+    """A settings dataclass (every field has a default) from a TOML table: unknown keys and
+    values of the wrong type are refused, naming the key; ints are accepted for floats."""
+    defaults = cls()
+    known = sorted(f.name for f in dataclasses.fields(cls))
     unknown = sorted(set(values) - set(known))
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {known}")
     converted = {}
     for key, value in values.items():
-        default = getattr(cls(), key) if _has_defaults(cls) else None
-        if isinstance(default, tuple):
-            value = tuple(value) if isinstance(value, list) else value
+        default = getattr(defaults, key)
+        if isinstance(default, tuple) and isinstance(value, list):
+            value = tuple(value)
         if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if default is not None and not isinstance(value, type(default)):
@@ -88,14 +91,6 @@ def _build(cls: Any, values: dict[str, Any], where: str) -> Any:
         return cls(**converted)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from exc
-
-
-def _has_defaults(cls: Any) -> bool:
-    try:
-        cls()
-    except TypeError:
-        return False
-    return True
 
 
 def load_config(path: Path) -> HubConfig:

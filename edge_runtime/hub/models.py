@@ -8,8 +8,8 @@ Layout under the models directory::
 An install (1) verifies the offered bundle completely (signature, hashes, feature spec, op set,
 golden vectors on this hub's runtime) and refuses a version that is not newer than the one
 running unless forced; (2) copies it into the idle slot, fsyncs it and verifies the copy again;
-(3) switches ``current`` to it; (4) self-tests the installed bundle as the daemon will load it
-(verification, the envelope for this wearer, and a forward pass of plausible neck motion giving
+(3) switches ``current`` to it; (4) self-tests the verified copy for what the daemon needs
+(the envelope for this wearer, and a forward pass of plausible neck motion giving
 finite, non-negative forces). A failed self-test switches ``current`` back, so the hub never
 runs an unverified model and never ends up without the one it had.
 """
@@ -130,7 +130,7 @@ class ModelSlots:
             raise InstallError(f"the copy in {slot} does not verify: {exc}") from exc
         self._switch(slot)
         try:
-            test(self.active(), profile)
+            test(installed, profile)  # the verified copy that `current` now names
         except Exception as exc:  # any failure of the new model: go back to the old one
             if previous is not None:
                 self._switch(previous)
