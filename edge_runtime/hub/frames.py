@@ -101,6 +101,57 @@ class SensorGrid:
         return sum(s.count for s in self._segments)
 
     def push(self, chunk: ImuRecording, t0_s: float) -> None:
+        """Place a chunk's samples on the grid. A clock that stays behind for ``rebase_s`` (the
+        sensor reset its counter) is re-anchored at the sample where that becomes clear (so the
+        outcome does not depend on chunking), as if its samples had kept coming in real time."""
+        if len(chunk.t_s) == 0:
+            return
+        found = self._rebase_point(chunk, t0_s)
+        if found is None:
+            self._place(chunk, t0_s)
+            return
+        at, discarded = found
+        self._place(_cut(chunk, 0, at), t0_s)
+        raw = float(chunk.t_s[at])
+        # the discarded samples came in real time: they become a gap, keeping the two sensors
+        # aligned with each other
+        expected = t0_s + (self.next_index + discarded) / self.rate_hz
+        log.warning(
+            "%s sensor: its clock went back %.3f s and stayed there; re-anchored",
+            self.role,
+            expected - raw - self.offset_s,
+        )
+        self.offset_s = expected - raw
+        self._reversed_run = 0
+        self.push(_cut(chunk, at, len(chunk.t_s)), t0_s)
+
+    def _indices(
+        self, chunk: ImuRecording, t0_s: float
+    ) -> tuple[FloatArray, npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+        """Grid index of each sample, which to keep (strictly after everything before it), and
+        which arrived late for frames already filled as lost."""
+        t = chunk.t_s + self.offset_s
+        with np.errstate(invalid="ignore"):
+            idx = np.where(np.isfinite(t), np.round((t - t0_s) * self.rate_hz), -np.inf)
+        running = np.maximum.accumulate(np.concatenate([[self.next_index - 1], idx]))[:-1]
+        late = (idx < self._lost_until) & np.isfinite(idx)
+        return idx, idx > running, late
+
+    def _rebase_point(self, chunk: ImuRecording, t0_s: float) -> tuple[int, int] | None:
+        """The sample at which ``rebase_s`` of consecutive backwards samples is reached, and
+        how many were discarded before it."""
+        _, keep, late = self._indices(chunk, t0_s)
+        backwards = ~keep & ~late & np.isfinite(chunk.t_s)
+        limit = self.rebase_s * self.rate_hz
+        run = self._reversed_run
+        for k in range(len(backwards)):
+            run = run + 1 if backwards[k] else 0
+            if run > limit:
+                return k, run - 1
+        self._reversed_run = run
+        return None
+
+    def _place(self, chunk: ImuRecording, t0_s: float) -> None:
         if len(chunk.t_s) == 0:
             return
         mag = chunk.mag_ut
@@ -109,14 +160,7 @@ class SensorGrid:
         else:
             mag = np.full((len(chunk.t_s), 3), np.nan)
         values = np.concatenate([chunk.gyr_rad_s, chunk.acc_m_s2, mag], axis=1)
-        t = chunk.t_s + self.offset_s
-        with np.errstate(invalid="ignore"):
-            idx = np.where(np.isfinite(t), np.round((t - t0_s) * self.rate_hz), -np.inf)
-        last = self.next_index - 1
-        running = np.maximum.accumulate(np.concatenate([[last], idx]))[:-1]
-        late = (idx < self._lost_until) & np.isfinite(idx)
-        keep = idx > running
-        self._track_reversed(keep | late, chunk, t0_s)
+        idx, keep, late = self._indices(chunk, t0_s)
         if late.any():  # the frames they belong to are already out as SENSOR_LOST
             values, idx, keep = values[~late], idx[~late], keep[~late]
         kept_idx = idx[keep].astype(np.int64)
@@ -145,25 +189,6 @@ class SensorGrid:
             start = int(j)
         self._append_data(kept[start:], sample_flags[start:])
         self.next_index = int(kept_idx[-1]) + 1
-
-    def _track_reversed(self, keep: npt.NDArray[np.bool_], chunk: ImuRecording, t0: float) -> None:
-        """Re-anchor a clock that went back for good (a sensor reset its timestamp counter)."""
-        if keep.all():
-            self._reversed_run = 0
-            return
-        tail = len(keep) - (np.flatnonzero(keep)[-1] + 1 if keep.any() else 0)
-        self._reversed_run = tail if keep.any() else self._reversed_run + tail
-        finite = np.isfinite(chunk.t_s)
-        if self._reversed_run > self.rebase_s * self.rate_hz and finite.any():
-            latest = float(chunk.t_s[finite][-1])
-            expected = t0 + (self.next_index + 0.0) / self.rate_hz
-            self.offset_s = expected - latest
-            log.warning(
-                "%s sensor: its clock went back %.3f s and stayed there; re-anchored",
-                self.role,
-                expected - latest,
-            )
-            self._reversed_run = 0
 
     def _sample_flags(self, values: FloatArray) -> npt.NDArray[np.uint16]:
         flags = np.zeros(len(values), dtype=np.uint16)
@@ -263,3 +288,10 @@ class FramePairer:
     @property
     def has_magnetometers(self) -> bool:
         return self.grids["head"].has_magnetometer and self.grids["trunk"].has_magnetometer
+
+
+def _cut(chunk: ImuRecording, start: int, stop: int) -> ImuRecording:
+    mag = None if chunk.mag_ut is None else chunk.mag_ut[start:stop]
+    return ImuRecording(
+        chunk.t_s[start:stop], chunk.gyr_rad_s[start:stop], chunk.acc_m_s2[start:stop], mag
+    )

@@ -166,6 +166,19 @@ def test_frame_pairing_flags_every_defect() -> None:
     assert back is not None and len(back) == 100 and not back.flags.any()
 
 
+def test_a_sensor_clock_that_resets_is_re_anchored(caplog: pytest.LogCaptureFixture) -> None:
+    pairer = FramePairer(100.0, SensorRanges(), SensorRanges())
+    pairer.push("head", _frames(300))
+    pairer.push("head", _frames(500))  # the head sensor's clock restarted at 0 (3 s back)
+    pairer.push("trunk", _frames(800))
+    block = pairer.take()
+    assert block is not None and "re-anchored" in caplog.text
+    # discarded while behind (2 s, a gap), then re-anchored as if the samples came in real time
+    assert len(block) == 800 and not (block.flags & hr.SENSOR_LOST).any()
+    assert (block.flags[300:500] & hr.DROPPED).all() and block.flags[500] & hr.TIME_REVERSED
+    assert not block.flags[501:].any()
+
+
 def test_force_statistics_match_numpy_within_a_bin() -> None:
     rng = np.random.default_rng(1)
     forces = rng.gamma(0.6, 30.0, size=(20_000, 3))
