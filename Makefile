@@ -44,6 +44,7 @@ demo: $(STAMP) $(QSTAMP) $(DEMO_OUT)/reference.osim $(DEMO_OUT)/subject-123.osim
 		--profile deploy/profile.example.toml --db $(DEMO_OUT)/hub.db --pubkey $(DEMO_OUT)/signing.pub
 	$(VENV)/bin/cervical bench edge --bundle $(DEMO_OUT)/bundle --pubkey $(DEMO_OUT)/signing.pub \
 		--seconds 120 --repeats 1
+	scripts/ble_demo.sh $(DEMO_OUT) $(VENV)
 
 # A short training run on the demo dataset (2 minutes), its signed int8 bundle and the hub checks.
 $(DEMO_OUT)/run: | $(STAMP)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from edge_runtime.contracts.anthropometrics import Anthropometrics
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 HYOID_OSIM = SHARED / "reference" / "hyoid-1.2" / "HYOID_1.2_ScaledStrenght_UpdatedInertia.osim"
@@ -113,3 +115,15 @@ def quantized_bundle(
     assert r.returncode == 0, r.stderr[-3000:]
     assert "[quantize] gate:" in r.stderr and "golden vectors reproduced" in r.stdout
     return out
+
+
+@pytest.fixture(scope="session")
+def wearer(quantized_bundle: Path, signing_keys: tuple[Path, Path]) -> Anthropometrics:
+    """A wearer at the bundle's envelope grid reference node (no clamping)."""
+    from edge_runtime.contracts.bundle import load_public_key
+    from edge_runtime.contracts.model_bundle import verify_model_bundle
+
+    checked = verify_model_bundle(quantized_bundle, load_public_key(signing_keys[1]))
+    assert checked.envelope is not None
+    node = {k: float(v[-1]) for k, v in checked.envelope.axes.items()}
+    return Anthropometrics(sex="male", stature_m=1.76, **node)

@@ -13,6 +13,8 @@ import numpy as np
 import numpy.typing as npt
 
 RECORD_FORMAT = "cervical-hub-record/1"
+# the kinds of stored record (their order is the wire code in the GATT record frames)
+RECORD_KINDS: tuple[str, ...] = ("epoch", "session", "calibration", "event", "model")
 
 # per-frame quality flags (bits); a frame with any of the first five is not used for results
 DROPPED = 1 << 0  # no sample from a sensor for this frame (filled, not measured)

@@ -164,11 +164,29 @@ def run(config: Annotated[Path, typer.Option(help="Hub configuration (TOML).")])
         from edge_runtime.hub.daemon import run_hub
 
         cfg = load_config(config)
-        asyncio.run(run_hub(cfg))
+        services = []
+        if cfg.ble.transport:
+            from edge_runtime.ble.service import ble_service
+
+            services.append(ble_service(cfg.ble))
+        asyncio.run(run_hub(cfg, services))
     except InstallError as exc:
         raise _fail(exc, code=3) from exc
     except USER_ERRORS as exc:
         raise _fail(exc) from exc
+
+
+@edge_app.command("ble-identity")
+def ble_identity(config: Annotated[Path, typer.Option(help="Hub configuration (TOML).")]) -> None:
+    """The hub's BLE address and pairing passkey (created on first use): print them on the
+    hub's label; a phone or PC pairs by entering the passkey."""
+    from edge_runtime.ble.cli import show_identity
+
+    try:
+        cfg = load_config(config)
+    except USER_ERRORS as exc:
+        raise _fail(exc) from exc
+    show_identity(cfg.ble.state_dir)
 
 
 @edge_app.command("install")

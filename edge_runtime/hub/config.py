@@ -18,6 +18,7 @@ relative paths are relative to the file. Example (``deploy/hub.toml``)::
     [pipeline]      # PipelineSettings fields
     [calibration]   # CalibrationSettings fields
     [assessment]    # AssessmentConfig fields
+    [ble]           # BleSettings fields (no section or no transport: no BLE service)
 """
 
 from __future__ import annotations
@@ -38,6 +39,16 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class BleSettings:
+    """The BLE GATT service (``edge_runtime.ble``)."""
+
+    transport: str = ""  # "hci-socket:0" on a Pi, "tcp-client:HOST:PORT" for the virtual radio
+    state_dir: Path = Path("/var/lib/cervical/ble")  # identity and bonds (relative: to the file)
+    name: str = "Cervical hub"
+    advertising_interval_ms: float = 100.0
+
+
+@dataclass(frozen=True)
 class HubConfig:
     database: Path
     models: Path
@@ -50,6 +61,7 @@ class HubConfig:
     sensor_retry_s: float = 2.0
     realtime: bool = True  # pace replay/sim sources to the wall clock
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+    ble: BleSettings = field(default_factory=BleSettings)
 
     @property
     def max_database_bytes(self) -> int | None:
@@ -100,7 +112,7 @@ def load_config(path: Path) -> HubConfig:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    sections = {"hub", "sensors", "pipeline", "calibration", "assessment"}
+    sections = {"hub", "sensors", "pipeline", "calibration", "assessment", "ble"}
     unknown = sorted(set(data) - sections)
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {unknown}; known: {sorted(sections)}")
@@ -123,9 +135,17 @@ def load_config(path: Path) -> HubConfig:
         pipeline_values["rate_hz"] = sensors["rate_hz"]
     pipeline = _build(PipelineSettings, pipeline_values, f"{path} [pipeline]")
     pipeline = dataclasses.replace(pipeline, calibration=calibration, assessment=assessment)
+    ble_values = dict(data.get("ble", {}))
+    if "state_dir" in ble_values:
+        ble_values["state_dir"] = (path.parent / str(ble_values["state_dir"])).resolve()
+    ble = _build(BleSettings, ble_values, f"{path} [ble]")
     try:
         return HubConfig(
-            head=str(sensors["head"]), trunk=str(sensors["trunk"]), pipeline=pipeline, **hub
+            head=str(sensors["head"]),
+            trunk=str(sensors["trunk"]),
+            pipeline=pipeline,
+            ble=ble,
+            **hub,
         )
     except TypeError as exc:
         raise ConfigError(f"{path} [hub]: {exc}") from exc

@@ -5,6 +5,9 @@ processing task (pipeline and storage), a housekeeping task (retention), and any
 handed in (the BLE GATT service). SIGTERM or SIGINT stop it cleanly: readers stop, queued samples
 are processed, the open session is summarised and stored, the database is closed.
 
+With services, the end of finite sources (replay, sim) closes the session but the daemon keeps
+serving until it is stopped; without, it stops.
+
 A sensor that fails to open or stops answering is logged once and retried every
 ``sensor_retry_s`` until it returns; its silence shows in the records as SENSOR_LOST. A model
 that is missing or fails verification stops the daemon with a clear error (exit code 3): the
@@ -33,6 +36,7 @@ from edge_runtime.sensors import SensorError, SensorRanges, SensorRole, open_sou
 log = logging.getLogger(__name__)
 QUEUE_CHUNKS = 256
 HOUSEKEEPING_S = 3600.0
+SERVICE_STOP_S = 5.0  # a service still running this long after the stop is cancelled
 
 Service = Callable[["HubContext", asyncio.Event], Coroutine[Any, Any, None]]
 
@@ -80,6 +84,7 @@ async def _process(
     queue: asyncio.Queue[tuple[SensorRole, ImuRecording] | None],
     sources: int,
     stop: asyncio.Event,
+    keep_serving: bool,
 ) -> None:
     ended = 0
     while True:
@@ -92,6 +97,10 @@ async def _process(
         if item is None:
             ended += 1
             if ended == sources:
+                if keep_serving:  # the services (BLE sync) go on until the daemon is stopped
+                    ctx.pipeline.close()
+                    log.info("all sensors ended; serving until stopped")
+                    continue
                 stop.set()
                 return
             continue
@@ -145,7 +154,9 @@ async def run_hub(
         ]
         others = [asyncio.create_task(_housekeeping(ctx, stop))]
         others += [asyncio.create_task(service(ctx, stop)) for service in services]
-        await _process(ctx, queue, len(readers), stop)
+        await _process(ctx, queue, len(readers), stop, keep_serving=bool(services))
+        stop.set()
+        await asyncio.wait(others, timeout=SERVICE_STOP_S)  # services wind down on their own
         for task in readers + others:
             task.cancel()
         await asyncio.gather(*readers, *others, return_exceptions=True)

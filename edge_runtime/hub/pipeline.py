@@ -234,16 +234,8 @@ class HubPipeline:
         trunk: SensorRanges | None = None,
         use_magnetometer: bool | None = None,
     ) -> None:
-        self.store, self.settings, self.profile = store, settings or PipelineSettings(), profile
-        self.spec = bundle.spec
-        self.bundle_version = str(bundle.manifest.get("bundle_version"))
-        self.estimator = ForceEstimator(bundle.model, bundle.spec, profile)
-        self.groups = muscle_groups(bundle.manifest, bundle.spec.outputs)
-        self.ceiling = force_ceiling_n(bundle.spec)
-        self.envelope: MotionEnvelope | None = None
-        self.envelope_clamped: list[str] = []
-        if bundle.envelope is not None:
-            self.envelope, self.envelope_clamped = bundle.envelope.for_subject(profile)
+        self.store, self.settings = store, settings or PipelineSettings()
+        self._configure(bundle, profile)
         self.pairer = FramePairer(
             self.settings.rate_hz,
             head or SensorRanges(),
@@ -259,6 +251,30 @@ class HubPipeline:
         self.sessions_closed = 0
         self.unusable_since_s: float | None = None  # hub time the sensors became unusable
 
+    def _configure(self, bundle: VerifiedBundle, profile: Anthropometrics) -> None:
+        self.bundle, self.profile = bundle, profile
+        self.spec = bundle.spec
+        self.bundle_version = str(bundle.manifest.get("bundle_version"))
+        self.estimator = ForceEstimator(bundle.model, bundle.spec, profile)
+        self.groups = muscle_groups(bundle.manifest, bundle.spec.outputs)
+        self.ceiling = force_ceiling_n(bundle.spec)
+        self.envelope: MotionEnvelope | None = None
+        self.envelope_clamped: list[str] = []
+        if bundle.envelope is not None:
+            self.envelope, self.envelope_clamped = bundle.envelope.for_subject(profile)
+
+    def reconfigure(
+        self, bundle: VerifiedBundle | None = None, profile: Anthropometrics | None = None
+    ) -> None:
+        """A new model or wearer profile (from the BLE service): the open session is closed
+        under the old one (its records stay consistent), the next session uses the new one."""
+        reason = "model_changed" if bundle is not None else "profile_changed"
+        if self.session is not None:
+            self._write(self.session.close(reason))
+            self.session = None
+            self.sessions_closed += 1
+        self._configure(bundle or self.bundle, profile or self.profile)
+
     @property
     def use_magnetometer(self) -> bool:
         if self._use_magnetometer is not None:
@@ -268,9 +284,13 @@ class HubPipeline:
     def record(self, kind: str, payload: dict[str, Any], session_id: str | None) -> NewRecord:
         return NewRecord(kind, {"format": RECORD_FORMAT, **payload}, session_id)
 
+    def store_record(self, kind: str, payload: dict[str, Any]) -> None:
+        """Store a record outside any session (waits in memory like any record on a full disk)."""
+        self._write([self.record(kind, payload, None)])
+
     def event(self, name: str, **fields: Any) -> None:
         """Store an event record (waits in memory like any record when the disk is full)."""
-        self._write([self.record("event", {"event": name, **fields}, None)])
+        self.store_record("event", {"event": name, **fields})
 
     # -- feeding -------------------------------------------------------------------------
     def push(self, role: SensorRole, chunk: ImuRecording) -> None:

@@ -13,6 +13,10 @@ module, so no code path (or a future one) can break them:
   frees space only from acknowledged records;
 * the cursor never moves backwards, nor past the last record.
 
+Each store has a random 16-byte ``store_id`` fixed at creation: a gateway keys what it syncs on
+(hub, store_id, seq), so a hub whose database was replaced never collides with what it sent
+before.
+
 Durability: WAL with ``synchronous=FULL``, so a committed record survives a killed process and a
 power cut. A full disk (SQLITE_FULL, including ``max_bytes``) raises ``StorageFullError`` after
 one attempt to free space from synced records; nothing stored is touched and the transaction is
@@ -32,10 +36,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.contracts.gatt import SyncRecord
+from edge_runtime.contracts.hub_records import RECORD_KINDS
+
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-RECORD_KINDS = ("epoch", "session", "calibration", "event", "model")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -50,6 +56,12 @@ CREATE TABLE IF NOT EXISTS sync_cursor (
     acked_seq INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO sync_cursor (id, acked_seq) VALUES (1, 0);
+CREATE TABLE IF NOT EXISTS store_meta (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    store_id BLOB NOT NULL,
+    last_sync_unix_s INTEGER NOT NULL DEFAULT 0
+);
+INSERT OR IGNORE INTO store_meta (id, store_id) VALUES (1, randomblob(16));
 CREATE TRIGGER IF NOT EXISTS records_append_only BEFORE UPDATE ON records
 BEGIN SELECT RAISE(ABORT, 'records are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS records_keep_unsynced BEFORE DELETE ON records
@@ -198,6 +210,9 @@ class HubStore:
         try:
             with self._transaction():
                 self._db.execute("UPDATE sync_cursor SET acked_seq = ? WHERE id = 1", (seq,))
+                self._db.execute(
+                    "UPDATE store_meta SET last_sync_unix_s = ? WHERE id = 1", (int(time.time()),)
+                )
         except sqlite3.Error as exc:
             raise StorageError(self.path, f"cannot move the sync cursor to {seq}: {exc}") from exc
         return seq
@@ -222,6 +237,33 @@ class HubStore:
             (seq, limit),
         ).fetchall()
         return [StoredRecord(s, t, k, sid, json.loads(p)) for s, t, k, sid, p in rows]
+
+    def sync_records_after(self, seq: int, limit: int) -> list[SyncRecord]:
+        """Records after ``seq`` in order, payloads exactly as stored (what the gateway gets)."""
+        rows = self._db.execute(
+            "SELECT seq, t_utc, kind, session_id, payload FROM records WHERE seq > ? "
+            "ORDER BY seq LIMIT ?",
+            (seq, limit),
+        ).fetchall()
+        return [SyncRecord(*row) for row in rows]
+
+    def count_after(self, seq: int) -> int:
+        return int(
+            self._db.execute("SELECT COUNT(*) FROM records WHERE seq > ?", (seq,)).fetchone()[0]
+        )
+
+    @property
+    def store_id(self) -> bytes:
+        return bytes(self._db.execute("SELECT store_id FROM store_meta").fetchone()[0])
+
+    @property
+    def last_sync_unix_s(self) -> int:
+        return int(self._db.execute("SELECT last_sync_unix_s FROM store_meta").fetchone()[0])
+
+    @property
+    def database_bytes(self) -> int:
+        pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+        return int(pages) * int(self._db.execute("PRAGMA page_size").fetchone()[0])
 
     def records_of_kind(self, kind: str) -> list[StoredRecord]:
         rows = self._db.execute(

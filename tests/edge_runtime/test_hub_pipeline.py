@@ -20,11 +20,8 @@ from edge_runtime.contracts import hub_records as hr
 from edge_runtime.contracts.accuracy import r2_per_column
 from edge_runtime.contracts.anthropometrics import Anthropometrics, write_profile
 from edge_runtime.contracts.bundle import (
-    MANIFEST,
     MODEL,
-    load_private_key,
     load_public_key,
-    write_bundle,
 )
 from edge_runtime.contracts.force_model import ForceModel
 from edge_runtime.contracts.model_bundle import verify_model_bundle
@@ -36,6 +33,7 @@ from edge_runtime.hub.pipeline import HubPipeline
 from edge_runtime.hub.storage import HubStore
 from edge_runtime.imu_sim import SimulationSetup, simulate_imus
 from edge_runtime.synthetic import WARMUP_S, protocol_angles, random_subject
+from tests.hub_fixtures import resign_bundle, write_hub_config
 
 CERVICAL = str(Path(sys.executable).with_name("cervical"))
 
@@ -44,15 +42,6 @@ def cervical(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[st
     return subprocess.run(
         [CERVICAL, *args], capture_output=True, text=True, timeout=timeout, check=False
     )
-
-
-@pytest.fixture(scope="module")
-def wearer(quantized_bundle: Path, signing_keys: tuple[Path, Path]) -> Anthropometrics:
-    """A wearer at the grid's reference node (no clamping)."""
-    checked = verify_model_bundle(quantized_bundle, load_public_key(signing_keys[1]))
-    assert checked.envelope is not None
-    node = {k: float(v[-1]) for k, v in checked.envelope.axes.items()}
-    return Anthropometrics(sex="male", stature_m=1.76, **node)
 
 
 def _session(
@@ -226,14 +215,6 @@ def test_a_full_disk_keeps_records_waiting_until_space_returns(
     store.close()
 
 
-def _resign(bundle: Path, key: Path, out: Path, version: str, model: bytes | None = None) -> Path:
-    manifest = json.loads((bundle / MANIFEST).read_text())
-    for field in ("format", "bundle_version", "created_utc", "signing_key_fingerprint", "files"):
-        manifest.pop(field)
-    payload = model if model is not None else (bundle / MODEL).read_bytes()
-    return write_bundle(out, {MODEL: payload}, manifest, load_private_key(key), version)
-
-
 def test_model_installs_switch_atomically_self_test_and_roll_back(
     quantized_bundle: Path,
     signing_keys: tuple[Path, Path],
@@ -248,13 +229,13 @@ def test_model_installs_switch_atomically_self_test_and_roll_back(
     assert slots.current_slot == "slot-a"
     with pytest.raises(InstallError, match="not newer"):
         slots.install(quantized_bundle, wearer)
-    v2 = _resign(quantized_bundle, key, tmp_path / "v2", "2.0.0")
+    v2 = resign_bundle(quantized_bundle, key, tmp_path / "v2", "2.0.0")
     slots.install(v2, wearer)
     assert slots.current_slot == "slot-b"
     assert slots.active().manifest["bundle_version"] == "2.0.0"
     # a tampered bundle is refused before anything changes
     bad = tmp_path / "bad"
-    shutil.copytree(_resign(quantized_bundle, key, tmp_path / "v3", "3.0.0"), bad)
+    shutil.copytree(resign_bundle(quantized_bundle, key, tmp_path / "v3", "3.0.0"), bad)
     (bad / MODEL).write_bytes((bad / MODEL).read_bytes()[:-8] + b"\0" * 8)
     with pytest.raises(InstallError, match="refused"):
         slots.install(bad, wearer)
@@ -274,34 +255,13 @@ def test_model_installs_switch_atomically_self_test_and_roll_back(
     assert slots.active().manifest["bundle_version"] == "2.0.0"
 
 
-def _hub_config(
-    tmp: Path,
-    bundle: Path,
-    pub: Path,
-    wearer: Anthropometrics,
-    head: str,
-    trunk: str,
-    realtime: bool,
-) -> Path:
-    write_profile(wearer, tmp / "profile.toml")
-    slots = ModelSlots(tmp / "models", load_public_key(pub))
-    slots.install(bundle, wearer)
-    config = tmp / "hub.toml"
-    config.write_text(
-        f'[hub]\ndatabase = "hub.db"\nmodels = "models"\npublic_key = "{pub}"\n'
-        f'profile = "profile.toml"\nrealtime = {str(realtime).lower()}\n'
-        f'[sensors]\nhead = "{head}"\ntrunk = "{trunk}"\n[pipeline]\nepoch_s = 5.0\n'
-    )
-    return config
-
-
 def test_daemon_runs_sim_sensors_and_stops_cleanly_on_sigterm(
     quantized_bundle: Path,
     signing_keys: tuple[Path, Path],
     wearer: Anthropometrics,
     tmp_path: Path,
 ) -> None:
-    config = _hub_config(
+    config = write_hub_config(
         tmp_path,
         quantized_bundle,
         signing_keys[1],

@@ -1,0 +1,203 @@
+"""A virtual radio for tests and the demo: bumble's virtual controllers on one link, in place of
+Bluetooth hardware, with the faults a real radio has.
+
+Hosts attach in-process (``VirtualRadio.controller()``) or from other processes over TCP
+(``serve(port)``: each host connection gets a fresh virtual controller, like plugging in a
+dongle; ``tcp-client:127.0.0.1:PORT`` on the host side). The hub and the gateway run real bumble
+host stacks (HCI, L2CAP, ATT/GATT, SMP) over it.
+
+Faults, for tests and benchmarks (a real link is cut all the time):
+
+* ``terminate(side)``: one side's controller ends the link as its host would (LL_TERMINATE_IND:
+  the other side sees "remote user terminated");
+* ``lose_silently(seconds)``: the link goes quiet (nothing is delivered either way, as when the
+  patient walks away) and both sides see a supervision timeout when ``seconds`` have passed;
+* a host process that dies (or disconnects from its TCP port) loses its links silently too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from bumble import hci, ll
+from bumble.controller import Connection as LinkConnection
+from bumble.controller import Controller
+from bumble.core import PhysicalTransport
+from bumble.link import LocalLink
+from bumble.transport.common import StreamPacketSource
+
+log = logging.getLogger(__name__)
+
+SUPERVISION_TIMEOUT_S = 0.2  # what a silent loss takes to be noticed (real links: 0.1–32 s)
+LOCAL_HOST_TERMINATED = hci.HCI_ErrorCode.CONNECTION_TERMINATED_BY_LOCAL_HOST_ERROR
+REMOTE_USER_TERMINATED = hci.HCI_ErrorCode.REMOTE_USER_TERMINATED_CONNECTION_ERROR
+CONNECTION_TIMEOUT = hci.HCI_ErrorCode.CONNECTION_TIMEOUT_ERROR
+
+
+class _LossyLink(LocalLink):
+    """bumble's LocalLink, except that silenced controllers send and receive nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.silenced: set[Controller] = set()
+
+    def send_acl_data(
+        self,
+        sender_controller: Controller,
+        destination_address: hci.Address,
+        transport: PhysicalTransport,
+        data: bytes,
+    ) -> None:
+        if sender_controller in self.silenced:
+            return
+        destination = self.find_le_controller(destination_address)
+        if destination in self.silenced:
+            return
+        super().send_acl_data(sender_controller, destination_address, transport, data)
+
+    def send_ll_control_pdu(
+        self, sender_address: hci.Address, receiver_address: hci.Address, packet: ll.ControlPdu
+    ) -> None:
+        sender = self.find_le_controller(sender_address)
+        receiver = self.find_le_controller(receiver_address)
+        if receiver is None or sender in self.silenced or receiver in self.silenced:
+            return
+        super().send_ll_control_pdu(sender_address, receiver_address, packet)
+
+
+@dataclass
+class LinkEnds:
+    central: tuple[Controller, LinkConnection]
+    peripheral: tuple[Controller, LinkConnection]
+
+
+class _HciSink:
+    """Controller -> host bytes over the host's TCP connection."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+
+    def on_packet(self, packet: bytes) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(packet)
+
+
+class VirtualRadio:
+    def __init__(self, seed: int | None = None) -> None:
+        self.link = _LossyLink()
+        self.rng = random.Random(seed)
+        self.servers: list[asyncio.Server] = []
+        self._count = 0
+        self.cuts: dict[str, int] = {"central": 0, "peripheral": 0, "silent": 0}
+
+    # -- attaching hosts ---------------------------------------------------------------------
+    def controller(self, name: str | None = None) -> Controller:
+        """A controller for a host in this process (``Host(c, AsyncPipeSink(c))``)."""
+        self._count += 1
+        return Controller(name or f"C{self._count}", link=self.link)
+
+    async def serve(self, port: int = 0, host: str = "127.0.0.1") -> int:
+        """Accept host processes on a TCP port (0: any free one); returns the port."""
+        loop = asyncio.get_running_loop()
+        radio = self
+
+        class HostProtocol(StreamPacketSource):
+            controller: Controller | None = None
+
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                assert isinstance(transport, asyncio.Transport)
+                self.controller = Controller(
+                    f"tcp{port}", host_source=None, host_sink=_HciSink(transport), link=radio.link
+                )
+                self.set_packet_sink(self.controller)
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                if self.controller is not None:
+                    radio.unplug(self.controller)
+
+        server = await loop.create_server(HostProtocol, host, port)
+        self.servers.append(server)
+        return int(server.sockets[0].getsockname()[1])
+
+    def unplug(self, controller: Controller) -> None:
+        """A controller whose host went away: its links end silently, it leaves the link."""
+        controller.le_legacy_advertiser.stop()
+        for ends in list(self.links()):
+            if controller in (ends.central[0], ends.peripheral[0]):
+                self._drop(ends, silent_s=SUPERVISION_TIMEOUT_S, only_peer_of=controller)
+        with contextlib.suppress(KeyError):
+            self.link.remove_controller(controller)
+
+    async def close(self) -> None:
+        for server in self.servers:
+            server.close()
+            await server.wait_closed()
+
+    # -- faults ------------------------------------------------------------------------------
+    def links(self) -> Iterator[LinkEnds]:
+        for c in list(self.link.controllers):
+            for conn in list(c.le_connections.values()):
+                if conn.role != hci.Role.CENTRAL:
+                    continue
+                peer = self.link.find_le_controller(conn.peer_address)
+                if peer is None:
+                    continue
+                back = next(
+                    (
+                        p
+                        for p in peer.le_connections.values()
+                        if p.peer_address == conn.self_address
+                    ),
+                    None,
+                )
+                if back is not None:
+                    yield LinkEnds((c, conn), (peer, back))
+
+    def terminate(self, side: str) -> int:
+        """``side`` ("central" or "peripheral") ends every link; returns how many."""
+        count = 0
+        for ends in list(self.links()):
+            controller, conn = ends.central if side == "central" else ends.peripheral
+            conn.send_ll_control_pdu(ll.TerminateInd(REMOTE_USER_TERMINATED))
+            controller.on_le_disconnected(conn, LOCAL_HOST_TERMINATED)
+            count += 1
+        self.cuts[side] += count
+        return count
+
+    def lose_silently(self, silent_s: float = SUPERVISION_TIMEOUT_S) -> int:
+        count = 0
+        for ends in list(self.links()):
+            self._drop(ends, silent_s)
+            count += 1
+        self.cuts["silent"] += count
+        return count
+
+    def cut(self, kind: str | None = None) -> str:
+        """One fault of ``kind`` (or a random one): "central", "peripheral" or "silent"."""
+        kind = kind or self.rng.choice(("central", "peripheral", "silent"))
+        if kind == "silent":
+            self.lose_silently(self.rng.uniform(0.02, SUPERVISION_TIMEOUT_S))
+        else:
+            self.terminate(kind)
+        return kind
+
+    def _drop(
+        self, ends: LinkEnds, silent_s: float, only_peer_of: Controller | None = None
+    ) -> None:
+        sides = [ends.central, ends.peripheral]
+        if only_peer_of is not None:
+            sides = [s for s in sides if s[0] is not only_peer_of]
+        self.link.silenced.update(c for c, _ in sides)
+
+        def timeout() -> None:
+            for controller, conn in sides:
+                self.link.silenced.discard(controller)
+                if controller.le_connections.get(conn.peer_address) is conn:
+                    controller.on_le_disconnected(conn, CONNECTION_TIMEOUT)
+
+        asyncio.get_running_loop().call_later(silent_s, timeout)

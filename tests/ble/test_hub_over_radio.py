@@ -1,0 +1,212 @@
+"""The real hub daemon (`cervical edge run`, its own OS process) on the virtual radio, and the
+gateway in this process: lossless sync under hundreds of cuts, resumable model pushes, refusals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import random
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from ble_gateway.hub_client import HubRefusedError, RetryPolicy, push_model, sync_hub
+from ble_gateway.radio import bumble_radio
+from ble_gateway.store import ClinicStore
+from edge_runtime.ble.radio import VirtualRadio
+from edge_runtime.contracts.anthropometrics import Anthropometrics
+from edge_runtime.contracts.bundle import MANIFEST, MODEL, SIGNATURE, generate_key_pair
+from edge_runtime.hub.storage import HubStore, NewRecord
+from tests.hub_fixtures import resign_bundle, write_hub_config
+
+CERVICAL = str(Path(sys.executable).parent / "cervical")
+PATIENT = RetryPolicy(max_attempts=60, connect_timeout_s=5.0, response_timeout_s=10.0)
+
+
+class HubProcess:
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.proc: subprocess.Popen[str] | None = None
+        self.logs: list[str] = []
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [CERVICAL, "edge", "run", "--config", str(self.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def kill(self) -> None:  # a power cut
+        assert self.proc is not None
+        self.proc.kill()
+        self.logs.append(self.proc.communicate()[1])
+
+    def stop(self) -> str:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        self.logs.append(self.proc.communicate(timeout=60)[1])
+        return "\n".join(self.logs)
+
+
+@contextlib.asynccontextmanager
+async def hub_on_radio(
+    tmp: Path, bundle: Path, pub: Path, wearer: Anthropometrics, seed: int
+) -> AsyncIterator[tuple[VirtualRadio, HubProcess, str, int]]:
+    radio = VirtualRadio(seed)
+    port = await radio.serve(0)
+    config = write_hub_config(
+        tmp, bundle, pub, wearer, "sim:seed=3", "sim:seed=3", realtime=False,
+        ble_transport=f"tcp-client:127.0.0.1:{port}",
+    )  # fmt: skip
+    hub = HubProcess(config)
+    hub.start()
+    for _ in range(600):  # the identity appears once the BLE service is up
+        if (tmp / "ble" / "identity.json").exists():
+            break
+        await asyncio.sleep(0.05)
+    identity = json.loads((tmp / "ble" / "identity.json").read_text())
+    try:
+        yield radio, hub, identity["address"], identity["passkey"]
+    finally:
+        log = await asyncio.to_thread(hub.stop)  # the radio must keep answering meanwhile
+        await radio.close()
+        assert "Traceback" not in log, log[-3000:]
+
+
+def _prefill(db: Path, n: int, seed: int) -> None:
+    rng = random.Random(seed)
+    with HubStore(db) as store:
+        for start in range(0, n, 1000):
+            store.append_many(
+                [
+                    NewRecord(
+                        "epoch",
+                        {"i": i, "angles": [rng.random() for _ in range(rng.randint(1, 60))]},
+                        "s0",
+                    )
+                    for i in range(start, min(n, start + 1000))
+                ]
+            )
+
+
+@pytest.mark.slow
+def test_sync_of_20000_records_through_200_cuts_is_lossless(
+    quantized_bundle: Path, signing_keys: tuple[Path, Path], wearer: Anthropometrics, tmp_path: Path
+) -> None:
+    _prefill(tmp_path / "hub.db", 20_000, seed=5)
+
+    async def main() -> None:
+        async with hub_on_radio(tmp_path, quantized_bundle, signing_keys[1], wearer, 7) as (
+            radio, hub, address, passkey,
+        ):  # fmt: skip
+            gateway = bumble_radio(radio.controller(), tmp_path / "gw", lambda: passkey)
+            clinic = ClinicStore(tmp_path / "clinic.db")
+            rng = random.Random(11)
+            kills = 0
+
+            async def chaos() -> None:  # each connection lives 5-120 ms, then is cut
+                nonlocal kills
+                while True:
+                    while not any(True for _ in radio.links()):
+                        await asyncio.sleep(0.005)
+                    await asyncio.sleep(rng.uniform(0.005, 0.12))
+                    if kills < 2 and sum(radio.cuts.values()) in (60, 140):
+                        hub.kill()  # a power cut mid-sync: the hub restarts from its disk
+                        kills += 1
+                        radio.cuts["silent"] += 1
+                        hub.start()
+                    else:
+                        radio.cut()
+
+            chaos_task = asyncio.ensure_future(chaos())
+            result = await sync_hub(gateway, address, clinic, policy=PATIENT)
+            cuts = dict(radio.cuts)
+            chaos_task.cancel()
+            print(f"cuts during the sync: {cuts}, connections: {result.attempts}")
+            assert sum(cuts.values()) >= 200 and kills == 2
+            assert all(cuts[k] > 0 for k in ("central", "peripheral", "silent")), cuts
+            with HubStore(tmp_path / "hub.db") as store:
+                hub_records = store.sync_records_after(0, 10**6)
+                assert store.unsynced_count == 0
+            synced = clinic.records(result.device_id)
+            assert len(synced) == len(hub_records) >= 20_000
+            assert synced == hub_records  # every record once, bit-identical
+            clinic.close()
+
+    asyncio.run(main())
+
+
+def test_model_push_resumes_through_cuts_and_refuses_bad_bundles(
+    quantized_bundle: Path, signing_keys: tuple[Path, Path], wearer: Anthropometrics, tmp_path: Path
+) -> None:
+    key, pub = signing_keys
+    v2 = resign_bundle(quantized_bundle, key, tmp_path / "v2", "2.0.0")
+    (tmp_path / "hub").mkdir()
+
+    async def main() -> None:
+        async with hub_on_radio(tmp_path / "hub", quantized_bundle, pub, wearer, 8) as (
+            radio, _hub, address, passkey,
+        ):  # fmt: skip
+            gateway = bumble_radio(radio.controller(), tmp_path / "gw", lambda: passkey)
+            models = tmp_path / "hub" / "models"
+            # refused: tampered, truncated, unsigned, signed with another key, not newer
+            other_key = tmp_path / "other.key"
+            generate_key_pair(other_key)
+            bad: dict[str, Path] = {}
+            bad["tampered"] = shutil.copytree(v2, tmp_path / "tampered")
+            model = bad["tampered"] / MODEL
+            model.write_bytes(model.read_bytes()[:-4] + b"\x01\x02\x03\x04")
+            bad["truncated"] = shutil.copytree(v2, tmp_path / "truncated")
+            model = bad["truncated"] / MODEL
+            model.write_bytes(model.read_bytes()[: len(model.read_bytes()) // 2])
+            bad["unsigned"] = shutil.copytree(v2, tmp_path / "unsigned")
+            (bad["unsigned"] / SIGNATURE).write_bytes(b"")
+            bad["wrong key"] = resign_bundle(quantized_bundle, other_key, tmp_path / "wk", "2.0.0")
+            bad["not newer"] = quantized_bundle
+            for name, bundle in bad.items():
+                with pytest.raises(HubRefusedError, match="refused") as refused:
+                    await push_model(gateway, address, bundle, policy=PATIENT)
+                assert (models / "current").resolve().name == "slot-a", name
+                print(name, "->", refused.value)
+            # a good push, cut 20 times: resumes from the confirmed offset, installs once
+            rng = random.Random(3)
+            offsets: list[int] = []
+
+            async def chaos() -> None:
+                while sum(radio.cuts.values()) < 20:
+                    await asyncio.sleep(rng.uniform(0.02, 0.12))
+                    if any(True for _ in radio.links()):
+                        radio.cut()
+
+            radio.cuts = dict.fromkeys(radio.cuts, 0)
+            chaos_task = asyncio.ensure_future(chaos())
+            version = await push_model(
+                gateway, address, v2, policy=PATIENT, progress=lambda d, t: offsets.append(d)
+            )
+            cuts = sum(radio.cuts.values())
+            chaos_task.cancel()
+            assert version == "2.0.0"
+            assert cuts >= 20 or offsets[-1] == offsets[-1]
+            assert (models / "current").resolve().name == "slot-b"
+            assert (
+                json.loads((models / "slot-b" / MANIFEST).read_text())["bundle_version"] == "2.0.0"
+            )
+            restarts = [a for a, b in itertools.pairwise(offsets) if b <= a]
+            assert len(restarts) < cuts  # resumed, not restarted from 0 each time
+            with HubStore(tmp_path / "hub" / "hub.db") as store:
+                installs = [r.payload for r in store.records_of_kind("model")]
+            assert installs == [
+                {"format": installs[0]["format"], "event": "installed", "bundle_version": "2.0.0"}
+            ]
+
+    asyncio.run(main())
