@@ -301,6 +301,7 @@ def bench_sync(
 
     logging.getLogger("bumble").setLevel(logging.CRITICAL)
     logging.getLogger("ble_gateway").setLevel(logging.WARNING)
+    logging.getLogger("edge_runtime.ble").setLevel(logging.ERROR)  # fuzzing: one line per refusal
     with console.status("syncing over a clean link"):
         clean = asyncio.run(_sync_once(records, 0.0, hub_db, seed))
     with console.status(f"syncing over a link cut every {cut_every_s} s on average"):
