@@ -41,7 +41,6 @@ from bumble.profiles.device_information_service import DeviceInformationService
 from edge_runtime.ble.identity import BleIdentity
 from edge_runtime.contracts import gatt
 from edge_runtime.contracts.anthropometrics import Anthropometrics
-from edge_runtime.contracts.bundle import BundleError
 from edge_runtime.contracts.bundle_archive import unpack_bundle
 from edge_runtime.hub.storage import HubStore, StorageError
 
@@ -99,7 +98,7 @@ class ModelTransfer:
             return 0
 
     def begin(self, size: int, sha256: bytes) -> int:
-        if self.active and (size, sha256) == (self.size, self.sha256):
+        if self.active and (size, sha256) == (self.size, self.sha256) and self.part.exists():
             offset = self.received
             with open(self.part, "r+b") as f:
                 f.truncate(offset)
@@ -484,7 +483,7 @@ class CervicalGattServer:
             try:
                 unpack_bundle(archive, Path(tmp) / "bundle", gatt.MAX_MODEL_BYTES)
                 version = await self.hub.install_model(Path(tmp) / "bundle")
-            except (BundleError, Exception) as exc:  # any refusal: the running model stays
+            except Exception as exc:  # any refusal (BundleError, InstallError): the model stays
                 return gatt.ModelResponse(op, gatt.ModelStatus.INSTALL_REFUSED, 0, str(exc))
         return gatt.ModelResponse(op, gatt.ModelStatus.OK, len(archive), version)
 
