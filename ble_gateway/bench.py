@@ -85,19 +85,53 @@ class _AttCounter:
         device.send_l2cap_pdu = counted
 
 
-async def _sync_once(
-    n_records: int, cut_every_s: float, template_db: Path | None, seed: int
-) -> dict[str, float]:
+async def _bench_hub(tmp: Path, store: Any, seed: int) -> tuple[Any, Any, Any]:
+    """The hub's GATT server over ``store`` on a fresh virtual radio, advertising (no model:
+    installs are refused); returns (radio, identity, device)."""
     from bumble.transport.common import AsyncPipeSink
 
-    from ble_gateway.hub_client import RetryPolicy, sync_hub
-    from ble_gateway.radio import bumble_radio
-    from ble_gateway.store import ClinicStore
     from edge_runtime.ble.identity import BleIdentity
     from edge_runtime.ble.radio import VirtualRadio
     from edge_runtime.ble.server import CervicalGattServer
     from edge_runtime.ble.service import hub_device
     from edge_runtime.contracts.anthropometrics import Anthropometrics
+
+    radio = VirtualRadio(seed)
+    identity = BleIdentity.load_or_create(tmp / "ble")
+    controller = radio.controller()
+    device = hub_device(identity, tmp / "ble", controller, AsyncPipeSink(controller), "hub")
+
+    class Hub:
+        def __init__(self) -> None:
+            self.store = store
+
+        def model_version(self) -> str:
+            return "bench"
+
+        def profile(self) -> Anthropometrics:
+            return Anthropometrics("female", 1.64, 61.0, 0.105, 0.36, 4.1)
+
+        async def set_profile(self, profile: Anthropometrics) -> None:
+            return None
+
+        async def install_model(self, bundle: Path) -> str:
+            raise RuntimeError("not in the benchmark")
+
+    CervicalGattServer(device, Hub(), identity, tmp / "ble", "bench")
+    await device.power_on()
+    await device.start_advertising(
+        auto_restart=True, advertising_interval_min=20.0, advertising_interval_max=20.0
+    )
+    return radio, identity, device
+
+
+async def _sync_once(
+    n_records: int, cut_every_s: float, template_db: Path | None, seed: int
+) -> dict[str, float]:
+
+    from ble_gateway.hub_client import RetryPolicy, sync_hub
+    from ble_gateway.radio import bumble_radio
+    from ble_gateway.store import ClinicStore
     from edge_runtime.hub.storage import HubStore, NewRecord
 
     rng = random.Random(seed)
@@ -110,32 +144,7 @@ async def _sync_once(
             len(r.payload_json) + len(r.t_utc) + len(r.kind) + len(r.session_id or "")
             for r in store.sync_records_after(0, n_records + 1)
         )
-        radio = VirtualRadio(seed)
-        identity = BleIdentity.load_or_create(tmp / "ble")
-        controller = radio.controller()
-        device = hub_device(identity, tmp / "ble", controller, AsyncPipeSink(controller), "hub")
-
-        class Hub:
-            def __init__(self) -> None:
-                self.store = store
-
-            def model_version(self) -> str:
-                return "bench"
-
-            def profile(self) -> Anthropometrics:
-                return Anthropometrics("female", 1.64, 61.0, 0.105, 0.36, 4.1)
-
-            async def set_profile(self, profile: Anthropometrics) -> None:
-                return None
-
-            async def install_model(self, bundle: Path) -> str:
-                raise RuntimeError("not in the benchmark")
-
-        CervicalGattServer(device, Hub(), identity, tmp / "ble", "bench")
-        await device.power_on()
-        await device.start_advertising(
-            auto_restart=True, advertising_interval_min=20.0, advertising_interval_max=20.0
-        )
+        radio, identity, device = await _bench_hub(tmp, store, seed)
         counter = _AttCounter()
         counter.wrap(device)
         gateway = bumble_radio(radio.controller(), tmp / "gw", lambda: identity.passkey)
@@ -223,14 +232,8 @@ async def _fuzz_server(cases: int, seed: int) -> dict[str, int]:
     """``cases`` random writes per writable characteristic over a bonded link: each answered
     (accepted or an ATT error), and the server still answers afterwards."""
     from bleak.exc import BleakGATTProtocolError
-    from bumble.transport.common import AsyncPipeSink
 
     from ble_gateway.radio import bumble_radio
-    from edge_runtime.ble.identity import BleIdentity
-    from edge_runtime.ble.radio import VirtualRadio
-    from edge_runtime.ble.server import CervicalGattServer
-    from edge_runtime.ble.service import hub_device
-    from edge_runtime.contracts.anthropometrics import Anthropometrics
     from edge_runtime.hub.storage import HubStore
 
     rng = random.Random(seed)
@@ -238,32 +241,7 @@ async def _fuzz_server(cases: int, seed: int) -> dict[str, int]:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         store = HubStore(tmp / "hub.db")
-        radio = VirtualRadio(seed)
-        identity = BleIdentity.load_or_create(tmp / "ble")
-        controller = radio.controller()
-        device = hub_device(identity, tmp / "ble", controller, AsyncPipeSink(controller), "hub")
-
-        class Hub:
-            def __init__(self) -> None:
-                self.store = store
-
-            def model_version(self) -> str:
-                return "bench"
-
-            def profile(self) -> Anthropometrics:
-                return Anthropometrics("female", 1.64, 61.0, 0.105, 0.36, 4.1)
-
-            async def set_profile(self, profile: Anthropometrics) -> None:
-                return None
-
-            async def install_model(self, bundle: Path) -> str:
-                raise RuntimeError("not in the benchmark")
-
-        CervicalGattServer(device, Hub(), identity, tmp / "ble", "bench")
-        await device.power_on()
-        await device.start_advertising(
-            auto_restart=True, advertising_interval_min=20.0, advertising_interval_max=20.0
-        )
+        radio, identity, _ = await _bench_hub(tmp, store, seed)
         gateway = bumble_radio(radio.controller(), tmp / "gw", lambda: identity.passkey)
         async with gateway.client(str(identity.address), timeout=10.0, pair=True) as client:
             for uuid, name in (

@@ -103,19 +103,21 @@ class HubConnection:
         raise LinkLostError("link lost" if lost in done else f"no response within {timeout_s} s")
 
     async def racp_request(self, request: gatt.RacpRequest, timeout_s: float) -> gatt.RacpResponse:
-        await self.client.write_gatt_char(gatt.RECORD_CONTROL, bytes(request), response=True)
-        while True:
-            response = await self._answer(self.racp, timeout_s)
-            if response.op is request.op:
-                return response
+        return await self._request(gatt.RECORD_CONTROL, request, self.racp, timeout_s)
 
     async def model_request(
         self, request: gatt.ModelRequest, timeout_s: float
     ) -> gatt.ModelResponse:
-        await self.client.write_gatt_char(gatt.MODEL_CONTROL, bytes(request), response=True)
+        return await self._request(gatt.MODEL_CONTROL, request, self.model, timeout_s)
+
+    async def _request(
+        self, uuid: str, request: Any, queue: asyncio.Queue[T], timeout_s: float
+    ) -> T:
+        """Write a control-point request; the indicated response to the same op."""
+        await self.client.write_gatt_char(uuid, bytes(request), response=True)
         while True:
-            response = await self._answer(self.model, timeout_s)
-            if response.op is request.op:
+            response = await self._answer(queue, timeout_s)
+            if response.op is request.op:  # type: ignore[attr-defined]
                 return response
 
 

@@ -231,12 +231,10 @@ class HubStore:
 
     # -- reading -----------------------------------------------------------------------------
     def records_after(self, seq: int, limit: int = 100) -> list[StoredRecord]:
-        rows = self._db.execute(
-            "SELECT seq, t_utc, kind, session_id, payload FROM records WHERE seq > ? "
-            "ORDER BY seq LIMIT ?",
-            (seq, limit),
-        ).fetchall()
-        return [StoredRecord(s, t, k, sid, json.loads(p)) for s, t, k, sid, p in rows]
+        return [
+            StoredRecord(r.seq, r.t_utc, r.kind, r.session_id, json.loads(r.payload_json))
+            for r in self.sync_records_after(seq, limit)
+        ]
 
     def sync_records_after(self, seq: int, limit: int) -> list[SyncRecord]:
         """Records after ``seq`` in order, payloads exactly as stored (what the gateway gets)."""
