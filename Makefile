@@ -7,7 +7,7 @@ QSTAMP := $(QVENV)/.installed
 DEMO_OUT ?= demo-out
 PIP_FLAGS ?= --quiet --disable-pip-version-check
 
-.PHONY: demo test lint typecheck unit venv venv-quant clean
+.PHONY: demo test lint typecheck unit venv venv-quant clean debian-packages
 
 venv: $(STAMP)
 venv-quant: $(QSTAMP)
@@ -16,8 +16,22 @@ venv-quant: $(QSTAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install $(PIP_FLAGS) torch==2.13.0
-	$(VENV)/bin/pip install $(PIP_FLAGS) -e '.[host,edge,gateway,dev]'
+	$(VENV)/bin/pip install $(PIP_FLAGS) -e '.[host,edge,gateway,web,dev]'
 	touch $@
+
+# Debian packages: Chromium for the clinician view's browser test (Playwright drives it; nothing
+# is downloaded at test time) and the Pango libraries WeasyPrint renders PDF reports with.
+# Installed only when one is missing; sudo only when not root.
+DEBIAN_PACKAGES := chromium libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+debian-packages:
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+		| grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 # The conversion toolchain pins numpy 1.26 (onnx2tf 1.29.24 and its exact pins), which OpenSim
 # cannot share: it lives in its own venv and the host calls it as a subprocess.
@@ -78,7 +92,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-unit: $(STAMP) $(QSTAMP)
+unit: $(STAMP) $(QSTAMP) debian-packages
 	$(VENV)/bin/pytest
 
 test: lint typecheck unit

@@ -1,4 +1,5 @@
-"""``cervical gateway ...``: sync hubs into the clinic store, push models, set profiles."""
+"""``cervical gateway ...``: sync hubs into the clinic store, push models, set profiles, and serve
+the clinician web view."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from ble_gateway.hub_client import (
 from ble_gateway.hub_client import sync_hub as sync_hub_records
 from ble_gateway.radio import DEFAULT_STATE_DIR, GatewayRadio, parse_radio
 from ble_gateway.store import ClinicStore, ClinicStoreError
+from ble_gateway.web import cli as web_cli
 from edge_runtime.contracts import gatt
 from edge_runtime.contracts.anthropometrics import read_profile
 from edge_runtime.contracts.errors import ContractError
@@ -214,3 +216,11 @@ def status(
         f"{profile.to_dict()}",
         markup=False,
     )
+
+
+# The clinician web view and its accounts (ble_gateway.web.cli imports the web stack lazily).
+gateway_app.command("serve")(web_cli.serve)
+gateway_app.command("add-user")(web_cli.add_user)
+gateway_app.command("remove-user")(web_cli.remove_user)
+gateway_app.command("assign")(web_cli.assign)
+gateway_app.command("audit")(web_cli.audit)

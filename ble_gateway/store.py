@@ -10,8 +10,10 @@ Tables:
 * ``records``: every synced record exactly as the hub stored it; primary key (device, seq), so
   inserting is idempotent: a record synced twice (its ACK was lost with the link) is stored
   once, and a *different* record under a seq already stored is refused loudly.
-* ``sessions``: one row per session summary (the summary's main figures as columns).
-* ``summaries``: one row per epoch (10 s) summary.
+* derived from the records (``ble_gateway.derived``; rebuilt when their shape changes):
+  ``sessions`` (one row per session summary, its main figures as columns),
+  ``session_directions`` (the ROM assessment per direction), ``session_forces`` (force
+  statistics per muscle group) and ``summaries`` (one row per 10 s epoch).
 
 Everything from one sync batch is committed in one transaction, and the gateway acknowledges
 records to the hub only after that commit returned.
@@ -19,7 +21,8 @@ records to the hub only after that commit returned.
 
 from __future__ import annotations
 
-import json
+import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -46,7 +49,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
+from ble_gateway.derived import DERIVED_VERSION, derive
 from edge_runtime.contracts.gatt import SyncRecord
+
+log = logging.getLogger(__name__)
+PATIENT_CODE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 metadata = MetaData()
 
@@ -80,18 +87,48 @@ records = Table(
     Column("payload", Text, nullable=False),
     Column("received_utc", String(40), nullable=False),
 )
+# -- derived from the records (a cache, rebuilt when DERIVED_VERSION changes) ---------------------
 sessions = Table(
     "sessions",
     metadata,
     Column("device_id", Integer, ForeignKey("devices.id"), primary_key=True),
     Column("session_id", String(64), primary_key=True),
     Column("seq", Integer, nullable=False),
-    Column("started_utc", String(40)),
+    Column("started_utc", String(40), index=True),
     Column("duration_s", Float),
+    Column("usable_s", Float),
     Column("usable_fraction", Float),
     Column("end_reason", String(32)),
-    Column("flagged", JSON),
+    Column("assessed", Boolean, nullable=False),
+    Column("flagged", Text, nullable=False),  # sector names, space-separated (cheaper than JSON)
+    Column("insufficient", Text, nullable=False),
     Column("model_version", String(32)),
+    Column("out_of_range_frames", Integer),
+    Column("note", Text),
+)
+session_directions = Table(
+    "session_directions",
+    metadata,
+    Column("device_id", Integer, ForeignKey("devices.id"), primary_key=True),
+    Column("session_id", String(64), primary_key=True),
+    Column("sector", String(32), primary_key=True),
+    Column("status", String(20), nullable=False),
+    Column("expected_deg", Float),
+    Column("reached_deg", Float),
+    Column("ratio", Float),
+    Column("deficit_deg", Float),
+    Column("deficit_pct", Float),
+    Column("threshold_deg", Float),
+)
+session_forces = Table(
+    "session_forces",
+    metadata,
+    Column("device_id", Integer, ForeignKey("devices.id"), primary_key=True),
+    Column("session_id", String(64), primary_key=True),
+    Column("muscle_group", String(64), primary_key=True),
+    Column("mean_n", Float),
+    Column("peak_n", Float),
+    Column("p90_n", Float),
 )
 summaries = Table(
     "summaries",
@@ -102,6 +139,13 @@ summaries = Table(
     Column("start_s", Float),
     Column("end_s", Float),
     Column("usable_fraction", Float),
+)
+DERIVED_TABLES = (sessions, session_directions, session_forces, summaries)
+store_meta = Table(
+    "store_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
 )
 
 
@@ -135,6 +179,7 @@ class ClinicStore:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         metadata.create_all(self.engine)
         self._insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+        self._ensure_derived()
 
     def close(self) -> None:
         self.engine.dispose()
@@ -164,6 +209,26 @@ class ClinicStore:
                 )
             )
             return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    def assign_device(self, device_id: int, patient_code: str) -> int:
+        """Link a device to a patient (created on first use); returns the patient's id. A code is
+        the clinic's pseudonym: 1-64 letters, digits, '-', '_' or '.'."""
+        if not PATIENT_CODE.fullmatch(patient_code):
+            raise ClinicStoreError(
+                f"patient code {patient_code!r}: use 1-64 letters, digits, '-', '_' or '.'"
+            )
+        with self.engine.begin() as db:
+            if db.execute(select(devices.c.id).where(devices.c.id == device_id)).first() is None:
+                raise ClinicStoreError(f"device {device_id}: not in the clinic store")
+            patient = db.execute(select(patients.c.id).where(patients.c.code == patient_code))
+            patient_id = patient.scalar()
+            if patient_id is None:
+                result = db.execute(patients.insert().values(code=patient_code, created_utc=_now()))
+                patient_id = result.inserted_primary_key[0]  # type: ignore[index]
+            db.execute(
+                devices.update().where(devices.c.id == device_id).values(patient_id=patient_id)
+            )
+            return int(patient_id)
 
     def last_seq(self, device_id: int) -> int:
         with self.engine.connect() as db:
@@ -218,46 +283,58 @@ class ClinicStore:
         return len(new)
 
     def _derive(self, db: Connection, device_id: int, new: Sequence[SyncRecord]) -> None:
-        session_rows, epoch_rows = [], []
-        for r in new:
-            if r.kind not in ("session", "epoch"):
-                continue
-            try:
-                p: dict[str, Any] = json.loads(r.payload_json)
-            except ValueError:
-                continue  # kept verbatim in records; nothing to derive
-            usable = p.get("usable_frames", 0) / max(p.get("frames", 0) or 1, 1)
-            if r.kind == "session" and r.session_id:
-                session_rows.append(
-                    {
-                        "device_id": device_id,
-                        "session_id": r.session_id,
-                        "seq": r.seq,
-                        "started_utc": p.get("started_utc"),
-                        "duration_s": p.get("duration_s"),
-                        "usable_fraction": usable,
-                        "end_reason": p.get("end_reason"),
-                        "flagged": (p.get("assessment") or {}).get("flagged", []),
-                        "model_version": (p.get("model") or {}).get("bundle_version"),
-                    }
-                )
-            elif r.kind == "epoch":
-                epoch_rows.append(
-                    {
-                        "device_id": device_id,
-                        "seq": r.seq,
-                        "session_id": r.session_id,
-                        "start_s": p.get("start_s"),
-                        "end_s": p.get("end_s"),
-                        "usable_fraction": usable,
-                    }
-                )
-        if session_rows:
-            stmt = self._insert(sessions).values(session_rows)
-            db.execute(stmt.on_conflict_do_nothing(index_elements=["device_id", "session_id"]))
-        if epoch_rows:
-            stmt = self._insert(summaries).values(epoch_rows)
-            db.execute(stmt.on_conflict_do_nothing(index_elements=["device_id", "seq"]))
+        rows = derive(device_id, list(new))
+        for table, values, key in (
+            (sessions, rows.sessions, ["device_id", "session_id"]),
+            (session_directions, rows.directions, ["device_id", "session_id", "sector"]),
+            (session_forces, rows.forces, ["device_id", "session_id", "muscle_group"]),
+            (summaries, rows.epochs, ["device_id", "seq"]),
+        ):
+            for at in range(0, len(values), 500):  # SQLite caps the variables of one statement
+                stmt = self._insert(table).values(values[at : at + 500])
+                db.execute(stmt.on_conflict_do_nothing(index_elements=key))
+
+    def _ensure_derived(self) -> None:
+        """Rebuild the derived tables from the records when they are of another version."""
+        with self.engine.begin() as db:
+            value = db.execute(
+                select(store_meta.c.value).where(store_meta.c.key == "derived_version")
+            ).scalar()
+            if value == str(DERIVED_VERSION):
+                return
+            log.info(
+                "clinic store: rebuilding derived tables (version %s -> %d)", value, DERIVED_VERSION
+            )
+            for table in DERIVED_TABLES:
+                table.drop(db, checkfirst=True)
+                table.create(db)
+            device_ids = [int(d) for d in db.execute(select(devices.c.id)).scalars()]
+            for device_id in device_ids:
+                last = 0
+                while True:
+                    batch = [
+                        SyncRecord(*row)
+                        for row in db.execute(
+                            select(
+                                records.c.seq,
+                                records.c.t_utc,
+                                records.c.kind,
+                                records.c.session_id,
+                                records.c.payload,
+                            )
+                            .where(records.c.device_id == device_id, records.c.seq > last)
+                            .order_by(records.c.seq)
+                            .limit(2000)
+                        ).all()
+                    ]
+                    if not batch:
+                        break
+                    self._derive(db, device_id, batch)
+                    last = batch[-1].seq
+            db.execute(store_meta.delete().where(store_meta.c.key == "derived_version"))
+            db.execute(
+                store_meta.insert().values(key="derived_version", value=str(DERIVED_VERSION))
+            )
 
     def records(self, device_id: int) -> list[SyncRecord]:
         with self.engine.connect() as db:

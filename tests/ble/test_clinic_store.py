@@ -10,10 +10,12 @@ import pytest
 
 from ble_gateway.store import ClinicStore, ClinicStoreError, DeviceKey, sessions, summaries
 from edge_runtime.contracts.gatt import SyncRecord
+from edge_runtime.contracts.hub_records import RECORD_FORMAT
 
 
 def _record(seq: int, kind: str = "epoch", payload: dict[str, object] | None = None) -> SyncRecord:
     body = payload or {"frames": 100, "usable_frames": 80, "start_s": 0.0, "end_s": 9.99}
+    body = {"format": RECORD_FORMAT, **body}
     return SyncRecord(seq, "2026-11-24T10:00:00.000+00:00", kind, "s1", json.dumps(body))
 
 

@@ -1,0 +1,174 @@
+"""``cervical gateway serve | add-user | remove-user | assign | audit``: the clinician web view and
+its accounts. The web stack is imported inside each command, so ``cervical`` starts fast."""
+
+from __future__ import annotations
+
+import gc
+import ipaddress
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+DbOpt = Annotated[str, typer.Option("--db", help="Clinic store: SQLite file or SQLAlchemy URL.")]
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    db: DbOpt = "clinic.db",
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (loopback by default).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate: serve HTTPS.")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
+) -> None:
+    """Serve the clinician web view. Beyond this computer (a non-loopback --host) only over
+    HTTPS: patient data never crosses a network in clear text."""
+    if (tls_cert is None) != (tls_key is None):
+        err.print("--tls-cert and --tls-key go together", markup=False)
+        raise typer.Exit(2)
+    if not _is_loopback(host) and tls_cert is None:
+        err.print(
+            f"--host {host}: serving beyond this computer needs HTTPS; pass --tls-cert and "
+            "--tls-key (or keep the default 127.0.0.1 behind a TLS reverse proxy)",
+            markup=False,
+        )
+        raise typer.Exit(2)
+    import uvicorn
+
+    from ble_gateway.store import ClinicStore
+    from ble_gateway.web.accounts import Accounts
+    from ble_gateway.web.app import create_app
+
+    store = ClinicStore(db)
+    if not Accounts(store.engine).usernames():
+        err.print(
+            "warning: no clinician accounts yet; add one with `cervical gateway add-user NAME`",
+            markup=False,
+        )
+    app = create_app(store, secure_cookies=tls_cert is not None)
+    # everything loaded so far lives as long as the server: keep it out of the collector's
+    # full passes, which otherwise walk it during every plot-heavy page (~25% of its time)
+    gc.collect()
+    gc.freeze()
+    scheme = "https" if tls_cert else "http"
+    out.print(f"clinician view on {scheme}://{host}:{port}/ (Ctrl-C stops)", markup=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        ssl_certfile=str(tls_cert) if tls_cert else None,
+        ssl_keyfile=str(tls_key) if tls_key else None,
+    )
+    store.close()
+
+
+def add_user(
+    username: Annotated[str, typer.Argument(help="Lower-case user name.")],
+    db: DbOpt = "clinic.db",
+    password_stdin: Annotated[
+        bool, typer.Option(help="Read the password from standard input (for scripts).")
+    ] = False,
+) -> None:
+    """Create a clinician account (the password is asked for twice, at least 12 characters)."""
+    from ble_gateway.store import ClinicStore
+    from ble_gateway.web.accounts import AccountError, Accounts
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    store = ClinicStore(db)
+    try:
+        Accounts(store.engine).add_user(username, password)
+        Accounts(store.engine).audit("cli", "local", "add_user", f"user {username}")
+    except AccountError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    out.print(f"user {username} added", markup=False)
+
+
+def remove_user(
+    username: Annotated[str, typer.Argument(help="User name.")], db: DbOpt = "clinic.db"
+) -> None:
+    """Delete a clinician account and end its sessions (its audit entries stay)."""
+    from ble_gateway.store import ClinicStore
+    from ble_gateway.web.accounts import AccountError, Accounts
+
+    store = ClinicStore(db)
+    try:
+        Accounts(store.engine).remove_user(username)
+        Accounts(store.engine).audit("cli", "local", "remove_user", f"user {username}")
+    except AccountError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    out.print(f"user {username} removed", markup=False)
+
+
+def assign(
+    address: Annotated[str, typer.Argument(help="The hub's BLE address (as synced).")],
+    patient: Annotated[str, typer.Option(help="The clinic's pseudonymous patient code.")],
+    db: DbOpt = "clinic.db",
+) -> None:
+    """Link a synced hub (all its record stores) to a patient code; the web view can do this too."""
+    from sqlalchemy import select
+
+    from ble_gateway.store import ClinicStore, ClinicStoreError, devices
+
+    store = ClinicStore(db)
+    try:
+        with store.engine.connect() as conn:
+            ids = list(
+                conn.execute(select(devices.c.id).where(devices.c.address == address)).scalars()
+            )
+        if not ids:
+            raise ClinicStoreError(f"hub {address}: never synced into this clinic store")
+        for device_id in ids:
+            store.assign_device(device_id, patient)
+    except ClinicStoreError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    out.print(f"hub {address} -> patient {patient}", markup=False)
+
+
+def audit(
+    db: DbOpt = "clinic.db",
+    limit: Annotated[int, typer.Option(help="The latest N entries.")] = 50,
+) -> None:
+    """Who viewed or exported what, signed in or failed to (newest first)."""
+    from ble_gateway.store import ClinicStore
+    from ble_gateway.web.accounts import Accounts
+
+    store = ClinicStore(db)
+    entries = Accounts(store.engine).audit_entries(limit)
+    store.close()
+    table = Table("time (UTC)", "user", "client", "action", "patient", "detail")
+    for e in entries:
+        table.add_row(
+            *(
+                str(e[k] or "")
+                for k in ("t_utc", "username", "client", "action", "patient_code", "detail")
+            )
+        )
+    out.print(table)

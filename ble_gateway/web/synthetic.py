@@ -1,0 +1,178 @@
+"""A synthetic patient history for benchmarks and tests of the clinician view.
+
+Records are shaped like the hub's (``cervical-hub-record/1`` session and epoch payloads, the
+assessment built through the ``RomAssessment`` contract) and go into the clinic store through
+its sync path (``ClinicStore.add_records``), so the view reads them exactly as it reads synced
+ones. The patient starts with restricted right rotation and left bending that recover over the
+period; some days are missed, a few sessions are not calibrated, a few run outside the model's
+training range. Nothing here is clinical data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from ble_gateway.store import ClinicStore, DeviceKey
+from edge_runtime.contracts.gatt import SyncRecord
+from edge_runtime.contracts.hub_records import RECORD_FORMAT
+from edge_runtime.contracts.rom_assessment import (
+    SECTORS,
+    AssessmentConfig,
+    RomAssessment,
+    SectorResult,
+)
+
+# a personal envelope along each sector's centre (deg), as the demo wearer's bundle gives it
+EXPECTED_DEG: dict[str, float] = dict(
+    zip(SECTORS, (71.8, 55.9, 39.0, 49.3, 48.4, 49.3, 39.0, 55.9, 61.5, 61.4), strict=True)
+)
+# restriction at the start of the history (fraction of the envelope reached)
+RESTRICTED: dict[str, float] = {
+    "right_rotation": 0.5,
+    "left_bend": 0.5,
+    "extension_left_bend": 0.75,
+}
+GROUPS_N: dict[str, float] = {  # typical mean group force during a session (N)
+    "extension": 60.0,
+    "flexion": 25.0,
+    "lat_bending": 40.0,
+    "rotation_contra": 30.0,
+    "rotation_ipsi": 30.0,
+    "hyoid": 6.0,
+}
+MUSCLES = ("stern_mast", "stern_mast_L", "splen_cap", "splen_cap_L", "trap_cl", "trap_cl_L")
+
+
+@dataclass(frozen=True)
+class SyntheticPatient:
+    code: str = "P-0001"
+    address: str = "DC:EA:D4:28:92:64"
+    store_id: str = "5a" * 16
+    model_version: str = "2026.11.24.120000"
+
+
+def session_payload(day: int, days: int, rng: np.random.Generator) -> dict[str, Any]:
+    """The summary of one protocol session on ``day`` of ``days`` (recovering restrictions)."""
+    progress = day / max(days - 1, 1)
+    calibrated = rng.random() > 0.04
+    sectors = []
+    for name in SECTORS:
+        start = RESTRICTED.get(name, 0.97)
+        ratio = float(np.clip(start + (0.95 - start) * progress + rng.normal(0, 0.03), 0.2, 1.15))
+        expected = EXPECTED_DEG[name]
+        deficit = expected * max(0.0, 1 - ratio)
+        sectors.append(
+            SectorResult(
+                sector=name,
+                status="deficit" if deficit >= 12.0 else "normal",
+                expected_deg=expected,
+                reached_deg=round(expected * ratio, 3),
+                ratio=round(ratio, 3),
+                deficit_deg=round(deficit, 3),
+                deficit_pct=round(100 * max(0.0, 1 - ratio), 3),
+                peak_speed_deg_s=round(float(rng.uniform(40, 90)), 3),
+            )
+        )
+    duration_s = float(rng.uniform(240, 600))
+    assessment = RomAssessment(
+        duration_s=duration_s - 20,
+        valid_s=duration_s - 25,
+        sectors=tuple(sectors),
+        spans=(),
+        movements=int(rng.integers(18, 30)),
+        sparc_median=round(float(rng.normal(-1.7, 0.1)), 3),
+        config=AssessmentConfig(),
+    )
+    frames = int(duration_s * 100)
+    out_of_range = int(rng.integers(50, 400)) if rng.random() < 0.1 else 0
+    scale = 1 + 0.2 * math.sin(day / 30)
+
+    def stats(mean_n: float) -> dict[str, float]:
+        m = mean_n * scale * float(rng.uniform(0.9, 1.1))
+        return {
+            "mean_n": round(m, 2),
+            "peak_n": round(4 * m, 2),
+            "p50_n": round(0.8 * m, 2),
+            "p90_n": round(2 * m, 2),
+            "p99_n": round(3.5 * m, 2),
+        }
+
+    return {
+        "format": RECORD_FORMAT,
+        "source_t0_s": 0.0,
+        "duration_s": round(duration_s, 3),
+        "end_reason": "end_of_input",
+        "frames": frames,
+        "usable_frames": int(frames * (0.9 if calibrated else 0.0)),
+        "assessment": assessment.to_dict() if calibrated else None,
+        "assessment_note": None
+        if calibrated
+        else "not calibrated: no neutral hold followed by a nod was found",
+        "envelope_clamped_fields": [],
+        "forces": {
+            "frames": frames,
+            "muscles": {m: stats(10.0) for m in MUSCLES},
+            "groups": {g: stats(n) for g, n in GROUPS_N.items()},
+        },
+        "out_of_range": {
+            "frames": out_of_range,
+            "features": {"neck_axial_rotation_left_rad": out_of_range} if out_of_range else {},
+        },
+        "marks": [],
+        "profile": {
+            "sex": "female",
+            "stature_m": 1.65,
+            "body_mass_kg": 62.0,
+            "neck_length_m": 0.105,
+            "shoulder_width_m": 0.37,
+            "head_mass_kg": 4.1,
+        },
+    }
+
+
+def fill_history(
+    store: ClinicStore,
+    days: int,
+    patient: SyntheticPatient = SyntheticPatient(),
+    seed: int = 0,
+    end: datetime | None = None,
+    wear_probability: float = 0.85,
+) -> int:
+    """Write ``days`` days ending at ``end`` (default: today) of one session a day (days missed
+    at random) with an epoch record each, through the sync path. Returns the device id."""
+    rng = np.random.default_rng(seed)
+    end = end or datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0)
+    device_id = store.device_id(DeviceKey(patient.address, patient.store_id), patient.model_version)
+    store.assign_device(device_id, patient.code)
+    batch: list[SyncRecord] = []
+    seq = store.last_seq(device_id)
+    for day in range(days):
+        if rng.random() > wear_probability:
+            continue
+        started = end - timedelta(days=days - 1 - day)
+        payload = session_payload(day, days, rng)
+        payload["started_utc"] = started.isoformat(timespec="seconds")
+        payload["model"] = {"bundle_version": patient.model_version}
+        session_id = started.strftime("%Y%m%dT%H%M%SZ-") + f"{day:06x}"
+        epoch = {
+            "format": RECORD_FORMAT,
+            "start_s": 0.0,
+            "end_s": 9.99,
+            "frames": 1000,
+            "usable_frames": 900,
+        }
+        t_utc = started.isoformat(timespec="milliseconds")
+        for kind, body in (("epoch", epoch), ("session", payload)):
+            seq += 1
+            batch.append(SyncRecord(seq, t_utc, kind, session_id, json.dumps(body)))
+        if len(batch) >= 400:
+            store.add_records(device_id, batch)
+            batch = []
+    store.add_records(device_id, batch)
+    return device_id
