@@ -1,0 +1,51 @@
+"""The clinician view's commands as a clinic's IT runs them: accounts, assigning a hub, the audit
+log, and `serve` refusing plain HTTP beyond this computer."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from ble_gateway.store import ClinicStore, DeviceKey
+from ble_gateway.web.accounts import Accounts
+
+CERVICAL = str(Path(sys.executable).with_name("cervical"))
+
+
+def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CERVICAL, "gateway", *args], input=stdin, capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+
+
+def test_accounts_assign_and_audit_from_the_command_line(tmp_path: Path) -> None:
+    db = str(tmp_path / "clinic.db")
+    store = ClinicStore(db)
+    store.device_id(DeviceKey("AA:BB:CC:DD:EE:01", "ab" * 16), "2026.1")
+    store.close()
+    added = run("add-user", "dr.cli", "--db", db, "--password-stdin", stdin="a passphrase here\n")
+    assert added.returncode == 0 and "user dr.cli added" in added.stdout
+    short = run("add-user", "dr.two", "--db", db, "--password-stdin", stdin="short\n")
+    assert short.returncode == 2 and "at least 12 characters" in short.stderr
+    assigned = run("assign", "AA:BB:CC:DD:EE:01", "--patient", "P-7", "--db", db)
+    assert assigned.returncode == 0, assigned.stderr
+    unknown = run("assign", "AA:BB:CC:DD:EE:99", "--patient", "P-7", "--db", db)
+    assert unknown.returncode == 2 and "never synced" in unknown.stderr
+    bad_code = run("assign", "AA:BB:CC:DD:EE:01", "--patient", "<script>", "--db", db)
+    assert bad_code.returncode == 2 and "patient code" in bad_code.stderr
+    audit = run("audit", "--db", db)
+    assert "add_user" in audit.stdout and "dr.cli" in audit.stdout
+    removed = run("remove-user", "dr.cli", "--db", db)
+    assert removed.returncode == 0
+    store = ClinicStore(db)
+    assert Accounts(store.engine).usernames() == []
+    store.close()
+
+
+def test_serve_refuses_plain_http_beyond_loopback(tmp_path: Path) -> None:
+    r = run("serve", "--db", str(tmp_path / "clinic.db"), "--host", "0.0.0.0")
+    assert r.returncode == 2 and "needs HTTPS" in r.stderr
+    r = run("serve", "--db", str(tmp_path / "c.db"), "--tls-cert", str(tmp_path / "cert.pem"))
+    assert r.returncode == 2 and "go together" in r.stderr
