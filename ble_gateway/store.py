@@ -14,6 +14,7 @@ Tables:
   ``sessions`` (one row per session summary, its main figures as columns),
   ``session_directions`` (the ROM assessment per direction), ``session_forces`` (force
   statistics per muscle group) and ``summaries`` (one row per 10 s epoch).
+* ``reviews``: sessions whose flags a clinician marked as seen (the web view writes them).
 
 Everything from one sync batch is committed in one transaction, and the gateway acknowledges
 records to the hub only after that commit returned.
@@ -87,6 +88,16 @@ records = Table(
     Column("payload", Text, nullable=False),
     Column("received_utc", String(40), nullable=False),
 )
+# a clinician marked a session's flags as seen (clinic data: never rebuilt)
+reviews = Table(
+    "reviews",
+    metadata,
+    Column("device_id", Integer, ForeignKey("devices.id"), primary_key=True),
+    Column("session_id", String(64), primary_key=True),
+    Column("username", String(64), nullable=False),
+    Column("reviewed_utc", String(40), nullable=False),
+)
+
 # -- derived from the records (a cache, rebuilt when DERIVED_VERSION changes) ---------------------
 sessions = Table(
     "sessions",

@@ -11,7 +11,9 @@ Kept in the clinic store's database, in tables of their own (never dropped or re
   ``FAILURE_WINDOW_S`` (or a client with ``MAX_FAILURES_PER_CLIENT``) is refused, even with the
   right password, until the oldest failure leaves the window.
 * ``audit_log``: who viewed or exported what, signed in or out, failed to sign in.
-* ``reviews``: a clinician marked a session's flags as seen (closes its open flags).
+
+Reviews (a clinician marked a session's flags as seen) are clinic data and live with the store's
+tables (``ble_gateway.store.reviews``); this module writes them.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Engine
+
+from ble_gateway.store import reviews
 
 web_metadata = MetaData()
 users = Table(
@@ -80,15 +84,6 @@ audit_log = Table(
     Column("patient_code", String(64)),
     Column("detail", Text, nullable=False),
 )
-reviews = Table(
-    "reviews",
-    web_metadata,
-    Column("device_id", Integer, primary_key=True),
-    Column("session_id", String(64), primary_key=True),
-    Column("username", String(64), nullable=False),
-    Column("reviewed_utc", String(40), nullable=False),
-)
-
 USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}")
 MIN_PASSWORD_CHARS = 12
 IDLE_TIMEOUT_S = 30 * 60

@@ -29,11 +29,11 @@ from ble_gateway.store import (
     devices,
     patients,
     records,
+    reviews,
     session_directions,
     session_forces,
     sessions,
 )
-from ble_gateway.web.accounts import reviews
 from edge_runtime.contracts.rom_assessment import SECTORS
 
 MIN_WEAR_S_PER_DAY = 60.0

@@ -18,6 +18,7 @@ from sqlalchemy import update
 from ble_gateway.store import ClinicStore, session_directions, sessions, store_meta
 from ble_gateway.web import exports
 from ble_gateway.web.accounts import Accounts
+from ble_gateway.web.synthetic import fill_history
 from ble_gateway.web.review import (
     MIN_WEAR_S_PER_DAY,
     Period,
@@ -39,6 +40,10 @@ def test_derived_tables_are_rebuilt_from_the_records(tmp_path: Path) -> None:
     again = ClinicStore(tmp_path / "clinic.db")
     assert again.count(sessions) == n_sessions
     assert again.count(session_directions) == n_directions
+    # the review queries need no web accounts (a store that only ever synced)
+    bare = ClinicStore(tmp_path / "bare.db")
+    fill_history(bare, 5, PATIENT)
+    assert len(patient_history(bare.engine, PATIENT.code).sessions) >= 1
 
 
 def test_adherence_open_flags_and_reviews(tmp_path: Path) -> None:
