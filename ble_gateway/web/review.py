@@ -313,7 +313,11 @@ def patients_overview(engine: Engine, today: date | None = None) -> list[Patient
         )
         flagged = db.execute(
             select(patients.c.code, sessions.c.flagged)
-            .select_from(_with_reviews().join(devices).join(patients))
+            .select_from(
+                _with_reviews()
+                .join(devices, devices.c.id == sessions.c.device_id)  # not via reviews' key
+                .join(patients, patients.c.id == devices.c.patient_id)
+            )
             .where(reviews.c.username.is_(None), sessions.c.flagged != "")
         ).all()
     wear: dict[str, dict[date, float]] = defaultdict(lambda: defaultdict(float))

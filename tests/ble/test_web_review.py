@@ -18,13 +18,13 @@ from sqlalchemy import update
 from ble_gateway.store import ClinicStore, session_directions, sessions, store_meta
 from ble_gateway.web import exports
 from ble_gateway.web.accounts import Accounts
-from ble_gateway.web.synthetic import fill_history
 from ble_gateway.web.review import (
     MIN_WEAR_S_PER_DAY,
     Period,
     patient_history,
     patients_overview,
 )
+from ble_gateway.web.synthetic import fill_history
 from edge_runtime.contracts.rom_assessment import SECTORS
 from tests.ble.web_fixtures import PATIENT, clinic, sign_in, web_app
 
