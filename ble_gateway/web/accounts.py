@@ -18,6 +18,7 @@ tables (``ble_gateway.store.reviews``); this module writes them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -130,8 +131,12 @@ class Accounts:
     ) -> None:
         self.engine, self.hasher, self.clock = engine, hasher or PasswordHasher(), clock
         web_metadata.create_all(engine)
-        # verified against when the user name is unknown, so both paths cost one Argon2 hash
-        self._dummy_hash = self.hasher.hash(secrets.token_hex(16))
+
+    @functools.cached_property
+    def _dummy_hash(self) -> str:
+        """Verified against when the user name is unknown, so both paths cost one Argon2 hash
+        (made on the first sign-in, not by every command that opens the accounts)."""
+        return self.hasher.hash(secrets.token_hex(16))
 
     # -- users -------------------------------------------------------------------------------
     def add_user(self, username: str, password: str) -> None:

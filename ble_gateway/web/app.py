@@ -15,6 +15,7 @@ Content-Security-Policy that allows no script at all.
 from __future__ import annotations
 
 import base64
+import functools
 import hmac
 import json
 import logging
@@ -47,6 +48,7 @@ from ble_gateway.web.review import (
     patient_history,
     patients_overview,
     session_detail,
+    session_patient,
     unassigned_devices,
 )
 from edge_runtime.contracts.rom_assessment import SECTORS
@@ -357,8 +359,7 @@ def _add_routes(app: FastAPI) -> None:  # one place lists every route
     ) -> Response:
         _check_csrf(user, csrf_token)
         state = _state(request)
-        detail = session_detail(state.store.engine, device_id, session_id)
-        if detail.patient_code != code:
+        if session_patient(state.store.engine, device_id, session_id) != code:
             raise NotFoundError(f"session {session_id!r}: not a session of patient {code!r}")
         state.accounts.mark_reviewed(device_id, session_id, user.username)
         state.accounts.audit(
@@ -372,21 +373,15 @@ def _add_routes(app: FastAPI) -> None:  # one place lists every route
     def report(
         request: Request, user: User, code: str, start: From = None, to: str | None = None
     ) -> Response:
-        history = _history(request, code, start, to)
-        _state(request).accounts.audit(
-            user.username, _client(request), "export", f"report html ({history.period.label})", code
-        )
+        history = _exported(request, user, code, start, to, "report html")
         return HTMLResponse(_report_html(request, history, user))
 
     @app.get("/patients/{code}/report.pdf")
     def report_pdf(
         request: Request, user: User, code: str, start: From = None, to: str | None = None
     ) -> Response:
-        history = _history(request, code, start, to)
+        history = _exported(request, user, code, start, to, "report pdf")
         pdf = exports.report_pdf(_report_html(request, history, user))
-        _state(request).accounts.audit(
-            user.username, _client(request), "export", f"report pdf ({history.period.label})", code
-        )
         return Response(
             pdf, media_type="application/pdf", headers=_attachment(f"cervical-report-{code}.pdf")
         )
@@ -395,14 +390,7 @@ def _add_routes(app: FastAPI) -> None:  # one place lists every route
     def csv_export(
         request: Request, user: User, code: str, start: From = None, to: str | None = None
     ) -> Response:
-        history = _history(request, code, start, to)
-        _state(request).accounts.audit(
-            user.username,
-            _client(request),
-            "export",
-            f"sessions csv ({history.period.label})",
-            code,
-        )
+        history = _exported(request, user, code, start, to, "sessions csv")
         return Response(
             exports.sessions_csv(history),
             media_type="text/csv; charset=utf-8",
@@ -413,15 +401,23 @@ def _add_routes(app: FastAPI) -> None:  # one place lists every route
     def fhir_export(
         request: Request, user: User, code: str, start: From = None, to: str | None = None
     ) -> Response:
-        history = _history(request, code, start, to)
-        _state(request).accounts.audit(
-            user.username, _client(request), "export", f"fhir bundle ({history.period.label})", code
-        )
+        history = _exported(request, user, code, start, to, "fhir bundle")
         return Response(
             json.dumps(exports.fhir_bundle(history), indent=1),
             media_type="application/fhir+json",
             headers=_attachment(f"cervical-fhir-{code}.json"),
         )
+
+
+def _exported(
+    request: Request, user: WebSession, code: str, start: str | None, end: str | None, what: str
+) -> PatientHistory:
+    """The history an export is made of, its making written to the audit log."""
+    history = _history(request, code, start, end)
+    _state(request).accounts.audit(
+        user.username, _client(request), "export", f"{what} ({history.period.label})", code
+    )
+    return history
 
 
 def _attachment(filename: str) -> dict[str, str]:
@@ -442,9 +438,15 @@ def _set_cookie(
     )
 
 
+@functools.cache
+def _stylesheet() -> str:
+    """The report embeds the stylesheet (it travels as one file); read once."""
+    return (HERE / "static" / "style.css").read_text()
+
+
 def _report_html(request: Request, history: PatientHistory, user: WebSession) -> str:
     state = _state(request)
-    css = (HERE / "static" / "style.css").read_text()
+    css = _stylesheet()
     context = patient_context(history, None, None, state.plot_cache)
     template = state.templates.get_template("report.html")
     return template.render(

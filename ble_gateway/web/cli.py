@@ -6,12 +6,16 @@ from __future__ import annotations
 import gc
 import ipaddress
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:  # the web stack is imported inside the commands
+    from ble_gateway.web.accounts import Accounts
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -78,6 +82,25 @@ def serve(
     store.close()
 
 
+def _change_accounts(
+    db: str, action: str, username: str, change: Callable[[Accounts], None]
+) -> None:
+    """Apply one account change and audit it; a refused change exits with status 2."""
+    from ble_gateway.store import ClinicStore
+    from ble_gateway.web.accounts import AccountError, Accounts
+
+    store = ClinicStore(db)
+    try:
+        accounts = Accounts(store.engine)
+        change(accounts)
+        accounts.audit("cli", "local", action, f"user {username}")
+    except AccountError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+
+
 def add_user(
     username: Annotated[str, typer.Argument(help="Lower-case user name.")],
     db: DbOpt = "clinic.db",
@@ -86,22 +109,11 @@ def add_user(
     ] = False,
 ) -> None:
     """Create a clinician account (the password is asked for twice, at least 12 characters)."""
-    from ble_gateway.store import ClinicStore
-    from ble_gateway.web.accounts import AccountError, Accounts
-
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    store = ClinicStore(db)
-    try:
-        Accounts(store.engine).add_user(username, password)
-        Accounts(store.engine).audit("cli", "local", "add_user", f"user {username}")
-    except AccountError as exc:
-        err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(2) from None
-    finally:
-        store.close()
+    _change_accounts(db, "add_user", username, lambda a: a.add_user(username, password))
     out.print(f"user {username} added", markup=False)
 
 
@@ -109,18 +121,7 @@ def remove_user(
     username: Annotated[str, typer.Argument(help="User name.")], db: DbOpt = "clinic.db"
 ) -> None:
     """Delete a clinician account and end its sessions (its audit entries stay)."""
-    from ble_gateway.store import ClinicStore
-    from ble_gateway.web.accounts import AccountError, Accounts
-
-    store = ClinicStore(db)
-    try:
-        Accounts(store.engine).remove_user(username)
-        Accounts(store.engine).audit("cli", "local", "remove_user", f"user {username}")
-    except AccountError as exc:
-        err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(2) from None
-    finally:
-        store.close()
+    _change_accounts(db, "remove_user", username, lambda a: a.remove_user(username))
     out.print(f"user {username} removed", markup=False)
 
 

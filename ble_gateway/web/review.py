@@ -352,6 +352,41 @@ _DEVICE_COLUMNS = (
 )
 
 
+_DIRECTION_COLUMNS = (
+    session_directions.c.sector,
+    session_directions.c.status,
+    session_directions.c.expected_deg,
+    session_directions.c.reached_deg,
+    session_directions.c.ratio,
+    session_directions.c.deficit_deg,
+    session_directions.c.deficit_pct,
+    session_directions.c.threshold_deg,
+)
+
+
+def _direction(r: Any) -> Direction:
+    """A row of ``_DIRECTION_COLUMNS``."""
+    return Direction(r[0], r[1], *map(float, r[2:]))
+
+
+def session_patient(engine: Engine, device_id: int, session_id: str) -> str | None:
+    """The patient code of a session's device (None: not assigned); NotFoundError if no such
+    session. For checks that need no more than that (the summary itself is large)."""
+    with engine.connect() as db:
+        row = db.execute(
+            select(patients.c.code)
+            .select_from(
+                sessions.join(devices, devices.c.id == sessions.c.device_id).outerjoin(
+                    patients, patients.c.id == devices.c.patient_id
+                )
+            )
+            .where(sessions.c.device_id == device_id, sessions.c.session_id == session_id)
+        ).first()
+    if row is None:
+        raise NotFoundError(f"session {session_id!r} of device {device_id}: not in the store")
+    return row[0]
+
+
 def unassigned_devices(engine: Engine) -> list[DeviceInfo]:
     with engine.connect() as db:
         rows = db.execute(
@@ -386,14 +421,7 @@ def patient_history(
             select(
                 session_directions.c.device_id,
                 session_directions.c.session_id,
-                session_directions.c.sector,
-                session_directions.c.status,
-                session_directions.c.expected_deg,
-                session_directions.c.reached_deg,
-                session_directions.c.ratio,
-                session_directions.c.deficit_deg,
-                session_directions.c.deficit_pct,
-                session_directions.c.threshold_deg,
+                *_DIRECTION_COLUMNS,
             )
             .select_from(
                 session_directions.join(sessions, and_(*_same_session(session_directions, key)))
@@ -421,7 +449,7 @@ def patient_history(
         ).all()
     directions: dict[tuple[int, str], dict[str, Direction]] = defaultdict(dict)
     for r in direction_rows:
-        directions[(int(r[0]), str(r[1]))][r[2]] = Direction(r[2], r[3], *map(float, r[4:]))
+        directions[(int(r[0]), str(r[1]))][r[2]] = _direction(r[2:])
     forces: dict[tuple[int, str], dict[str, GroupForce]] = defaultdict(dict)
     for r in force_rows:
         forces[(int(r[0]), str(r[1]))][r[2]] = GroupForce(r[3], r[4], r[5])
@@ -466,23 +494,14 @@ def session_detail(engine: Engine, device_id: int, session_id: str) -> SessionDe
             .where(sessions.c.device_id == device_id, sessions.c.session_id == session_id)
         ).scalar_one()
         direction_rows = db.execute(
-            select(
-                session_directions.c.sector,
-                session_directions.c.status,
-                session_directions.c.expected_deg,
-                session_directions.c.reached_deg,
-                session_directions.c.ratio,
-                session_directions.c.deficit_deg,
-                session_directions.c.deficit_pct,
-                session_directions.c.threshold_deg,
-            ).where(
+            select(*_DIRECTION_COLUMNS).where(
                 session_directions.c.device_id == device_id,
                 session_directions.c.session_id == session_id,
             )
         ).all()
     info = _device_info(device)
     order = {s: i for i, s in enumerate(SECTORS)}
-    found = {r[0]: Direction(r[0], r[1], *map(float, r[2:])) for r in direction_rows}
+    found = {r[0]: _direction(r) for r in direction_rows}
     return SessionDetail(
         patient_code=info.patient_code,
         device=info,
