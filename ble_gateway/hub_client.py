@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import random
 from collections.abc import AsyncIterator, Callable
@@ -282,9 +283,20 @@ async def push_model(
     policy = policy or RetryPolicy()
     archive = pack_bundle(bundle)
     digest = hashlib.sha256(archive).digest()
+    version = str(json.loads((bundle / "manifest.json").read_text())["bundle_version"])
     state = {"confirmed": 0, "sent_since_begin": 0}
+    running_before: list[str] = []  # the hub's model when the push started
+    commit_unanswered = False
 
     async def work(hub: HubConnection) -> str:
+        nonlocal commit_unanswered
+        running = (await hub.status()).model_version
+        if not running_before:
+            running_before.append(running)
+        elif commit_unanswered and running == version != running_before[0]:
+            # a COMMIT whose answer was lost with the link did install this bundle: sending it
+            # again would only be refused as "not newer"
+            return running
         begin = await hub.model_request(
             gatt.ModelRequest(gatt.ModelOp.BEGIN, len(archive), digest), policy.response_timeout_s
         )
@@ -302,9 +314,11 @@ async def push_model(
             state["confirmed"] = max(state["confirmed"], offset)
             if progress:
                 progress(offset, len(archive))
+        commit_unanswered = True
         done = await hub.model_request(
             gatt.ModelRequest(gatt.ModelOp.COMMIT), policy.install_timeout_s
         )
+        commit_unanswered = False
         if done.status is gatt.ModelStatus.OK:
             return done.message
         if done.status in (gatt.ModelStatus.INCOMPLETE, gatt.ModelStatus.HASH_MISMATCH):
