@@ -209,8 +209,8 @@ def status(
 
     address, st, profile = _run(main)
     out.print(
-        f"{address}: model {st.model_version}; records: last {st.last_seq}, synced up to "
-        f"{st.acked_seq}, {st.unsynced} unsynced, {st.stored} stored; database "
+        f"{address}: model {st.model_version or 'none installed'}; records: last {st.last_seq}, "
+        f"synced up to {st.acked_seq}, {st.unsynced} unsynced, {st.stored} stored; database "
         f"{st.database_bytes / 1e6:.1f} MB, {st.free_bytes / 1e9:.1f} GB free; last sync "
         f"{'never' if not st.last_sync_unix_s else st.last_sync_unix_s}; profile "
         f"{profile.to_dict()}",

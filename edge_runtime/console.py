@@ -19,6 +19,7 @@ EXTRA_HINT = {
     "quantization": "quant",
     "edge_runtime": "edge",
     "ble_gateway": "gateway",
+    "cervical_demo": "host,gateway,web",
 }
 
 

@@ -29,22 +29,26 @@ def resign_bundle(
 
 def write_hub_config(
     tmp: Path,
-    bundle: Path,
+    bundle: Path | None,
     pub: Path,
     wearer: Anthropometrics,
     head: str,
     trunk: str,
     realtime: bool,
     ble_transport: str = "",
+    replay_speed: float = 1.0,
 ) -> Path:
-    """A hub directory (profile, installed model, hub.toml) under ``tmp``; returns hub.toml."""
+    """A hub directory (profile, installed model unless ``bundle`` is None, hub.toml) under
+    ``tmp``; returns hub.toml."""
     write_profile(wearer, tmp / "profile.toml")
-    slots = ModelSlots(tmp / "models", load_public_key(pub))
-    slots.install(bundle, wearer)
+    if bundle is not None:
+        slots = ModelSlots(tmp / "models", load_public_key(pub))
+        slots.install(bundle, wearer)
     config = tmp / "hub.toml"
     text = (
         f'[hub]\ndatabase = "hub.db"\nmodels = "models"\npublic_key = "{pub}"\n'
         f'profile = "profile.toml"\nrealtime = {str(realtime).lower()}\n'
+        f"replay_speed = {replay_speed}\n"
         f'[sensors]\nhead = "{head}"\ntrunk = "{trunk}"\n[pipeline]\nepoch_s = 5.0\n'
     )
     if ble_transport:

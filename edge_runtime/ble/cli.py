@@ -23,7 +23,8 @@ err = Console(stderr=True, soft_wrap=True)
 @radio_app.command("serve")
 def serve(
     port: Annotated[
-        list[int], typer.Option(help="TCP port a host attaches to (repeat: one per host).")
+        list[int],
+        typer.Option(help="TCP port a host attaches to (repeat: one per host; 0: any free one)."),
     ],
     cut_every_s: Annotated[
         float,
@@ -39,10 +40,9 @@ def serve(
 
     async def main() -> None:
         radio = VirtualRadio(seed)
-        for p in port:
-            await radio.serve(p)
+        ports = [await radio.serve(p) for p in port]  # 0: any free port, printed here
         out.print(
-            f"virtual radio on tcp-client:127.0.0.1:{{{','.join(map(str, port))}}}", markup=False
+            f"virtual radio on tcp-client:127.0.0.1:{{{','.join(map(str, ports))}}}", markup=False
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -223,7 +223,7 @@ class CervicalGattServer:
                     model_number="cervical-hub",
                     serial_number=str(identity.address).removesuffix("/P"),
                     firmware_revision=software_version,
-                    software_revision=hub.model_version(),
+                    software_revision=hub.model_version() or "none",  # a fresh hub
                 ),
                 Service(
                     gatt.CERVICAL_SERVICE,

@@ -29,6 +29,7 @@ from edge_runtime.ble.identity import BONDS_FILE, BleIdentity
 from edge_runtime.ble.server import CervicalGattServer, HubAccess
 from edge_runtime.contracts import gatt
 from edge_runtime.contracts.anthropometrics import Anthropometrics, write_profile
+from edge_runtime.contracts.hub_records import RECORD_FORMAT
 from edge_runtime.hub.config import BleSettings
 from edge_runtime.hub.daemon import HubContext, Service
 from edge_runtime.hub.storage import HubStore
@@ -82,17 +83,18 @@ def hub_device(
 
 class DaemonHubAccess:
     """``HubAccess`` over the daemon's context: profile and model changes take effect at once
-    (the open session closes under the old ones) and are recorded."""
+    (the open session closes under the old ones) and are recorded. A fresh hub (no model yet)
+    keeps a profile it is given and starts measuring with the first model it installs."""
 
     def __init__(self, ctx: HubContext) -> None:
         self.ctx = ctx
         self.store: HubStore = ctx.store
 
     def model_version(self) -> str:
-        return self.ctx.pipeline.bundle_version
+        return "" if self.ctx.pipeline is None else self.ctx.pipeline.bundle_version
 
     def profile(self) -> Anthropometrics:
-        return self.ctx.pipeline.profile
+        return self.ctx.profile
 
     async def set_profile(self, profile: Anthropometrics) -> None:
         path = self.ctx.config.profile
@@ -101,13 +103,21 @@ class DaemonHubAccess:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        self.ctx.pipeline.reconfigure(profile=profile)
-        self.ctx.pipeline.event("profile_changed", source="ble", profile=profile.to_dict())
+        self.ctx.profile = profile
+        changed = {"event": "profile_changed", "source": "ble", "profile": profile.to_dict()}
+        if self.ctx.pipeline is None:
+            self.store.append("event", {"format": RECORD_FORMAT, **changed})
+        else:
+            self.ctx.pipeline.reconfigure(profile=profile)
+            self.ctx.pipeline.store_record("event", changed)
 
     async def install_model(self, bundle: Path) -> str:
+        installed = await asyncio.to_thread(self.ctx.slots.install, bundle, self.ctx.profile)
         pipeline = self.ctx.pipeline
-        installed = await asyncio.to_thread(self.ctx.slots.install, bundle, pipeline.profile)
-        pipeline.reconfigure(bundle=installed)
+        if pipeline is None:
+            pipeline = self.ctx.start_pipeline(installed)
+        else:
+            pipeline.reconfigure(bundle=installed)
         version = pipeline.bundle_version
         pipeline.store_record("model", {"event": "installed", "bundle_version": version})
         return version

@@ -60,6 +60,7 @@ class HubConfig:
     retention_days: float = 90.0
     sensor_retry_s: float = 2.0
     realtime: bool = True  # pace replay/sim sources to the wall clock
+    replay_speed: float = 1.0  # ... this many times faster (demos, soak tests)
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     ble: BleSettings = field(default_factory=BleSettings)
 
@@ -77,6 +78,7 @@ _HUB_KEYS = {
     "retention_days",
     "sensor_retry_s",
     "realtime",
+    "replay_speed",
 }
 _PATH_KEYS = {"database", "models", "public_key", "profile"}
 
@@ -128,6 +130,10 @@ def load_config(path: Path) -> HubConfig:
         raise ConfigError(f"{path} [sensors]: needs head and trunk (and optionally rate_hz)")
     for key in _PATH_KEYS:
         hub[key] = (path.parent / str(hub[key])).resolve()
+    speed = hub.get("replay_speed", 1.0)
+    if isinstance(speed, bool) or not isinstance(speed, int | float) or not 0 < speed <= 1000:
+        raise ConfigError(f"{path} [hub]: replay_speed = {speed!r} should be a number in (0, 1000]")
+    hub["replay_speed"] = float(speed)
     calibration = _build(CalibrationSettings, data.get("calibration", {}), f"{path} [calibration]")
     assessment = _build(AssessmentConfig, data.get("assessment", {}), f"{path} [assessment]")
     pipeline_values = dict(data.get("pipeline", {}))

@@ -10,8 +10,10 @@ serving until it is stopped; without, it stops.
 
 A sensor that fails to open or stops answering is logged once and retried every
 ``sensor_retry_s`` until it returns; its silence shows in the records as SENSOR_LOST. A model
-that is missing or fails verification stops the daemon with a clear error (exit code 3): the
-hub never runs an unverified model, and systemd restarts it after an install.
+that fails verification stops the daemon with a clear error (exit code 3): the hub never runs an
+unverified model, and systemd restarts it after an install. A hub with no model yet (fresh from
+the factory) and a BLE service waits for a gateway to push one, serving BLE meanwhile (the
+profile can be set, nothing is measured); without a service it stops (exit code 3).
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable, Coroutine, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from edge_runtime.contracts.anthropometrics import read_profile
+from edge_runtime.contracts.anthropometrics import Anthropometrics, read_profile
 from edge_runtime.contracts.bundle import load_public_key
+from edge_runtime.contracts.model_bundle import VerifiedBundle
 from edge_runtime.contracts.recording import ImuRecording
 from edge_runtime.hub.config import HubConfig
 from edge_runtime.hub.models import ModelSlots
@@ -47,8 +50,19 @@ class HubContext:
 
     config: HubConfig
     store: HubStore
-    pipeline: HubPipeline
     slots: ModelSlots
+    profile: Anthropometrics  # the wearer, as read at start or last set (the pipeline's own)
+    pipeline: HubPipeline | None = None  # None while a fresh hub waits for its first model
+    model_ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def start_pipeline(self, bundle: VerifiedBundle) -> HubPipeline:
+        """Measuring starts: the readers wait for this (a fresh hub's first model)."""
+        self.pipeline = HubPipeline(
+            self.store, bundle, self.profile, self.config.pipeline, SensorRanges(), SensorRanges()
+        )
+        self.pipeline.event("hub_started", bundle_version=self.pipeline.bundle_version)
+        self.model_ready.set()
+        return self.pipeline
 
 
 async def _read_sensor(
@@ -61,7 +75,9 @@ async def _read_sensor(
     failing = False
     while not stop.is_set():
         try:
-            source = await asyncio.to_thread(open_source, spec, role, config.realtime)
+            source = await asyncio.to_thread(
+                open_source, spec, role, config.realtime, config.replay_speed
+            )
             chunks: Iterator[ImuRecording] = source.chunks()
             failing = False
             while not stop.is_set():
@@ -80,7 +96,7 @@ async def _read_sensor(
 
 
 async def _process(
-    ctx: HubContext,
+    pipeline: HubPipeline,
     queue: asyncio.Queue[tuple[SensorRole, ImuRecording] | None],
     sources: int,
     stop: asyncio.Event,
@@ -98,13 +114,13 @@ async def _process(
             ended += 1
             if ended == sources:
                 if keep_serving:  # the services (BLE sync) go on until the daemon is stopped
-                    ctx.pipeline.close()
+                    pipeline.close()
                     log.info("all sensors ended; serving until stopped")
                     continue
                 stop.set()
                 return
             continue
-        ctx.pipeline.push(*item)
+        pipeline.push(*item)
         if stop.is_set():  # the rest of the queue is processed by the shutdown
             return
 
@@ -122,6 +138,17 @@ def _sensor_specs(config: HubConfig) -> tuple[tuple[SensorRole, str], ...]:
     return (("head", config.head), ("trunk", config.trunk))
 
 
+async def _first_model(ctx: HubContext, stop: asyncio.Event) -> HubPipeline | None:
+    """The pipeline, once a model is installed (None if the daemon is stopped first)."""
+    if ctx.pipeline is None:
+        log.info("no model installed: serving BLE until a gateway pushes one; not measuring")
+        waits = [asyncio.ensure_future(ctx.model_ready.wait()), asyncio.ensure_future(stop.wait())]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waits:
+            waiter.cancel()
+    return None if stop.is_set() else ctx.pipeline
+
+
 async def run_hub(
     config: HubConfig, services: Sequence[Service] = (), stop: asyncio.Event | None = None
 ) -> HubContext:
@@ -132,43 +159,47 @@ async def run_hub(
             loop.add_signal_handler(sig, stop.set)
     profile = read_profile(config.profile)
     slots = ModelSlots(config.models, load_public_key(config.public_key))
-    bundle = slots.active()
+    fresh = slots.current_slot is None and bool(services)  # waits for a model over BLE
+    bundle = None if fresh else slots.active()
     store = HubStore(config.database, max_bytes=config.max_database_bytes)
     try:
-        pipeline = HubPipeline(
-            store, bundle, profile, config.pipeline, SensorRanges(), SensorRanges()
-        )
-        ctx = HubContext(config, store, pipeline, slots)
-        pipeline.event("hub_started", bundle_version=pipeline.bundle_version)
-        log.info(
-            "hub running: model %s, sensors head=%s trunk=%s, database %s",
-            pipeline.bundle_version,
-            config.head,
-            config.trunk,
-            config.database,
-        )
+        ctx = HubContext(config, store, slots, profile)
+        if bundle is not None:
+            ctx.start_pipeline(bundle)
         queue: asyncio.Queue[tuple[SensorRole, ImuRecording] | None] = asyncio.Queue(QUEUE_CHUNKS)
-        readers = [
-            asyncio.create_task(_read_sensor(role, spec, config, queue, stop))
-            for role, spec in _sensor_specs(config)
-        ]
         others = [asyncio.create_task(_housekeeping(ctx, stop))]
         others += [asyncio.create_task(service(ctx, stop)) for service in services]
-        await _process(ctx, queue, len(readers), stop, keep_serving=bool(services))
+        readers: list[asyncio.Task[None]] = []
+        pipeline = await _first_model(ctx, stop)
+        if pipeline is not None:
+            log.info(
+                "hub running: model %s, sensors head=%s trunk=%s, database %s",
+                pipeline.bundle_version,
+                config.head,
+                config.trunk,
+                config.database,
+            )
+            readers = [
+                asyncio.create_task(_read_sensor(role, spec, config, queue, stop))
+                for role, spec in _sensor_specs(config)
+            ]
+            await _process(pipeline, queue, len(readers), stop, keep_serving=bool(services))
         stop.set()
         await asyncio.wait(others, timeout=SERVICE_STOP_S)  # services wind down on their own
         for task in readers + others:
             task.cancel()
         await asyncio.gather(*readers, *others, return_exceptions=True)
-        while not queue.empty():  # samples read before the stop are still processed
-            item = queue.get_nowait()
-            if item is not None:
-                pipeline.push(*item)
-        pipeline.close()
-        pipeline.event("hub_stopped")
+        pipeline = ctx.pipeline  # a model may have arrived while stopping
+        if pipeline is not None:
+            while not queue.empty():  # samples read before the stop are still processed
+                item = queue.get_nowait()
+                if item is not None:
+                    pipeline.push(*item)
+            pipeline.close()
+            pipeline.event("hub_stopped")
         log.info(
             "hub stopped cleanly: %d session(s) closed, last record %d",
-            pipeline.sessions_closed,
+            0 if pipeline is None else pipeline.sessions_closed,
             store.last_seq,
         )
         return ctx

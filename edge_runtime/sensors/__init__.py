@@ -49,19 +49,21 @@ class ImuSource(Protocol):
     def close(self) -> None: ...
 
 
-def open_source(spec: str, role: SensorRole, realtime: bool = False) -> ImuSource:
+def open_source(
+    spec: str, role: SensorRole, realtime: bool = False, speed: float = 1.0
+) -> ImuSource:
     """The source a spec string names; ``role`` picks the sensor of a simulated pair.
-    ``realtime`` paces replay and simulation to the wall clock (the daemon); off, they run as
-    fast as they are read (replay and tests)."""
+    ``realtime`` paces replay and simulation to the wall clock (the daemon), ``speed`` times
+    faster than it; off, they run as fast as they are read (replay and tests)."""
     kind, _, rest = spec.partition(":")
     if kind == "replay":
         from edge_runtime.sensors.replay import ReplaySource
 
-        return ReplaySource(rest, realtime=realtime)
+        return ReplaySource(rest, realtime=realtime, speed=speed)
     if kind == "sim":
         from edge_runtime.sensors.sim import SimSource
 
-        return SimSource.from_spec(rest, role, realtime=realtime)
+        return SimSource.from_spec(rest, role, realtime=realtime, speed=speed)
     if kind == "lsm6dso":
         from edge_runtime.sensors.lsm6dso import Lsm6dsoSource
 

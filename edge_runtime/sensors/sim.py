@@ -113,19 +113,23 @@ def simulate_protocol(spec: SimSpec) -> SimulatedProtocol:
 
 
 class SimSource:
-    def __init__(self, spec: SimSpec, role: SensorRole, realtime: bool = False) -> None:
+    def __init__(
+        self, spec: SimSpec, role: SensorRole, realtime: bool = False, speed: float = 1.0
+    ) -> None:
         self.sim = spec
         self.spec = f"sim:seed={spec.seed}"
         self.ranges = SensorRanges(
             gyr_rad_s=math.radians(spec.setup.errors.gyr_range_deg_s),
             acc_m_s2=spec.setup.errors.acc_range_m_s2,
         )
-        self.role, self.realtime = role, realtime
+        self.role, self.realtime, self.speed = role, realtime, speed
         self.protocol = simulate_protocol(spec)
 
     @classmethod
-    def from_spec(cls, text: str, role: SensorRole, realtime: bool = False) -> SimSource:
-        return cls(SimSpec.parse(text), role, realtime)
+    def from_spec(
+        cls, text: str, role: SensorRole, realtime: bool = False, speed: float = 1.0
+    ) -> SimSource:
+        return cls(SimSpec.parse(text), role, realtime, speed)
 
     @property
     def recording(self) -> ImuRecording:
@@ -133,7 +137,7 @@ class SimSource:
         return s.head if self.role == "head" else s.trunk
 
     def chunks(self) -> Iterator[ImuRecording]:
-        yield from chunked(self.recording, 0.5, self.realtime)
+        yield from chunked(self.recording, 0.5, self.realtime, self.speed)
 
     def close(self) -> None:
         pass

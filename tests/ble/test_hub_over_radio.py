@@ -18,7 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from ble_gateway.hub_client import HubRefusedError, RetryPolicy, push_model, sync_hub
+from ble_gateway.hub_client import (
+    HubRefusedError,
+    RetryPolicy,
+    push_model,
+    read_status,
+    set_profile,
+    sync_hub,
+)
 from ble_gateway.radio import bumble_radio
 from ble_gateway.store import ClinicStore
 from edge_runtime.ble.radio import VirtualRadio
@@ -60,13 +67,19 @@ class HubProcess:
 
 @contextlib.asynccontextmanager
 async def hub_on_radio(
-    tmp: Path, bundle: Path, pub: Path, wearer: Anthropometrics, seed: int
+    tmp: Path,
+    bundle: Path | None,
+    pub: Path,
+    wearer: Anthropometrics,
+    seed: int,
+    sensors: str = "sim:seed=3",
+    replay_speed: float | None = None,  # pace the sensors (None: unpaced)
 ) -> AsyncIterator[tuple[VirtualRadio, HubProcess, str, int]]:
     radio = VirtualRadio(seed)
     port = await radio.serve(0)
     config = write_hub_config(
-        tmp, bundle, pub, wearer, "sim:seed=3", "sim:seed=3", realtime=False,
-        ble_transport=f"tcp-client:127.0.0.1:{port}",
+        tmp, bundle, pub, wearer, sensors, sensors, realtime=replay_speed is not None,
+        ble_transport=f"tcp-client:127.0.0.1:{port}", replay_speed=replay_speed or 1.0,
     )  # fmt: skip
     hub = HubProcess(config)
     hub.start()
@@ -208,5 +221,50 @@ def test_model_push_resumes_through_cuts_and_refuses_bad_bundles(
             assert installs == [
                 {"format": installs[0]["format"], "event": "installed", "bundle_version": "2.0.0"}
             ]
+
+    asyncio.run(main())
+
+
+def test_fresh_hub_waits_for_its_first_model_then_measures_with_the_profile_it_was_given(
+    quantized_bundle: Path, signing_keys: tuple[Path, Path], wearer: Anthropometrics, tmp_path: Path
+) -> None:
+    """No model installed: the hub serves BLE but measures nothing; the gateway sets the
+    wearer's profile and pushes a model, the hub measures the (simulated) session with both, and
+    a sync brings it to the clinic store."""
+    factory = Anthropometrics("female", 1.60, 55.0, 0.100, 0.34, 3.9)
+    hub_dir = tmp_path / "hub"
+    hub_dir.mkdir()
+
+    async def main() -> None:
+        async with hub_on_radio(
+            hub_dir, None, signing_keys[1], factory, 9, "sim:seed=3", replay_speed=20.0
+        ) as (radio, _hub, address, passkey):
+            gateway = bumble_radio(radio.controller(), tmp_path / "gw", lambda: passkey)
+            status, held = await read_status(gateway, address, policy=PATIENT)
+            assert (status.model_version, status.last_seq, held) == ("", 0, factory)
+            assert await set_profile(gateway, address, wearer, policy=PATIENT) == wearer
+            await asyncio.sleep(1.0)
+            with HubStore(hub_dir / "hub.db") as store:  # still not measuring
+                assert [r.kind for r in store.records_after(0, 100)] == ["event"]
+            assert await push_model(gateway, address, quantized_bundle, policy=PATIENT) == "1.0.0"
+            for _ in range(600):  # the simulated session (~56 s at 20x) ends on its own
+                with HubStore(hub_dir / "hub.db") as store:
+                    if store.records_of_kind("session"):
+                        break
+                await asyncio.sleep(0.1)
+            clinic = ClinicStore(tmp_path / "clinic.db")
+            result = await sync_hub(gateway, address, clinic, policy=PATIENT)
+            records = [
+                (r.kind, json.loads(r.payload_json)) for r in clinic.records(result.device_id)
+            ]
+            clinic.close()
+        events = [p.get("event") for kind, p in records if kind in ("event", "model")]
+        assert events[:3] == ["profile_changed", "hub_started", "installed"]
+        sessions = [p for kind, p in records if kind == "session"]
+        assert len(sessions) == 1
+        assert sessions[0]["model"] == {"bundle_version": "1.0.0"}
+        assert sessions[0]["profile"] == wearer.to_dict()
+        assert sessions[0]["calibration"] is not None  # paced sensors stayed paired
+        assert (hub_dir / "models" / "current").is_symlink()
 
     asyncio.run(main())

@@ -384,3 +384,10 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
     cfg = load_config(path)
     assert cfg.pipeline.assessment.min_deficit_deg == 15.0 and cfg.database == tmp_path / "a.db"
     assert replace(cfg, realtime=False).realtime is False
+    assert cfg.replay_speed == 1.0
+    for bad in ("'fast'", "0", "-2", "true", "5000"):
+        path.write_text(base.replace("[sensors]", f"replay_speed = {bad}\n[sensors]"))
+        with pytest.raises(ConfigError, match="replay_speed"):
+            load_config(path)
+    path.write_text(base.replace("[sensors]", "replay_speed = 20\n[sensors]"))
+    assert load_config(path).replay_speed == 20.0

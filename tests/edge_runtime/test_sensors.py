@@ -123,6 +123,20 @@ def test_replay_source_chunks_a_recording(tmp_path: Path) -> None:
         open_source(f"replay:{tmp_path / 'missing.csv'}", "head")
 
 
+def test_paced_replay_runs_at_its_speed(tmp_path: Path) -> None:
+    """Paced at 10x, five 0.5 s chunks take ~0.25 s: the later chunks wait for their time (a
+    lower bound only; an upper one would be a wall-clock assertion on a shared machine)."""
+    import time
+
+    from edge_runtime.sensors.replay import chunked
+
+    rec = _recording(260)  # five chunks of 52 samples at 104 Hz
+    started = time.monotonic()
+    chunks = list(chunked(rec, 0.5, realtime=True, speed=10.0))
+    assert time.monotonic() - started >= 5 * 0.5 / 10.0 * 0.95
+    np.testing.assert_array_equal(np.concatenate([c.t_s for c in chunks]), rec.t_s)
+
+
 def test_sim_source_pairs_head_and_trunk_and_keeps_the_truth() -> None:
     spec = SimSpec.parse("seed=4,restrict=right_rotation+left_bend,reach=0.9")
     head, trunk = SimSource(spec, "head"), SimSource(spec, "trunk")
