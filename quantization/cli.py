@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -20,7 +20,7 @@ from rich.console import Console
 
 from edge_runtime.contracts.bundle import BundleError, load_private_key
 from edge_runtime.contracts.force_model import ForceModelError
-from edge_runtime.contracts.model_bundle import verify_model_bundle
+from edge_runtime.contracts.model_bundle import VerifiedBundle, verify_model_bundle
 
 # importable here: onnx2tf loads lazily
 from quantization.pipeline import R2_TOLERANCE, QuantizationError, load_envelope_grid
@@ -49,9 +49,57 @@ def quant_python() -> Path:
     return path
 
 
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(2)
+def quantize_run(
+    run: Path,
+    out_dir: Path,
+    key: Path,
+    envelope: Path,
+    version: str | None = None,
+    tolerance: float = R2_TOLERANCE,
+    on_line: Callable[[str], None] = lambda line: None,
+) -> VerifiedBundle:
+    """Run the conversion pipeline in the toolchain venv and check its bundle as a hub would.
+    ``on_line`` gets the pipeline's own progress lines (``[quantize] ...``). Raises
+    QuantizationError naming the failed check; no bundle is left behind then."""
+    if out_dir.exists():
+        raise QuantizationError(f"{out_dir} already exists: choose a new bundle directory")
+    try:
+        public_key = load_private_key(key).public_key()  # a bad key fails before converting
+        python = quant_python()
+        load_envelope_grid(envelope)  # a bad envelope fails before converting
+    except (BundleError, FileNotFoundError) as exc:
+        raise QuantizationError(str(exc)) from exc
+    command = [str(python), "-m", "quantization.pipeline", "--run", str(run),
+               "--out", str(out_dir), "--key", str(key), "--tolerance", str(tolerance),
+               "--envelope", str(envelope)]  # fmt: skip
+    if version:
+        command += ["--version", version]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+    # Our own lines ([quantize], error:) are passed on; TensorFlow's chatter is kept for failures.
+    chatter: list[str] = []
+    errors: list[str] = []
+    with subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                          env=env, cwd=Path(__file__).resolve().parent.parent) as proc:  # fmt: skip
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if line.startswith("[quantize]"):
+                on_line(line.rstrip())
+            elif line.startswith("error:"):
+                errors.append(line.removeprefix("error:").strip())
+            else:
+                chatter.append(line)
+    if proc.returncode != 0:
+        reason = "; ".join(errors) or "".join(chatter[-40:]).strip()
+        raise QuantizationError(
+            f"quantisation failed (exit {proc.returncode}); no bundle written: {reason}"
+        )
+    try:
+        return verify_model_bundle(out_dir, public_key)
+    except (BundleError, ForceModelError) as exc:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        raise QuantizationError(
+            f"the new bundle failed the hub's checks here and was removed: {exc}"
+        ) from exc
 
 
 @quantize_app.callback(invoke_without_command=True)
@@ -72,39 +120,14 @@ def quantize(
     """Full-integer int8 TFLite (int8 I/O, per-channel), op check against the hub runtimes,
     accuracy gate on held-out subjects, golden vectors, signed bundle. Exit 2, writing no
     bundle, when any check fails."""
-    if out_dir.exists():
-        raise _fail(f"{out_dir} already exists: choose a new bundle directory")
     try:
-        public_key = load_private_key(key).public_key()  # a bad key fails before converting
-        python = quant_python()
-        load_envelope_grid(envelope)  # a bad envelope fails before converting
-    except (BundleError, FileNotFoundError, QuantizationError) as exc:
-        raise _fail(str(exc)) from exc
-    command = [str(python), "-m", "quantization.pipeline", "--run", str(run),
-               "--out", str(out_dir), "--key", str(key), "--tolerance", str(tolerance),
-               "--envelope", str(envelope)]  # fmt: skip
-    if version:
-        command += ["--version", version]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
-    # Our own lines ([quantize], error:) are shown live; TensorFlow's chatter is kept for failures.
-    chatter: list[str] = []
-    with subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                          env=env, cwd=Path(__file__).resolve().parent.parent) as proc:  # fmt: skip
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            if line.startswith(("[quantize]", "error:")):
-                err.print(line.rstrip(), highlight=False, markup=False)
-            else:
-                chatter.append(line)
-    if proc.returncode != 0:
-        if proc.returncode != 2:
-            sys.stderr.writelines(chatter[-40:])
-        raise _fail(f"quantisation failed (exit {proc.returncode}); no bundle written")
-    try:
-        checked = verify_model_bundle(out_dir, public_key)
-    except (BundleError, ForceModelError) as exc:
-        shutil.rmtree(out_dir, ignore_errors=True)
-        raise _fail(f"the new bundle failed the hub's checks here and was removed: {exc}") from exc
+        checked = quantize_run(
+            run, out_dir, key, envelope, version, tolerance,
+            on_line=lambda line: err.print(line, highlight=False, markup=False),
+        )  # fmt: skip
+    except QuantizationError as exc:
+        err.print(f"error: {exc}", style="bold red", markup=False)
+        raise typer.Exit(2) from exc
     gate = checked.manifest["metrics"]
     out.print(
         f"bundle {out_dir} (version {checked.manifest['bundle_version']}): int8 R² min "
