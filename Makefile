@@ -7,7 +7,7 @@ QSTAMP := $(QVENV)/.installed
 DEMO_OUT ?= demo-out
 PIP_FLAGS ?= --quiet --disable-pip-version-check
 
-.PHONY: demo test lint typecheck unit venv venv-quant clean debian-packages
+.PHONY: demo demo-stop test lint typecheck unit venv venv-quant clean debian-packages
 
 venv: $(STAMP)
 venv-quant: $(QSTAMP)
@@ -41,49 +41,15 @@ $(QSTAMP): pyproject.toml
 	$(QVENV)/bin/pip install $(PIP_FLAGS) -e '.[quant]'
 	touch $@
 
-# The main job on embedded defaults. File targets: a re-run reuses what is already there.
-demo: $(STAMP) $(QSTAMP) $(DEMO_OUT)/reference.osim $(DEMO_OUT)/subject-123.osim
-	$(VENV)/bin/cervical model info $(DEMO_OUT)/subject-123.osim
-	$(VENV)/bin/cervical simulate --population $(DEMO_OUT)/population.parquet --subjects 20 \
-		--motions default --out $(DEMO_OUT)/data
-	$(MAKE) --no-print-directory $(DEMO_OUT)/bundle
-	$(VENV)/bin/cervical bundle verify $(DEMO_OUT)/bundle --pubkey $(DEMO_OUT)/signing.pub
-	$(VENV)/bin/cervical envelope --population $(DEMO_OUT)/population.parquet --subject 123 \
-		--out $(DEMO_OUT)/envelope-123.json --plot $(DEMO_OUT)/envelope-123.png
-	$(VENV)/bin/cervical bench assessment --envelope $(DEMO_OUT)/bundle --subjects 100
-	$(VENV)/bin/cervical edge simulate --sim seed=3,restrict=right_rotation+left_bend \
-		--out-dir $(DEMO_OUT)/hub-recordings
-	$(VENV)/bin/cervical edge replay --head $(DEMO_OUT)/hub-recordings/head.csv \
-		--trunk $(DEMO_OUT)/hub-recordings/trunk.csv --bundle $(DEMO_OUT)/bundle \
-		--profile deploy/profile.example.toml --db $(DEMO_OUT)/hub.db --pubkey $(DEMO_OUT)/signing.pub
-	$(VENV)/bin/cervical bench edge --bundle $(DEMO_OUT)/bundle --pubkey $(DEMO_OUT)/signing.pub \
-		--seconds 120 --repeats 1
-	scripts/ble_demo.sh $(DEMO_OUT) $(VENV)
+# The main job on embedded defaults (cervical_demo): population, dataset, training, signed int8
+# bundle, a virtual hub measuring a patient, BLE sync, the clinician web view and its exports.
+# A re-run reuses the finished stages in $(DEMO_OUT); the web view keeps running until
+# `make demo-stop`. DEMO_ARGS=--tiny for a quick look, --full for the README's scale.
+demo: $(STAMP) $(QSTAMP) debian-packages
+	$(VENV)/bin/cervical demo --out $(DEMO_OUT) $(DEMO_ARGS)
 
-# A short training run on the demo dataset (2 minutes), its signed int8 bundle and the hub checks.
-$(DEMO_OUT)/run: | $(STAMP)
-	$(VENV)/bin/cervical train --data $(DEMO_OUT)/data --out $@ --time-budget-s 120
-
-$(DEMO_OUT)/signing.key: | $(STAMP)
-	$(VENV)/bin/cervical keys generate --out $@
-
-# The demo's envelope grid is coarse (8 nodes, 30° directions, ~10 s); a release bundle uses the
-# full grid (`cervical envelope-grid --out envelope_grid.json`, 54 nodes, ~5 min on 2 cores).
-$(DEMO_OUT)/envelope_grid.json: | $(STAMP)
-	$(VENV)/bin/cervical envelope-grid --coarse --out $@
-
-$(DEMO_OUT)/bundle: $(DEMO_OUT)/run $(DEMO_OUT)/signing.key $(DEMO_OUT)/envelope_grid.json | $(QSTAMP)
-	$(VENV)/bin/cervical quantize --run $(DEMO_OUT)/run --out $@ --key $(DEMO_OUT)/signing.key \
-		--envelope $(DEMO_OUT)/envelope_grid.json
-
-$(DEMO_OUT)/population.parquet: | $(STAMP)
-	$(VENV)/bin/cervical population sample --n 1000000 --seed 7 --out $@
-
-$(DEMO_OUT)/reference.osim: | $(STAMP)
-	$(VENV)/bin/cervical model build --reference --out $@
-
-$(DEMO_OUT)/subject-123.osim: $(DEMO_OUT)/population.parquet
-	$(VENV)/bin/cervical model build --population $< --subject 123 --out $@
+demo-stop:
+	@if [ -x $(VENV)/bin/cervical ]; then $(VENV)/bin/cervical demo stop --out $(DEMO_OUT); fi
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
@@ -97,5 +63,5 @@ unit: $(STAMP) $(QSTAMP) debian-packages
 
 test: lint typecheck unit
 
-clean:
+clean: demo-stop
 	rm -rf $(VENV) $(QVENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,131 @@
+"""The demo's closing summary: what was produced and where, the key figures, how to open the web
+view and how to stop it; the same as one JSON object in ``DIR/summary.json``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from cervical_demo import scenario
+from cervical_demo.clinic import ClinicResult
+from cervical_demo.hub import HubResult
+from cervical_demo.progress import duration
+from cervical_demo.scales import DemoScale
+
+SUMMARY_FILE = "summary.json"
+R2_GOAL = 0.95  # the published result to beat: R² > 0.95 for every muscle
+
+
+def key_figures(
+    run: Path, bundle_manifest: dict[str, Any], hub: HubResult, scale: DemoScale
+) -> dict[str, Any]:
+    metrics = json.loads((run / "metrics.json").read_text())
+    held_out = metrics["heldout_subjects"]["summary"]
+    r2 = metrics["r2_per_muscle"]
+    gate = bundle_manifest["metrics"]
+    sessions = []
+    for s in hub.sessions:
+        a = s.get("assessment") or {}
+        sectors = {x["sector"]: x for x in a.get("sectors", [])}
+        sessions.append({
+            "flagged": a.get("flagged", []),
+            "deficits_deg": {n: sectors[n]["deficit_deg"] for n in a.get("flagged", [])
+                             if n in sectors},
+            "insufficient_data": a.get("insufficient_data", []),
+            "duration_s": s.get("duration_s"),
+            "model": (s.get("model") or {}).get("bundle_version"),
+        })  # fmt: skip
+    return {
+        "r2_worst_muscle": held_out["r2_min"],
+        "r2_worst_muscle_name": held_out["worst_muscle"],
+        "r2_median": held_out["r2_median"],
+        "muscles_r2_above_goal": sum(v > R2_GOAL for v in r2.values()),
+        "muscles": len(r2),
+        "int8_r2_worst_muscle": gate["r2_min_int8"],
+        "int8_largest_r2_drop": gate["largest_r2_drop"],
+        "int8_largest_r2_drop_muscle": gate["largest_r2_drop_muscle"],
+        "int8_gate_tolerance": gate["tolerance_r2"],
+        "bundle_version": bundle_manifest["bundle_version"],
+        "records_synced": hub.records_synced,
+        "sessions": sessions,
+        "flagged_regions": sorted({f for s in sessions for f in s["flagged"]}),
+        "restricted_in_scenario": list(scenario.RESTRICTED),
+        "scale": scale.name,
+    }
+
+
+def write_summary(
+    out_dir: Path, figures: dict[str, Any], stages: dict[str, dict[str, Any]],
+    outputs: dict[str, Path], clinic: ClinicResult, total_s: float,
+) -> Path:  # fmt: skip
+    data = {
+        "figures": figures,
+        "stages": stages,
+        "total_wall_s": round(total_s, 1),
+        "outputs": {k: str(v) for k, v in outputs.items()},
+        "web_view": {
+            "url": clinic.url,
+            "user": clinic.username,
+            "password_file": str(clinic.login_file),
+            "serving": clinic.serving,
+        },
+    }
+    path = out_dir / SUMMARY_FILE
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def print_summary(
+    console: Console, figures: dict[str, Any], stages: dict[str, dict[str, Any]],
+    outputs: dict[str, Path], clinic: ClinicResult, out_dir: Path, total_s: float,
+) -> None:  # fmt: skip
+    table = Table(title=f"cervical demo ({figures['scale']}): {duration(total_s)}")
+    table.add_column("stage")
+    table.add_column("status")
+    table.add_column("wall", justify="right")
+    for name, s in stages.items():
+        table.add_row(name, s["status"], duration(s["wall_s"]))
+    console.print(table)
+
+    f = figures
+    flagged = ", ".join(
+        f"{n.replace('_', ' ')} (-{d:.0f}°)"
+        for s in f["sessions"] for n, d in s["deficits_deg"].items()
+    ) or "none"  # fmt: skip
+    lines = [
+        f"muscle forces, held-out subjects: worst muscle R² {f['r2_worst_muscle']:.4f} "
+        f"({f['r2_worst_muscle_name']}), median {f['r2_median']:.4f}; "
+        f"{f['muscles_r2_above_goal']} of {f['muscles']} muscles above R² {R2_GOAL}",
+        f"int8 on the hub: worst R² {f['int8_r2_worst_muscle']:.4f}, largest drop from float "
+        f"{f['int8_largest_r2_drop']:.4f} ({f['int8_largest_r2_drop_muscle']}; gate "
+        f"{f['int8_gate_tolerance']}), bundle {f['bundle_version']}",
+        f"patient {scenario.PATIENT_CODE}: flagged {flagged} "
+        f"(restricted in the scenario: {', '.join(f['restricted_in_scenario'])})",
+        f"records synced over BLE: {f['records_synced']}",
+    ]
+    if f["scale"] == "tiny":
+        lines.append(
+            "tiny scale: every stage runs for real, on too little data for accurate forces; "
+            "`cervical demo` (default scale) trains a network worth judging"
+        )
+    for line in lines:
+        console.print(f"  {line}", markup=False, highlight=False)
+    console.print("outputs:", style="bold")
+    for what, path in outputs.items():
+        console.print(f"  {what:<22} {path}", markup=False, highlight=False)
+    if clinic.serving:
+        console.print("web view:", style="bold")
+        console.print(
+            f"  open {clinic.url}\n  sign in as '{clinic.username}' with the password in "
+            f"{clinic.login_file}\n  stop it: cervical demo stop --out {out_dir}  "
+            "(or make demo-stop)",
+            markup=False,
+            highlight=False,
+        )
