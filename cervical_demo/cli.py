@@ -13,7 +13,7 @@ from rich.console import Console
 
 from cervical_demo import build, scenario
 from cervical_demo.clinic import ClinicResult, clinician_view
-from cervical_demo.hub import CLINIC_DB, HUB_DIR, HubResult, run_hub_and_gateway
+from cervical_demo.hub import CLINIC_DB, HUB_DIR, run_hub_and_gateway
 from cervical_demo.processes import DemoProcessError, stop_recorded
 from cervical_demo.progress import DemoProgress, StageReporter
 from cervical_demo.scales import SCALES
@@ -125,7 +125,7 @@ def _run(out_dir: Path, state: DemoState, scheduler: str | None, port: int, serv
     outputs = _outputs(out_dir, run, clinic)
     write_summary(out_dir, figures, stages, outputs, clinic, total)
     print_summary(console, figures, stages, outputs, clinic, out_dir, total)
-    _check_scenario(hub)
+    _check_scenario(figures["flagged_regions"])
 
 
 def _outputs(out_dir: Path, run: Path, clinic: ClinicResult) -> dict[str, Path]:
@@ -143,11 +143,10 @@ def _outputs(out_dir: Path, run: Path, clinic: ClinicResult) -> dict[str, Path]:
     }
 
 
-def _check_scenario(hub: HubResult) -> None:
-    flagged = {f for s in hub.sessions for f in (s.get("assessment") or {}).get("flagged", [])}
-    if flagged != set(scenario.RESTRICTED):
+def _check_scenario(flagged: list[str]) -> None:
+    if flagged != sorted(scenario.RESTRICTED):
         err.print(
-            f"warning: the hub flagged {sorted(flagged)}, the scenario restricts "
+            f"warning: the hub flagged {flagged}, the scenario restricts "
             f"{sorted(scenario.RESTRICTED)}",
             markup=False,
             style="yellow",

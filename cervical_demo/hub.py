@@ -76,11 +76,11 @@ def _radio_ports(radio: Background, timeout_s: float = 30.0) -> tuple[int, int]:
 
 
 def _fresh(path: Path) -> None:
+    """Remove an earlier run's hub, gateway state or clinic store (SQLite with its sidecars)."""
     if path.is_dir():
         shutil.rmtree(path)
-    for p in path.parent.glob(f"{path.name}*"):  # clinic.db, -wal, -shm
-        if p.is_file():
-            p.unlink()
+    for suffix in ("", "-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
 
 
 def run_hub_and_gateway(

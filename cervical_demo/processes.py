@@ -22,7 +22,9 @@ class DemoProcessError(RuntimeError):
 def cervical_command() -> list[str]:
     """The ``cervical`` console script of this environment (next to its Python)."""
     script = Path(sys.executable).with_name("cervical")
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "edge_runtime.console"]
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-c", "from edge_runtime.console import main; main()"]
 
 
 class Background:
