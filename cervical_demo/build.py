@@ -25,6 +25,7 @@ from edge_runtime.contracts.bundle import (
 from edge_runtime.contracts.envelope import EnvelopeError
 from edge_runtime.contracts.force_model import ForceModelError
 from edge_runtime.contracts.model_bundle import VerifiedBundle, verify_model_bundle
+from host_training.atomic import atomic_path
 
 POPULATION_FILE = "population.parquet"
 DATA_DIR = "data"
@@ -208,9 +209,8 @@ def envelope_grid(out_dir: Path, scale: DemoScale, stage: StageReporter) -> Path
     grid = simulate_envelope_grid(
         axes, res, progress=lambda done, total: stage.update(done, total, "envelope nodes")
     )
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(grid.to_dict(), indent=1) + "\n")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(grid.to_dict(), indent=1) + "\n")
     stage.note(f"envelope grid: {len(grid.envelopes)} nodes -> {path}")
     return path
 

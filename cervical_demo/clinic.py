@@ -22,6 +22,7 @@ from pathlib import Path
 from cervical_demo import scenario
 from cervical_demo.processes import Background, DemoProcessError, cervical_command
 from cervical_demo.progress import StageReporter
+from host_training.atomic import atomic_path
 
 LOGIN_FILE = "web-login.txt"
 REPORT_PDF = "report.pdf"
@@ -143,9 +144,8 @@ def clinician_view(
         written = {}
         for what, (name, body) in exports.items():
             path = out_dir / name
-            tmp = path.with_name(f".{name}.tmp")
-            tmp.write_bytes(body)
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(body)
             written[what] = path
             stage.note(f"{what}: {path} ({len(body) / 1024:,.0f} KiB)")
     except BaseException:

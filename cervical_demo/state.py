@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cervical_demo.scales import DemoScale
+from host_training.atomic import atomic_path
 
 STATE_FILE = "demo-state.json"
 STATE_FORMAT = "cervical-demo-state/1"
@@ -76,6 +77,5 @@ class DemoState:
 
     def save(self) -> None:
         data = {"format": STATE_FORMAT, "scale": self.scale.to_dict(), "stages": self.stages}
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text(json.dumps(data, indent=1) + "\n")
-        os.replace(tmp, self.path)
+        with atomic_path(self.path) as tmp:
+            tmp.write_text(json.dumps(data, indent=1) + "\n")

@@ -4,7 +4,6 @@ view and how to stop it; the same as one JSON object in ``DIR/summary.json``."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from cervical_demo.clinic import ClinicResult
 from cervical_demo.hub import HubResult
 from cervical_demo.progress import duration
 from cervical_demo.scales import DemoScale
+from host_training.atomic import atomic_path
 
 SUMMARY_FILE = "summary.json"
 R2_GOAL = 0.95  # the published result to beat: R² > 0.95 for every muscle
@@ -76,9 +76,8 @@ def write_summary(
         },
     }
     path = out_dir / SUMMARY_FILE
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
     return path
 
 
