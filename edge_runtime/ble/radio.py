@@ -13,6 +13,14 @@ Faults, for tests and benchmarks (a real link is cut all the time):
 * ``lose_silently(seconds)``: the link goes quiet (nothing is delivered either way, as when the
   patient walks away) and both sides see a supervision timeout when ``seconds`` have passed;
 * a host process that dies (or disconnects from its TCP port) loses its links silently too.
+
+The controllers are bumble's, except for one command bumble's virtual controller leaves undone:
+*LE Create Connection Cancel* (Core 5.4 Vol 4 Part E 7.8.13) answers success but leaves the
+connection pending, so a central that gave up on a hub that was not advertising (a hub still
+booting after a power cut) was connected to it later behind its back, and the hub, holding that
+orphan link, stopped advertising: every later attempt timed out. ``RadioController`` cancels as
+a real controller does (the pending connection ends with an LE Connection Complete event whose
+status is Unknown Connection Identifier).
 """
 
 from __future__ import annotations
@@ -70,6 +78,32 @@ class _LossyLink(LocalLink):
         super().send_ll_control_pdu(sender_address, receiver_address, packet)
 
 
+class RadioController(Controller):
+    """bumble's virtual controller with LE Create Connection Cancel done (module docstring)."""
+
+    def on_hci_le_create_connection_cancel_command(
+        self, _command: hci.HCI_LE_Create_Connection_Cancel_Command
+    ) -> hci.HCI_StatusReturnParameters:
+        pending = self.pending_le_connection
+        if pending is None:  # nothing to cancel (7.8.13: Command Disallowed)
+            return hci.HCI_StatusReturnParameters(hci.HCI_ErrorCode.COMMAND_DISALLOWED_ERROR)
+        self.pending_le_connection = None
+        cancelled = hci.HCI_LE_Connection_Complete_Event(
+            status=hci.HCI_ErrorCode.UNKNOWN_CONNECTION_IDENTIFIER_ERROR,
+            connection_handle=0,
+            role=hci.Role.CENTRAL,
+            peer_address_type=pending.peer_address.address_type,
+            peer_address=pending.peer_address,
+            connection_interval=0,
+            peripheral_latency=0,
+            supervision_timeout=0,
+            central_clock_accuracy=0,
+        )
+        # after the Command Complete this handler's return value becomes (both are queued)
+        asyncio.get_running_loop().call_soon(self.send_hci_packet, cancelled)
+        return hci.HCI_StatusReturnParameters(hci.HCI_ErrorCode.SUCCESS)
+
+
 @dataclass
 class LinkEnds:
     central: tuple[Controller, LinkConnection]
@@ -99,7 +133,7 @@ class VirtualRadio:
     def controller(self, name: str | None = None) -> Controller:
         """A controller for a host in this process (``Host(c, AsyncPipeSink(c))``)."""
         self._count += 1
-        return Controller(name or f"C{self._count}", link=self.link)
+        return RadioController(name or f"C{self._count}", link=self.link)
 
     async def serve(self, port: int = 0, host: str = "127.0.0.1") -> int:
         """Accept host processes on a TCP port (0: any free one); returns the port."""
@@ -111,7 +145,7 @@ class VirtualRadio:
 
             def connection_made(self, transport: asyncio.BaseTransport) -> None:
                 assert isinstance(transport, asyncio.Transport)
-                self.controller = Controller(
+                self.controller = RadioController(
                     f"tcp{port}", host_source=None, host_sink=_HciSink(transport), link=radio.link
                 )
                 self.set_packet_sink(self.controller)
@@ -125,8 +159,13 @@ class VirtualRadio:
         return int(server.sockets[0].getsockname()[1])
 
     def unplug(self, controller: Controller) -> None:
-        """A controller whose host went away: its links end silently, it leaves the link."""
+        """A controller whose host went away (a power cut): it stops advertising, its links end
+        silently, it leaves the link. (bumble's advertising sets run on their own timers: a
+        hub killed while advertising went on advertising, a ghost the gateway connected to.)"""
         controller.le_legacy_advertiser.stop()
+        for advertising_set in controller.advertising_sets.values():
+            advertising_set.stop()
+        controller.pending_le_connection = None
         for ends in list(self.links()):
             if controller in (ends.central[0], ends.peripheral[0]):
                 self._drop(ends, silent_s=SUPERVISION_TIMEOUT_S, only_peer_of=controller)
