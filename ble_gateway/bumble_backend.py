@@ -35,26 +35,50 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 from bleak.backends.service import BleakGATTService, BleakGATTServiceCollection
 from bleak.exc import BleakError, BleakGATTProtocolError
-from bumble import att
+from bumble import att, core
 from bumble.controller import Controller
 from bumble.core import UUID, AdvertisingData, PhysicalTransport
 from bumble.device import Advertisement, Connection, Device, DeviceConfiguration, Peer
 from bumble.gatt import Characteristic
 from bumble.gatt_client import CharacteristicProxy
-from bumble.hci import Address
+from bumble.hci import Address, HCI_Error, HCI_ErrorCode
 from bumble.host import Host
-from bumble.keys import JsonKeyStore
 from bumble.pairing import PairingConfig, PairingDelegate
 from bumble.transport import open_transport
 from bumble.transport.common import AsyncPipeSink
 
+from edge_runtime.contracts.bonds import DurableJsonKeyStore
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+PIN_OR_KEY_MISSING = HCI_ErrorCode.PIN_OR_KEY_MISSING_ERROR
 MTU = 247
 IDENTITY_FILE = "gateway-identity.json"
 BONDS_FILE = "gateway-bonds.json"
 
+CANCEL_GRACE_S = 5.0  # how long a controller may take to end a cancelled connection attempt
+
 PasskeySource = Callable[[], int | None]
+
+
+class BondLostError(BleakError):
+    """The hub rejected the bond's key (*PIN or Key Missing*): it no longer knows this gateway.
+    The gateway's half of the bond is deleted; the next connection pairs with the passkey."""
+
+    def __init__(self, address: str, can_repair: bool) -> None:
+        then = (
+            "pairing again with the passkey on its label"
+            if can_repair
+            else "pair again with the passkey on its label"
+        )
+        super().__init__(f"{address}: the hub no longer knows this gateway: {then}")
+        self.address, self.can_repair = address, can_repair
+
+
+def _key_missing(exc: BaseException) -> bool:
+    """Whether a failed encryption was the peer's *PIN or Key Missing* (HCI error 0x06)."""
+    cause = exc.__cause__
+    return isinstance(cause, HCI_Error) and cause.error_code == PIN_OR_KEY_MISSING
 
 
 class _GatewayPairingDelegate(PairingDelegate):
@@ -90,6 +114,7 @@ class BumbleAdapter:
     ) -> None:
         self.transport, self.state_dir = transport, state_dir
         self.delegate = _GatewayPairingDelegate(passkey)
+        self.can_pair = passkey is not None  # a passkey source: pairing needs no user here
         self._device: Device | None = None
         self._closer: Any = None
         self._lock = asyncio.Lock()
@@ -119,7 +144,7 @@ class BumbleAdapter:
             self._closer = opened
             host = Host(opened.source, opened.sink)
         device = Device(config=config, host=host)
-        device.keystore = JsonKeyStore(str(address), str(self.state_dir / BONDS_FILE))
+        device.keystore = DurableJsonKeyStore(str(address), self.state_dir / BONDS_FILE)
         device.pairing_config_factory = lambda _: PairingConfig(
             sc=True,
             mitm=True,
@@ -266,14 +291,7 @@ class BleakClientBumble(BaseBleakClient):
 
     async def connect(self, pair: bool, **kwargs: Any) -> None:
         device = await self.adapter.device()
-        try:
-            connection = await asyncio.wait_for(
-                device.connect(self.address, transport=PhysicalTransport.LE), self._timeout
-            )
-        except (TimeoutError, Exception) as exc:
-            with contextlib.suppress(Exception):
-                await device.cancel_connection(self.address)  # type: ignore[no-untyped-call]
-            raise BleakError(f"{self.address}: cannot connect: {exc!r}") from exc
+        connection = await self._open_link(device)
         self._connection = connection
         self._lost = asyncio.get_running_loop().create_future()
 
@@ -285,21 +303,59 @@ class BleakClientBumble(BaseBleakClient):
 
         connection.on(connection.EVENT_DISCONNECTION, on_disconnection)
         try:
-            keys = (
-                await device.keystore.get(str(connection.peer_address)) if device.keystore else None
-            )
-            if keys is not None:
-                await self._race(connection.encrypt())  # a bond: encrypt with its key
-            elif pair:
-                try:
-                    await self._race(connection.pair())
-                except BleakError as exc:  # as an OS stack does: the link stays, unencrypted;
-                    log.warning("%s: pairing failed: %s", self.address, exc)  # reads fail 0x05
+            await self._secure(device, connection, pair)
             await self._race(Peer(connection).request_mtu(MTU))
             self.services = await self._discover(connection)
         except BaseException:
             await self.disconnect()
             raise
+
+    async def _open_link(self, device: Device) -> Connection:
+        """A new LE link to the peer. bumble owns the connect timeout: on expiry it sends LE
+        Create Connection Cancel and waits for the controller to end the attempt, so no
+        connection can complete later behind the gateway's back (an orphan link holds the hub,
+        which then stops advertising). A link this adapter still holds to the peer from an
+        earlier attempt is closed first, for the same reason."""
+        peer = Address.from_string_for_transport(self.address, PhysicalTransport.LE)
+        leftover = device.find_connection_by_bd_addr(peer, transport=PhysicalTransport.LE)
+        if leftover is not None:
+            log.info("%s: closing a link left from an earlier attempt", self.address)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(leftover.disconnect(), CANCEL_GRACE_S)
+        try:
+            return await asyncio.wait_for(
+                device.connect(self.address, transport=PhysicalTransport.LE, timeout=self._timeout),
+                self._timeout + CANCEL_GRACE_S,  # the controller never answered the cancel
+            )
+        except (core.TimeoutError, TimeoutError) as exc:
+            raise BleakError(
+                f"{self.address}: not reachable within {self._timeout:g} s (not advertising: "
+                "switched off, out of range or still starting)"
+            ) from exc
+        except Exception as exc:
+            raise BleakError(f"{self.address}: cannot connect: {exc!r}") from exc
+
+    async def _secure(self, device: Device, connection: Connection, pair: bool) -> None:
+        """Encrypt with the bond's key, or pair when there is none. A hub that answers the
+        bond's key with *PIN or Key Missing* has lost its half of the bond (a reset, a wiped
+        store): ours is deleted so that the next connection pairs afresh, which takes the
+        passkey; without a passkey source that is the user's to do (BondLostError)."""
+        keys = await device.keystore.get(str(connection.peer_address)) if device.keystore else None
+        if keys is not None:
+            try:
+                await self._race(connection.encrypt())
+            except BleakError as exc:
+                if not _key_missing(exc):
+                    raise
+                if device.keystore is not None:
+                    with contextlib.suppress(KeyError):
+                        await device.keystore.delete(str(connection.peer_address))
+                raise BondLostError(self.address, can_repair=self.adapter.can_pair) from exc
+        elif pair:
+            try:
+                await self._race(connection.pair())
+            except BleakError as exc:  # as an OS stack does: the link stays, unencrypted;
+                log.warning("%s: pairing failed: %s", self.address, exc)  # reads fail 0x05
 
     async def disconnect(self) -> None:
         connection = self._connection

@@ -1,11 +1,13 @@
 """What the gateway does with a hub, over bleak's public API: sync records into the clinic store,
 push a model bundle, set the wearer's profile, read the status.
 
-Links drop all the time. Every operation runs in attempts: connect (pairing on first contact),
-work until done or until the link drops, then back off (50 ms doubling to 5 s, with jitter)
-and go on from where it stood. Sync resumes from the last record the clinic store holds, a
-model push from the last offset the hub confirmed. An operation gives up only after
-``max_attempts`` consecutive attempts that made no progress.
+Links drop and hubs restart (a power cut, an update). Every operation runs in attempts: connect
+(pairing on first contact), work until done or until the link drops, then back off (50 ms
+doubling to 5 s, with jitter) and go on from where it stood. Sync resumes from the last record
+the clinic store holds, a model push from the last offset the hub confirmed. An operation gives
+up only after ``max_attempts`` consecutive attempts that made no progress. A hub that has lost its
+half of the bond is reported in words (HubRefusedError) unless a passkey source lets the gateway
+pair again.
 
 Sync order, for nothing lost and nothing duplicated: REPORT from the store's last seq; each
 notified frame is checked (CRC, chain of seqs); the checked records are committed in one
@@ -31,6 +33,7 @@ from bleak import BleakClient
 from bleak.backends.device import BLEDevice
 from bleak.exc import BleakError, BleakGATTProtocolError, BleakGATTProtocolErrorCode
 
+from ble_gateway.bumble_backend import BondLostError
 from ble_gateway.radio import GatewayRadio
 from ble_gateway.store import ClinicStore, DeviceKey
 from edge_runtime.contracts import gatt
@@ -133,9 +136,15 @@ async def _attempts(
     failures, delay = 0, policy.backoff_start_s
     while True:
         before = progress_marker()
+        error: Exception
         try:
             async with _connected(radio, address, policy) as hub:
                 return await work(hub)
+        except BondLostError as exc:
+            if not exc.can_repair:
+                raise HubRefusedError(str(exc)) from exc
+            log.warning("%s", exc)  # the next connection pairs again with the passkey
+            error = exc
         except BleakGATTProtocolError as exc:
             if exc.code in (
                 BleakGATTProtocolErrorCode.INSUFFICIENT_AUTHENTICATION,
@@ -145,7 +154,7 @@ async def _attempts(
                     f"{address}: the hub needs a passkey-protected bond; pair with the passkey "
                     "printed on the hub (Just Works is refused)"
                 ) from exc
-            error: Exception = exc
+            error = exc
         except (BleakError, LinkLostError, TimeoutError, OSError, gatt.ProtocolError) as exc:
             error = exc
         made_progress = progress_marker() > before

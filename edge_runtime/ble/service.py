@@ -21,7 +21,6 @@ from bumble.core import UUID, AdvertisingData
 from bumble.device import Device, DeviceConfiguration
 from bumble.hci import HCI_Error
 from bumble.host import Host
-from bumble.keys import JsonKeyStore
 from bumble.transport import open_transport
 from bumble.transport.common import TransportLostError, TransportSink, TransportSource
 
@@ -29,6 +28,7 @@ from edge_runtime.ble.identity import BONDS_FILE, BleIdentity
 from edge_runtime.ble.server import CervicalGattServer, HubAccess
 from edge_runtime.contracts import gatt
 from edge_runtime.contracts.anthropometrics import Anthropometrics, write_profile
+from edge_runtime.contracts.bonds import DurableJsonKeyStore
 from edge_runtime.contracts.hub_records import RECORD_FORMAT
 from edge_runtime.hub.config import BleSettings
 from edge_runtime.hub.daemon import HubContext, Service
@@ -72,12 +72,8 @@ def hub_device(
         ),
     )
     device = Device(config=config, host=Host(source, sink))
-    bonds = state_dir / BONDS_FILE
-    if not bonds.exists():
-        fd = os.open(bonds, os.O_WRONLY | os.O_CREAT, 0o600)  # bonds are secrets: 0600
-        os.close(fd)
-        bonds.write_text("{}")
-    device.keystore = JsonKeyStore(str(identity.address).removesuffix("/P"), str(bonds))
+    namespace = str(identity.address).removesuffix("/P")
+    device.keystore = DurableJsonKeyStore(namespace, state_dir / BONDS_FILE)  # secrets: 0600
     return device
 
 
