@@ -10,14 +10,13 @@ import itertools
 import json
 import random
 import shutil
-import signal
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from ble_gateway.bench_restarts import HubProcess, prefill
 from ble_gateway.hub_client import (
     HubRefusedError,
     RetryPolicy,
@@ -31,38 +30,11 @@ from ble_gateway.store import ClinicStore
 from edge_runtime.ble.radio import VirtualRadio
 from edge_runtime.contracts.anthropometrics import Anthropometrics
 from edge_runtime.contracts.bundle import MANIFEST, MODEL, SIGNATURE, generate_key_pair
-from edge_runtime.hub.storage import HubStore, NewRecord
+from edge_runtime.hub.storage import HubStore
 from tests.hub_fixtures import resign_bundle, write_hub_config
 
 CERVICAL = str(Path(sys.executable).parent / "cervical")
 PATIENT = RetryPolicy(max_attempts=60, connect_timeout_s=5.0, response_timeout_s=10.0)
-
-
-class HubProcess:
-    def __init__(self, config: Path) -> None:
-        self.config = config
-        self.proc: subprocess.Popen[str] | None = None
-        self.logs: list[str] = []
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [CERVICAL, "edge", "run", "--config", str(self.config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    def kill(self) -> None:  # a power cut
-        assert self.proc is not None
-        self.proc.kill()
-        self.logs.append(self.proc.communicate()[1])
-
-    def stop(self) -> str:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        self.logs.append(self.proc.communicate(timeout=60)[1])
-        return "\n".join(self.logs)
 
 
 @contextlib.asynccontextmanager
@@ -81,7 +53,7 @@ async def hub_on_radio(
         tmp, bundle, pub, wearer, sensors, sensors, realtime=replay_speed is not None,
         ble_transport=f"tcp-client:127.0.0.1:{port}", replay_speed=replay_speed or 1.0,
     )  # fmt: skip
-    hub = HubProcess(config)
+    hub = HubProcess(config, tmp / "hub.log")
     hub.start()
     for _ in range(600):  # the identity appears once the BLE service is up
         if (tmp / "ble" / "identity.json").exists():
@@ -91,32 +63,17 @@ async def hub_on_radio(
     try:
         yield radio, hub, identity["address"], identity["passkey"]
     finally:
-        log = await asyncio.to_thread(hub.stop)  # the radio must keep answering meanwhile
+        await asyncio.to_thread(hub.stop)  # the radio must keep answering meanwhile
         await radio.close()
+        log = hub.log_text()
         assert "Traceback" not in log, log[-3000:]
-
-
-def _prefill(db: Path, n: int, seed: int) -> None:
-    rng = random.Random(seed)
-    with HubStore(db) as store:
-        for start in range(0, n, 1000):
-            store.append_many(
-                [
-                    NewRecord(
-                        "epoch",
-                        {"i": i, "angles": [rng.random() for _ in range(rng.randint(1, 60))]},
-                        "s0",
-                    )
-                    for i in range(start, min(n, start + 1000))
-                ]
-            )
 
 
 @pytest.mark.slow
 def test_sync_of_20000_records_through_200_cuts_is_lossless(
     quantized_bundle: Path, signing_keys: tuple[Path, Path], wearer: Anthropometrics, tmp_path: Path
 ) -> None:
-    _prefill(tmp_path / "hub.db", 20_000, seed=5)
+    prefill(tmp_path / "hub.db", 20_000, seed=5)
 
     async def main() -> None:
         async with hub_on_radio(tmp_path, quantized_bundle, signing_keys[1], wearer, 7) as (
@@ -134,10 +91,11 @@ def test_sync_of_20000_records_through_200_cuts_is_lossless(
                         await asyncio.sleep(0.005)
                     await asyncio.sleep(rng.uniform(0.005, 0.12))
                     if kills < 2 and sum(radio.cuts.values()) in (60, 140):
-                        hub.kill()  # a power cut mid-sync: the hub restarts from its disk
+                        await asyncio.to_thread(hub.kill)  # a power cut mid-sync
                         kills += 1
                         radio.cuts["silent"] += 1
-                        hub.start()
+                        await asyncio.sleep(rng.uniform(0, 8))  # booting: reconnects time out
+                        hub.start()  # the hub restarts from its disk
                     else:
                         radio.cut()
 
