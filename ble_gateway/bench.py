@@ -264,6 +264,15 @@ async def _fuzz_server(cases: int, seed: int) -> dict[str, int]:
 
 def bench_sync(
     records: Annotated[int, typer.Option(help="Records to sync in each run.")] = 5000,
+    runs: Annotated[
+        int,
+        typer.Option(
+            help="Instead: this many syncs of a hub daemon through link cuts and hub restarts."
+        ),
+    ] = 0,
+    hub_restarts: Annotated[
+        int, typer.Option(help="Hub power cuts (SIGKILL, restart) in each of those runs.")
+    ] = 2,
     cut_every_s: Annotated[float, typer.Option(help="Mean time between cuts (cut run).")] = 0.5,
     fuzz_cases: Annotated[
         int, typer.Option(help="Fuzz cases per codec and characteristic.")
@@ -274,10 +283,15 @@ def bench_sync(
     seed: Annotated[int, typer.Option(help="Seed of the records and the cuts.")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Sync throughput (clean link vs. a link cut at random), efficiency, a day's bytes, fuzz."""
+    """Sync throughput (clean link vs. a link cut at random), efficiency, a day's bytes, fuzz;
+    with --runs, syncs through link cuts and hub restarts instead."""
     import logging
 
     logging.getLogger("bumble").setLevel(logging.CRITICAL)
+    logging.getLogger("ble_gateway.derived").setLevel(logging.ERROR)  # bench records: no forces
+    if runs > 0:
+        _bench_restarts(runs, hub_restarts, records, seed, as_json)
+        return
     logging.getLogger("ble_gateway").setLevel(logging.WARNING)
     logging.getLogger("edge_runtime.ble").setLevel(logging.ERROR)  # fuzzing: one line per refusal
     with console.status("syncing over a clean link"):
@@ -327,3 +341,28 @@ def bench_sync(
         f"server fuzz: {sum(server.values())} writes, every one answered, server up",
         markup=False,
     )
+
+
+def _bench_restarts(runs: int, restarts: int, records: int, seed: int, as_json: bool) -> None:
+    from ble_gateway.bench_restarts import run_restart_soak
+
+    if restarts < 0 or records < 1:
+        raise typer.BadParameter("--hub-restarts must be >= 0 and --records >= 1")
+    err = Console(stderr=True)
+    with err.status("syncing through hub restarts") as status:
+        figures = run_restart_soak(runs, restarts, records, seed, status.update)
+    if as_json:
+        print(json.dumps(figures))
+        return
+    table = Table(title=f"sync through link cuts and hub power cuts, {records} records per run")
+    for col in ("runs", "lossless", "gave up", "hub restarts", "link cuts", "connections"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        *(str(figures[k]) for k in ("runs", "runs_lossless", "gave_up", "hub_restarts", "cuts")),
+        str(figures["connections"]),
+    )
+    console.print(table)
+    for error in figures["errors"]:
+        console.print(f"gave up: {error}", markup=False)
+    if figures["runs_lossless"] < runs:
+        raise typer.Exit(1)

@@ -24,7 +24,7 @@ EDGE_CONTRACTS = "edge_runtime.contracts"
 # The console root lives in edge_runtime but loads groups by entry point, never by import.
 # `cervical bench sync` measures hub and gateway together on one virtual radio in one process:
 # the one module allowed to compose both sides (no product code path goes through it).
-BOTH_SIDES = {"ble_gateway/bench.py"}
+BOTH_SIDES = {"ble_gateway/bench.py", "ble_gateway/bench_restarts.py"}
 
 
 def _imports(path: Path) -> list[tuple[str, int]]:
