@@ -1,9 +1,11 @@
 """``cervical edge run``: the hub daemon (asyncio).
 
-Tasks: one reader per sensor (blocking bus reads run in worker threads and only enqueue), one
-processing task (pipeline and storage), a housekeeping task (retention), and any services
-handed in (the BLE GATT service). SIGTERM or SIGINT stop it cleanly: readers stop, queued samples
-are processed, the open session is summarised and stored, the database is closed.
+Tasks: one reader per sensor (blocking bus reads run in worker threads and only enqueue, each
+chunk stamped with the time it was taken: a reader starved by a busy hub is then told from a
+silent sensor, ``hub.frames``), one processing task (pipeline and storage), a housekeeping task
+(retention), and any services handed in (the BLE GATT service). SIGTERM or SIGINT stop it
+cleanly: readers stop, queued samples are processed, the open session is summarised and stored,
+the database is closed.
 
 With services, the end of finite sources (replay, sim) closes the session but the daemon keeps
 serving until it is stopped; without, it stops.
@@ -22,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,13 +34,15 @@ from edge_runtime.contracts.bundle import load_public_key
 from edge_runtime.contracts.model_bundle import VerifiedBundle
 from edge_runtime.contracts.recording import ImuRecording
 from edge_runtime.hub.config import HubConfig
+from edge_runtime.hub.frames import Arrival
 from edge_runtime.hub.models import ModelSlots
 from edge_runtime.hub.pipeline import HubPipeline
 from edge_runtime.hub.storage import HubStore
-from edge_runtime.sensors import SensorError, SensorRanges, SensorRole, open_source
+from edge_runtime.sensors import ImuSource, SensorError, SensorRanges, SensorRole, open_source
 
 log = logging.getLogger(__name__)
 QUEUE_CHUNKS = 256
+SensorItem = tuple[SensorRole, ImuRecording, Arrival | None]
 HOUSEKEEPING_S = 3600.0
 SERVICE_STOP_S = 5.0  # a service still running this long after the stop is cancelled
 
@@ -69,7 +74,7 @@ async def _read_sensor(
     role: SensorRole,
     spec: str,
     config: HubConfig,
-    queue: asyncio.Queue[tuple[SensorRole, ImuRecording] | None],
+    queue: asyncio.Queue[SensorItem | None],
     stop: asyncio.Event,
 ) -> None:
     failing = False
@@ -86,7 +91,7 @@ async def _read_sensor(
                     log.info("%s sensor %s: end of data", role, spec)
                     await queue.put(None)
                     return
-                await queue.put((role, chunk))
+                await queue.put((role, chunk, _arrival(source)))
         except SensorError as exc:
             if not failing:
                 log.error("%s (retrying every %.0f s)", exc, config.sensor_retry_s)
@@ -95,9 +100,16 @@ async def _read_sensor(
                 await asyncio.wait_for(stop.wait(), config.sensor_retry_s)
 
 
+def _arrival(source: ImuSource) -> Arrival | None:
+    """When the reader took the chunk, on the source's time scale (None: an unpaced source)."""
+    if source.pace is None:
+        return None
+    return Arrival(time.monotonic() * source.pace, source.buffer_s)
+
+
 async def _process(
     pipeline: HubPipeline,
-    queue: asyncio.Queue[tuple[SensorRole, ImuRecording] | None],
+    queue: asyncio.Queue[SensorItem | None],
     sources: int,
     stop: asyncio.Event,
     keep_serving: bool,
@@ -166,7 +178,7 @@ async def run_hub(
         ctx = HubContext(config, store, slots, profile)
         if bundle is not None:
             ctx.start_pipeline(bundle)
-        queue: asyncio.Queue[tuple[SensorRole, ImuRecording] | None] = asyncio.Queue(QUEUE_CHUNKS)
+        queue: asyncio.Queue[SensorItem | None] = asyncio.Queue(QUEUE_CHUNKS)
         others = [asyncio.create_task(_housekeeping(ctx, stop))]
         others += [asyncio.create_task(service(ctx, stop)) for service in services]
         readers: list[asyncio.Task[None]] = []

@@ -9,8 +9,23 @@ Each sensor's samples (hub-clock timestamps) are placed on a common grid at the 
   next frame; after ``rebase_s`` of nothing but backwards samples (the sensor's clock was reset)
   its clock is re-anchored to continue where it left off;
 * NaN/inf values: NON_FINITE; an axis at full scale: SATURATED (values kept, frame not used);
-* a sensor that sends nothing while the other goes on for ``lost_s``: its frames are filled,
+* a sensor that is *silent* (below): the frames it can no longer deliver are filled,
   SENSOR_LOST, and its samples that arrive later for those frames are discarded.
+
+Silence is judged in time, never by how far the other sensor's data has run ahead (a reader
+that stalls while the other goes on is not a lost sensor):
+
+* by the sensor's own timestamps: a gap of more than ``lost_s`` between two of its samples is
+  marked SENSOR_LOST as well as DROPPED;
+* by arrival (``Arrival``: when the reader took each chunk, on the source's time scale, so a
+  replay at 10x counts ten source seconds per wall second): a sensor that has delivered nothing
+  for longer than its buffer (``buffer_s``: the LSM6DSO FIFO, the replay's chunk queue) plus
+  ``lost_s`` has lost samples for good; the frames older than its buffer are filled. A stall
+  shorter than the buffer loses nothing: the buffered samples arrive late and are paired.
+  Chunks without arrival times (offline replays, unpaced sources) are judged by timestamps
+  only;
+* a sensor more than ``max_lag_s`` of frames behind the other is lost whatever the clocks say
+  (bounds the memory of frames waiting for their pair).
 
 Gaps are kept as counts until taken, so a long outage costs no memory.
 """
@@ -72,6 +87,14 @@ class FrameBlock:
         )
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """When a reader took a chunk from its source, and how long that source holds samples."""
+
+    at_s: float  # monotonic wall clock times the source's pace (source seconds)
+    buffer_s: float  # a reader stalled this long (source seconds) loses no sample
+
+
 @dataclass
 class _Segment:
     count: int
@@ -88,6 +111,7 @@ class SensorGrid:
     rate_hz: float
     rebase_s: float = 2.0
     jump_s: float = 0.5
+    lost_s: float = 1.0  # a gap this long in the sensor's own timestamps is a loss
     next_index: int = 0  # grid index the next pushed sample should land on
     offset_s: float = 0.0  # added to this sensor's timestamps (re-anchoring)
     has_magnetometer: bool = False
@@ -95,6 +119,8 @@ class SensorGrid:
     _pending_flags: int = 0
     _reversed_run: int = 0
     _lost_until: int = 0  # frames filled as lost: samples for them arrive late, are discarded
+    last_arrival_s: float | None = None  # source seconds (``Arrival``) of its latest chunk
+    buffer_s: float = 0.0
 
     @property
     def available(self) -> int:
@@ -123,6 +149,11 @@ class SensorGrid:
         )
         self.offset_s = expected - raw
         self._reversed_run = 0
+        if discarded:  # a gap the hub made, not a silence of the sensor
+            self._append_gap(discarded, DROPPED)
+            self.next_index += discarded
+            if discarded > self.jump_s * self.rate_hz:
+                self._pending_flags |= TIME_JUMP
         self.push(_cut(chunk, at, len(chunk.t_s)), t0_s)
 
     def _indices(
@@ -183,7 +214,8 @@ class SensorGrid:
         start = 0
         for j in np.flatnonzero(gaps > 0):
             self._append_data(kept[start:j], sample_flags[start:j])
-            self._append_gap(int(gaps[j]), DROPPED)
+            silent = gaps[j] > self.lost_s * self.rate_hz  # by its own clock
+            self._append_gap(int(gaps[j]), DROPPED | (SENSOR_LOST if silent else 0))
             if gaps[j] > self.jump_s * self.rate_hz:
                 self._pending_flags |= TIME_JUMP
             start = int(j)
@@ -242,17 +274,33 @@ class FramePairer:
     """Pairs the head and trunk grids into frames (module docstring)."""
 
     def __init__(
-        self, rate_hz: float, head: SensorRanges, trunk: SensorRanges, lost_s: float = 1.0
+        self,
+        rate_hz: float,
+        head: SensorRanges,
+        trunk: SensorRanges,
+        lost_s: float = 1.0,
+        max_lag_s: float = 60.0,
     ) -> None:
-        self.rate_hz, self.lost_frames = rate_hz, max(1, round(lost_s * rate_hz))
+        self.rate_hz, self.lost_s = rate_hz, lost_s
+        self.max_lag_frames = max(1, round(max_lag_s * rate_hz))
         self.grids = {
-            "head": SensorGrid("head", head, rate_hz),
-            "trunk": SensorGrid("trunk", trunk, rate_hz),
+            "head": SensorGrid("head", head, rate_hz, lost_s=lost_s),
+            "trunk": SensorGrid("trunk", trunk, rate_hz, lost_s=lost_s),
         }
         self.t0_s: float | None = None
         self.emitted = 0
+        self.now_s: float | None = None  # the latest arrival (source seconds)
+        self._first_arrival_s: float | None = None
 
-    def push(self, role: SensorRole, chunk: ImuRecording) -> None:
+    def push(self, role: SensorRole, chunk: ImuRecording, arrival: Arrival | None = None) -> None:
+        if arrival is not None:
+            grid = self.grids[role]
+            grid.buffer_s = arrival.buffer_s
+            if len(chunk.t_s):
+                grid.last_arrival_s = arrival.at_s
+            self.now_s = arrival.at_s if self.now_s is None else max(self.now_s, arrival.at_s)
+            if self._first_arrival_s is None:
+                self._first_arrival_s = arrival.at_s
         if self.t0_s is None:
             finite = chunk.t_s[np.isfinite(chunk.t_s)]
             if finite.size == 0:
@@ -260,13 +308,35 @@ class FramePairer:
             self.t0_s = float(finite[0])
         self.grids[role].push(chunk, self.t0_s)
 
+    def silent_s(self, role: SensorRole) -> float | None:
+        """How long the sensor has delivered nothing (source seconds; None: not known)."""
+        if self.now_s is None:
+            return None
+        since = self.grids[role].last_arrival_s
+        if since is None:
+            since = self._first_arrival_s
+        return None if since is None else self.now_s - since
+
+    def _frames_lost(self, role: SensorRole, lag: int, flush: bool) -> int:
+        """How many of the ``lag`` frames the other sensor has beyond this one are lost."""
+        if flush:
+            return lag
+        grid = self.grids[role]
+        if lag > self.max_lag_frames:
+            return lag
+        silent = self.silent_s(role)
+        if silent is None or silent <= grid.buffer_s + self.lost_s:
+            return 0
+        return max(0, lag - round(grid.buffer_s * self.rate_hz))  # the buffer may still come
+
     def take(self, max_frames: int | None = None, flush: bool = False) -> FrameBlock | None:
         """The frames both sensors have delivered (all of them with ``flush``)."""
         head, trunk = self.grids["head"], self.grids["trunk"]
         for a, b in ((head, trunk), (trunk, head)):
             lag = b.available - a.available
-            if lag > self.lost_frames or (flush and lag > 0):
-                a.fill_lost(lag if flush else lag - self.lost_frames)
+            lost = self._frames_lost(a.role, lag, flush) if lag > 0 else 0
+            if lost:
+                a.fill_lost(lost)
         n = min(head.available, trunk.available)
         if max_frames is not None:
             n = min(n, max_frames)

@@ -40,7 +40,7 @@ from edge_runtime.contracts.neck_angles import NECK_ANGLE_NAMES
 from edge_runtime.contracts.recording import ImuRecording
 from edge_runtime.contracts.rom_assessment import AssessmentConfig, assess_session
 from edge_runtime.hub.forces import ForceEstimator, ForceStatistics, force_ceiling_n, muscle_groups
-from edge_runtime.hub.frames import FrameBlock, FramePairer
+from edge_runtime.hub.frames import Arrival, FrameBlock, FramePairer
 from edge_runtime.hub.storage import HubStore, NewRecord, StorageFullError
 from edge_runtime.hub.tracking import CalibrationSettings, KinematicBlock, NeckTracker
 from edge_runtime.sensors import SensorRanges, SensorRole
@@ -53,7 +53,7 @@ FloatArray = npt.NDArray[np.float64]
 class PipelineSettings:
     rate_hz: float = 100.0
     epoch_s: float = 10.0
-    lost_s: float = 1.0  # a sensor silent this long is lost (its frames are filled and marked)
+    lost_s: float = 1.0  # silent this long past its buffer: lost (frames filled and marked)
     break_s: float = 3.0  # unusable this long: the session ends
     max_session_s: float = 1800.0
     max_pending_records: int = 2000
@@ -293,8 +293,10 @@ class HubPipeline:
         self.store_record("event", {"event": name, **fields})
 
     # -- feeding -------------------------------------------------------------------------
-    def push(self, role: SensorRole, chunk: ImuRecording) -> None:
-        self.pairer.push(role, chunk)
+    def push(self, role: SensorRole, chunk: ImuRecording, arrival: Arrival | None = None) -> None:
+        """A sensor's chunk; ``arrival`` (when its reader took it) lets a silent sensor be told
+        from a stalled reader (``hub.frames``)."""
+        self.pairer.push(role, chunk, arrival)
         self._process(self.pairer.take())
 
     def close(self) -> None:

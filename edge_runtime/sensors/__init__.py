@@ -41,6 +41,12 @@ class SensorRanges:
 class ImuSource(Protocol):
     spec: str
     ranges: SensorRanges
+    # source seconds per wall second: 1 for a live sensor, the replay speed for a paced replay,
+    # None for a source read as fast as it goes (its arrival times say nothing)
+    pace: float | None
+    # how long (source seconds) the source holds samples while its reader is stalled: a
+    # stall shorter than this loses no sample (the LSM6DSO FIFO, a paced replay's chunk queue)
+    buffer_s: float
 
     def chunks(self) -> Iterator[ImuRecording]:
         """Blocking: successive chunks of samples, in time order as the sensor delivered them."""

@@ -6,8 +6,10 @@ Samples come from the chip's FIFO, not from polling the output registers: the FI
 gyroscope and accelerometer at 104 Hz with a timestamp word per batch (25 µs ticks of the chip's
 own clock, trimmed by ``INTERNAL_FREQ_FINE``), so every sample carries the time it was taken
 however late the hub reads it. Ranges: ±2000 deg/s (a fast head turn peaks at ~350 deg/s) and
-±16 g. A FIFO overrun (the hub stalled > ~4 s) is reported: its lost samples become a gap that
-downstream marks as dropped. Register map and scale factors: LSM6DSO datasheet DS12140 rev 3.
+±16 g. The FIFO holds 512 words, three per sample (gyroscope, accelerometer, timestamp): a
+reader may stall ~1.6 s without losing a sample (``buffer_s``). A FIFO overrun (a longer stall)
+is reported: its lost samples become a gap that downstream marks as dropped. Register map and
+scale factors: LSM6DSO datasheet DS12140 rev 3.
 
 No magnetometer: fusion runs 6D on this sensor (heading drifts slowly; README).
 """
@@ -55,6 +57,8 @@ ACC_M_S2_PER_LSB = 0.488e-3 * 9.80665  # 0.488 mg/LSB at +-16 g
 TIMESTAMP_HZ = 40_000.0  # nominal; trimmed by INTERNAL_FREQ_FINE (0.15% per LSB)
 WORD_BYTES = 7  # tag + 6 data bytes
 MAX_WORDS_PER_READ = 4  # I2C block reads carry at most 32 bytes
+FIFO_WORDS = 512  # the 3 KB FIFO (DS12140): 512 words of tag + 6 data bytes
+WORDS_PER_SAMPLE = 3  # gyroscope + accelerometer + the timestamp of each batch
 
 
 class RegisterBus(Protocol):
@@ -142,6 +146,8 @@ class Lsm6dsoSource:
     def __init__(self, bus: RegisterBus, spec: str, poll_s: float = 0.05) -> None:
         self.spec, self.bus, self.poll_s = spec, bus, poll_s
         self.ranges = SensorRanges(gyr_rad_s=math.radians(2000.0), acc_m_s2=16 * 9.80665)
+        self.pace: float | None = 1.0  # a live sensor: its time is the wall clock's
+        self.buffer_s = FIFO_WORDS / WORDS_PER_SAMPLE / self.RATE_HZ
         try:
             who = bus.read(WHO_AM_I, 1)[0]
             if who != WHO_AM_I_VALUE:

@@ -21,7 +21,7 @@ from edge_runtime.contracts.recording import ImuRecording
 from edge_runtime.contracts.rom_assessment import SECTORS
 from edge_runtime.imu_sim import SimulatedSession, SimulationSetup, simulate_imus
 from edge_runtime.sensors import SensorError, SensorRanges, SensorRole
-from edge_runtime.sensors.replay import chunked
+from edge_runtime.sensors.replay import REPLAY_BUFFER_S, chunked
 from edge_runtime.synthetic import WARMUP_S, protocol_angles
 
 # the reference model's personal envelope along each sector's centre (deg, `cervical envelope`
@@ -123,6 +123,8 @@ class SimSource:
             acc_m_s2=spec.setup.errors.acc_range_m_s2,
         )
         self.role, self.realtime, self.speed = role, realtime, speed
+        self.pace: float | None = speed if realtime else None
+        self.buffer_s = REPLAY_BUFFER_S
         self.protocol = simulate_protocol(spec)
 
     @classmethod
@@ -137,7 +139,7 @@ class SimSource:
         return s.head if self.role == "head" else s.trunk
 
     def chunks(self) -> Iterator[ImuRecording]:
-        yield from chunked(self.recording, 0.5, self.realtime, self.speed)
+        yield from chunked(self.recording, 0.5, self.realtime, self.speed, self.buffer_s)
 
     def close(self) -> None:
         pass

@@ -3,6 +3,7 @@ daemon under SIGTERM, and the edge benchmark."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import shutil
@@ -10,8 +11,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -28,10 +31,13 @@ from edge_runtime.contracts.model_bundle import verify_model_bundle
 from edge_runtime.contracts.neck_angles import rotation_from_neck_angles
 from edge_runtime.contracts.recording import ImuRecording
 from edge_runtime.contracts.rom_assessment import AssessmentConfig
+from edge_runtime.hub.config import load_config
 from edge_runtime.hub.models import InstallError, ModelSlots
 from edge_runtime.hub.pipeline import HubPipeline
 from edge_runtime.hub.storage import HubStore
 from edge_runtime.imu_sim import SimulationSetup, simulate_imus
+from edge_runtime.sensors import ImuSource, SensorRole
+from edge_runtime.sensors.sim import SimSource
 from edge_runtime.synthetic import WARMUP_S, protocol_angles, random_subject
 from tests.hub_fixtures import resign_bundle, write_hub_config
 
@@ -391,3 +397,75 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
             load_config(path)
     path.write_text(base.replace("[sensors]", "replay_speed = 20\n[sensors]"))
     assert load_config(path).replay_speed == 20.0
+
+
+class _StarvedSource:
+    """A paced sim source whose reader is starved once (a busy hub: a sync, a model install)."""
+
+    def __init__(self, source: ImuSource, after_chunks: int, stall_s: float) -> None:
+        self.inner, self.after, self.stall_s = source, after_chunks, stall_s
+        self.spec, self.ranges = source.spec, source.ranges
+        self.pace, self.buffer_s = source.pace, source.buffer_s
+
+    def chunks(self) -> Iterator[ImuRecording]:
+        for k, chunk in enumerate(self.inner.chunks()):
+            if k == self.after:
+                time.sleep(self.stall_s)  # the reader thread gets no CPU
+            yield chunk
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def _starved_run(
+    bundle: Path, pub: Path, wearer: Anthropometrics, tmp: Path, stall_s: float, monkeypatch: Any
+) -> dict[str, Any]:
+    from edge_runtime.hub import daemon
+
+    speed = 10.0  # the demo's pace: 1 s of wall clock is 10 s of the sensors' time
+    config = load_config(
+        write_hub_config(tmp, bundle, pub, wearer, "sim:seed=3", "sim:seed=3", True,
+                         replay_speed=speed)
+    )  # fmt: skip
+    opened = daemon.open_source
+
+    def open_source(spec: str, role: SensorRole, realtime: bool, pace: float) -> ImuSource:
+        source = opened(spec, role, realtime, pace)
+        return _StarvedSource(source, 20, stall_s) if role == "head" else source
+
+    monkeypatch.setattr(daemon, "open_source", open_source)
+    asyncio.run(daemon.run_hub(config))
+    with HubStore(config.database) as store:
+        sessions = [r.payload for r in store.records_of_kind("session")]
+    assert len(sessions) >= 1
+    return sessions[0]
+
+
+def test_a_reader_starved_for_less_than_its_buffer_loses_no_sample(
+    quantized_bundle: Path,
+    signing_keys: tuple[Path, Path],
+    wearer: Anthropometrics,
+    tmp_path: Path,
+    monkeypatch: Any,
+) -> None:
+    """The head's reader gets no CPU for 0.5 s while the trunk's goes on: at 10x that is 5 s of
+    the trunk's samples ahead (a sensor lost at once by the old rule), within the replay's 32 s
+    buffer: every sample arrives, no frame is marked."""
+    session = _starved_run(quantized_bundle, signing_keys[1], wearer, tmp_path, 0.5, monkeypatch)
+    reasons = {m["reason"] for m in session["marks"]}
+    assert not reasons & {"sensor_lost", "dropped_samples", "timestamp_jump"}, session["marks"]
+    assert session["end_reason"] == "end_of_input"
+    assert session["frames"] == len(SimSource.from_spec("seed=3", "head").recording.t_s)
+
+
+def test_a_reader_silent_for_longer_than_its_buffer_is_reported_lost(
+    quantized_bundle: Path,
+    signing_keys: tuple[Path, Path],
+    wearer: Anthropometrics,
+    tmp_path: Path,
+    monkeypatch: Any,
+) -> None:
+    """4 s of wall clock at 10x is 40 s of samples: more than the 32 s the replay holds."""
+    session = _starved_run(quantized_bundle, signing_keys[1], wearer, tmp_path, 4.0, monkeypatch)
+    reasons = {m["reason"] for m in session["marks"]}
+    assert {"sensor_lost", "dropped_samples"} <= reasons

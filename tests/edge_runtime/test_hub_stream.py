@@ -10,7 +10,7 @@ from edge_runtime.contracts.neck_angles import neck_kinematics, rotation_from_ne
 from edge_runtime.contracts.recording import ImuRecording
 from edge_runtime.fusion import neck_kinematics_from_imus
 from edge_runtime.hub.forces import ForceStatistics
-from edge_runtime.hub.frames import FramePairer
+from edge_runtime.hub.frames import Arrival, FrameBlock, FramePairer
 from edge_runtime.hub.tracking import (
     CalibrationSettings,
     KinematicBlock,
@@ -19,7 +19,7 @@ from edge_runtime.hub.tracking import (
     concatenate_blocks,
 )
 from edge_runtime.imu_sim import SimulationSetup, simulate_imus
-from edge_runtime.sensors import SensorRanges
+from edge_runtime.sensors import SensorRanges, SensorRole
 from edge_runtime.sensors.replay import chunked
 from edge_runtime.sensors.sim import SimSource, SimSpec
 
@@ -156,14 +156,77 @@ def test_frame_pairing_flags_every_defect() -> None:
     assert (block.flags[300:380] & hr.DROPPED).all() and block.flags[380] & hr.TIME_JUMP
     assert spans["timestamp_jump"]["start_s"] == pytest.approx(3.8)
     assert not (block.flags & hr.SENSOR_LOST).any()
-    # the head goes silent while the trunk goes on for 3 s: frames beyond 1 s are SENSOR_LOST
-    pairer.push("trunk", _frames(300, start=6.8))
-    lost = pairer.take()
-    assert lost is not None and len(lost) == 200 and (lost.flags & hr.SENSOR_LOST).all()
-    # the head comes back; its samples for frames already out are discarded without a mark
-    pairer.push("head", _frames(400, start=6.8))
-    back = pairer.take()
-    assert back is not None and len(back) == 100 and not back.flags.any()
+
+
+def _feed(
+    pairer: FramePairer,
+    role: SensorRole,
+    start_s: float,
+    seconds: float,
+    at_s: float,
+    buffer_s: float,
+) -> FrameBlock | None:
+    """``seconds`` of one sensor's samples from ``start_s``, taken by its reader at ``at_s``."""
+    pairer.push(role, _frames(round(seconds * 100), start=start_s), Arrival(at_s, buffer_s))
+    return pairer.take()
+
+
+def test_a_reader_stall_shorter_than_the_sensor_buffer_loses_nothing() -> None:
+    """The head's reader is starved for 1.5 s while the trunk's goes on; the head's FIFO holds
+    2 s. (Judged by how far the trunk ran ahead, this lost half a second of frames.)"""
+    pairer, blocks = FramePairer(100.0, SensorRanges(), SensorRanges(), lost_s=1.0), []
+    for k in range(10):  # both readers take 0.1 s chunks in real time
+        _feed(pairer, "head", k / 10, 0.1, k / 10, buffer_s=2.0)
+        blocks.append(_feed(pairer, "trunk", k / 10, 0.1, k / 10, buffer_s=2.0))
+    for k in range(10, 25):  # the head's reader stalls for 1.5 s
+        blocks.append(_feed(pairer, "trunk", k / 10, 0.1, k / 10, buffer_s=2.0))
+    blocks.append(_feed(pairer, "head", 1.0, 1.5, 2.55, buffer_s=2.0))  # its FIFO, all of it
+    out = [b for b in blocks if b is not None]
+    assert sum(len(b) for b in out) == 250
+    assert not any(b.flags.any() for b in out)
+
+
+def test_a_silent_sensor_is_still_reported_lost_beyond_its_buffer() -> None:
+    pairer, blocks = FramePairer(100.0, SensorRanges(), SensorRanges(), lost_s=1.0), []
+    for k in range(10):
+        _feed(pairer, "head", k / 10, 0.1, k / 10, buffer_s=0.5)
+        blocks.append(_feed(pairer, "trunk", k / 10, 0.1, k / 10, buffer_s=0.5))
+    for k in range(10, 40):  # the head sends nothing for 3 s
+        blocks.append(_feed(pairer, "trunk", k / 10, 0.1, k / 10, buffer_s=0.5))
+    out = [b for b in blocks if b is not None]
+    flags = np.concatenate([b.flags for b in out])
+    # silent for longer than its buffer + lost_s: everything older than its 0.5 s buffer is lost
+    assert len(flags) == 350 and not flags[:100].any()
+    assert (flags[100:] == hr.SENSOR_LOST | hr.DROPPED).all()
+    # it comes back with what its FIFO kept (the newest 0.5 s) and goes on: nothing more lost
+    back = _feed(pairer, "head", 3.5, 1.0, 4.05, buffer_s=0.5)
+    assert back is not None and len(back) == 50 and not back.flags.any()
+    late = _feed(pairer, "head", 2.0, 0.5, 4.1, buffer_s=0.5)  # samples for frames long gone
+    assert late is None and pairer.grids["head"].available == 50  # 3.5-4.5 s less the 50 paired
+
+
+def test_without_arrival_times_silence_is_judged_by_the_sensor_timestamps() -> None:
+    """An offline replay: one sensor's file has a 1.5 s hole, the other's ends early."""
+    pairer = FramePairer(100.0, SensorRanges(), SensorRanges(), lost_s=1.0, max_lag_s=60.0)
+    pairer.push("head", _frames(100))
+    pairer.push("head", _frames(200, start=2.5))  # 1.5 s without samples: lost
+    pairer.push("trunk", _frames(600))
+    block = pairer.take()
+    assert block is not None and len(block) == 450
+    assert (block.flags[100:250] == hr.SENSOR_LOST | hr.DROPPED).all()
+    assert block.flags[250] & hr.TIME_JUMP and not block.flags[:100].any()
+    assert pairer.take() is None  # the head's data ends: its silence is not known yet...
+    rest = pairer.take(flush=True)  # ...until the input ends
+    assert rest is not None and len(rest) == 150 and (rest.flags & hr.SENSOR_LOST).all()
+
+
+def test_a_sensor_too_far_behind_is_lost_whatever_the_clocks_say() -> None:
+    pairer = FramePairer(100.0, SensorRanges(), SensorRanges(), lost_s=1.0, max_lag_s=5.0)
+    pairer.push("head", _frames(100))
+    pairer.push("trunk", _frames(700))
+    block = pairer.take()
+    assert block is not None and len(block) == 700
+    assert (block.flags[100:] & hr.SENSOR_LOST).all() and not block.flags[:100].any()
 
 
 def test_a_sensor_clock_that_resets_is_re_anchored(caplog: pytest.LogCaptureFixture) -> None:
