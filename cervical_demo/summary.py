@@ -19,6 +19,8 @@ from host_training.atomic import atomic_path
 
 SUMMARY_FILE = "summary.json"
 R2_GOAL = 0.95  # the published result to beat: R² > 0.95 for every muscle
+# marks that mean the simulated sensors did not reach the hub whole (the scenario has none)
+SENSOR_TROUBLE = {"sensor_lost", "dropped_samples", "timestamp_jump", "timestamp_reversed"}
 
 
 def key_figures(
@@ -37,6 +39,7 @@ def key_figures(
             "deficits_deg": {n: sectors[n]["deficit_deg"] for n in a.get("flagged", [])
                              if n in sectors},
             "insufficient_data": a.get("insufficient_data", []),
+            "sensor_marks": sorted({m["reason"] for m in s.get("marks", [])} & SENSOR_TROUBLE),
             "duration_s": s.get("duration_s"),
             "model": (s.get("model") or {}).get("bundle_version"),
         })  # fmt: skip
@@ -55,8 +58,25 @@ def key_figures(
         "sessions": sessions,
         "flagged_regions": sorted({f for s in sessions for f in s["flagged"]}),
         "restricted_in_scenario": list(scenario.RESTRICTED),
+        "sensor_marks": sorted({m for s in sessions for m in s["sensor_marks"]}),
         "scale": scale.name,
     }
+
+
+def scenario_mismatch(figures: dict[str, Any]) -> str | None:
+    """Why the hub's outcome differs from the scenario's story (None: it does not)."""
+    reasons = []
+    if figures["flagged_regions"] != sorted(scenario.RESTRICTED):
+        reasons.append(
+            f"the hub flagged {figures['flagged_regions'] or 'nothing'}, the patient's "
+            f"restricted directions are {sorted(scenario.RESTRICTED)}"
+        )
+    if figures["sensor_marks"]:
+        reasons.append(f"the sessions carry sensor marks {figures['sensor_marks']}")
+    missing = sorted({d for s in figures["sessions"] for d in s["insufficient_data"]})
+    if missing:
+        reasons.append(f"directions without enough data: {missing}")
+    return "; ".join(reasons) or None
 
 
 def write_summary(

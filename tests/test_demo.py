@@ -217,3 +217,20 @@ def test_stop_leaves_processes_that_are_not_the_demos_alone(tmp_path: Path) -> N
     finally:
         other.kill()
         other.wait()
+
+
+def test_the_demo_fails_when_the_hub_outcome_differs_from_the_scenario() -> None:
+    from cervical_demo import scenario
+    from cervical_demo.summary import scenario_mismatch
+
+    def figures(flagged: list[str], marks: list[str], missing: list[str]) -> dict[str, Any]:
+        session = {"flagged": flagged, "insufficient_data": missing, "sensor_marks": marks}
+        return {"flagged_regions": sorted(flagged), "sensor_marks": marks, "sessions": [session]}
+
+    story = sorted(scenario.RESTRICTED)
+    assert scenario_mismatch(figures(story, [], [])) is None
+    lost = scenario_mismatch(figures([], ["sensor_lost"], list(story)))
+    assert lost is not None
+    assert "flagged nothing" in lost and "sensor_lost" in lost and story[0] in lost
+    extra = scenario_mismatch(figures([*story, "flexion"], [], []))
+    assert extra is not None and "flexion" in extra
