@@ -176,3 +176,34 @@ def test_a_bond_the_hub_lost_is_reported_in_words_and_paired_again_with_a_passke
         store.close()
 
     asyncio.run(main())
+
+
+def test_a_gateway_that_lost_its_bond_pairs_afresh_and_without_a_passkey_is_told_why(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        radio = VirtualRadio(seed=5)
+        store = _store(tmp_path / "hub.db", 10)
+        identity = BleIdentity.load_or_create(tmp_path / "ble")
+        address = str(identity.address)
+        clinic = ClinicStore(tmp_path / "clinic.db")
+        async with powered_hub(radio, store, tmp_path / "ble"):
+            gateway, controller = _gateway(radio, tmp_path / "gw", identity.passkey)
+            await sync_hub(gateway, address, clinic, policy=QUICK)
+            await _close(radio, gateway, controller)
+            (tmp_path / "gw" / "gateway-bonds.json").unlink()  # the gateway's half is gone
+            store.append_many([NewRecord("epoch", {"i": 10}, "s2")])
+            unattended, controller = _gateway(radio, tmp_path / "gw", None)  # Just Works only
+            with pytest.raises(HubRefusedError, match="pair with the passkey printed on the hub"):
+                await sync_hub(unattended, address, clinic, policy=QUICK)
+            await _close(radio, unattended, controller)
+            attended, controller = _gateway(radio, tmp_path / "gw", identity.passkey)
+            again = await sync_hub(attended, address, clinic, policy=QUICK)
+            assert (
+                again.new_records == 1 and attended.backend_kwargs["bumble"].delegate.prompts == 1
+            )
+            await _close(radio, attended, controller)
+        clinic.close()
+        store.close()
+
+    asyncio.run(main())
