@@ -47,6 +47,7 @@ from bumble.pairing import PairingConfig, PairingDelegate
 from bumble.transport import open_transport
 from bumble.transport.common import AsyncPipeSink
 
+from ble_gateway.errors import GatewayError
 from edge_runtime.contracts.bonds import DurableJsonKeyStore
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ CANCEL_GRACE_S = 5.0  # how long a controller may take to end a cancelled connec
 PasskeySource = Callable[[], int | None]
 
 
-class BondLostError(BleakError):
+class BondLostError(BleakError, GatewayError):
     """The hub rejected the bond's key (*PIN or Key Missing*): it no longer knows this gateway.
     The gateway's half of the bond is deleted; the next connection pairs with the passkey."""
 

@@ -14,16 +14,15 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ble_gateway.errors import USER_ERRORS
 from ble_gateway.hub_client import (
-    HubRefusedError,
-    LinkLostError,
     push_model,
     read_status,
     set_profile,
 )
 from ble_gateway.hub_client import sync_hub as sync_hub_records
 from ble_gateway.radio import DEFAULT_STATE_DIR, GatewayRadio, parse_radio
-from ble_gateway.store import ClinicStore, ClinicStoreError
+from ble_gateway.store import ClinicStore
 from ble_gateway.web import cli as web_cli
 from edge_runtime.contracts import gatt
 from edge_runtime.contracts.anthropometrics import read_profile
@@ -82,14 +81,7 @@ def _run(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     logging.getLogger("bumble").setLevel(logging.ERROR)
     try:
         return asyncio.run(make())
-    except (
-        HubRefusedError,
-        LinkLostError,
-        LookupError,
-        ClinicStoreError,
-        ContractError,
-        OSError,
-    ) as exc:
+    except USER_ERRORS as exc:
         raise _fail(exc) from exc
 
 

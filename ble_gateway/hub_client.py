@@ -34,6 +34,7 @@ from bleak.backends.device import BLEDevice
 from bleak.exc import BleakError, BleakGATTProtocolError, BleakGATTProtocolErrorCode
 
 from ble_gateway.bumble_backend import BondLostError
+from ble_gateway.errors import GatewayError
 from ble_gateway.radio import GatewayRadio
 from ble_gateway.store import ClinicStore, DeviceKey
 from edge_runtime.contracts import gatt
@@ -46,11 +47,11 @@ T = TypeVar("T")
 Progress = Callable[[int, int], None]  # (done, total)
 
 
-class HubRefusedError(Exception):
+class HubRefusedError(GatewayError):
     """The hub refused the request (its reason is in the message); retrying will not help."""
 
 
-class LinkLostError(Exception):
+class LinkLostError(GatewayError):
     """The attempt ended early (link dropped, timeout, bad frame); the next one goes on."""
 
 

@@ -18,6 +18,7 @@ from bleak.backends.scanner import BaseBleakScanner
 from bumble.controller import Controller
 
 from ble_gateway.bumble_backend import BleakClientBumble, BleakScannerBumble, BumbleAdapter
+from ble_gateway.errors import HubNotFoundError
 
 DEFAULT_STATE_DIR = Path.home() / ".local" / "share" / "cervical-gateway"
 
@@ -51,7 +52,9 @@ class GatewayRadio:
         )
         if found is None:
             what = address or "a Cervical hub"
-            raise LookupError(f"{what} not found within {timeout_s:.0f} s ({self.description})")
+            raise HubNotFoundError(
+                f"{what} not found within {timeout_s:.0f} s ({self.description})"
+            )
         return found
 
 

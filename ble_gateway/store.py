@@ -51,6 +51,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from ble_gateway.derived import DERIVED_VERSION, derive
+from ble_gateway.errors import GatewayError
 from edge_runtime.contracts.gatt import SyncRecord
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ store_meta = Table(
 )
 
 
-class ClinicStoreError(Exception):
+class ClinicStoreError(GatewayError):
     """The clinic store refused something (names the device and seq)."""
 
 

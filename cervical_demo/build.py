@@ -192,7 +192,8 @@ def envelope_grid(out_dir: Path, scale: DemoScale, stage: StageReporter) -> Path
         EnvelopeResolution,
         simulate_envelope_grid,
     )
-    from quantization.pipeline import QuantizationError, load_envelope_grid
+    from quantization.errors import QuantizationError
+    from quantization.pipeline import load_envelope_grid
 
     path = out_dir / ENVELOPE_GRID_FILE
     axes = DEFAULT_GRID_AXES if scale.full_envelope_grid else COARSE_GRID_AXES

@@ -36,17 +36,17 @@ STAGES = 6
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    """What a stage raises for bad input or a failed check (each names what was wrong)."""
-    from ble_gateway.hub_client import HubRefusedError, LinkLostError
-    from ble_gateway.store import ClinicStoreError
-    from edge_runtime.contracts.bundle import BundleError
+    """What a stage raises for bad input or a failed check (each names what was wrong): each
+    package's one base, the shared contracts' and the demo's own."""
+    from ble_gateway.errors import GatewayError
     from edge_runtime.contracts.errors import ContractError
+    from edge_runtime.errors import HubError
     from host_training.errors import HostTrainingError
-    from quantization.pipeline import QuantizationError
+    from quantization.errors import QuantizationError
 
     return (
-        HostTrainingError, ContractError, QuantizationError, BundleError, DemoProcessError,
-        DemoStateError, ClinicStoreError, HubRefusedError, LinkLostError, LookupError, OSError,
+        HostTrainingError, ContractError, QuantizationError, HubError, GatewayError,
+        DemoProcessError, DemoStateError, OSError,
     )  # fmt: skip
 
 

@@ -9,13 +9,12 @@ import typer
 from rich.console import Console
 
 from edge_runtime.contracts.bundle import (
-    BundleError,
     generate_key_pair,
     load_public_key,
     public_key_fingerprint,
 )
-from edge_runtime.contracts.force_model import ForceModelError
 from edge_runtime.contracts.model_bundle import verify_model_bundle
+from edge_runtime.errors import USER_ERRORS
 
 keys_app = typer.Typer(help="Ed25519 signing keys for model bundles.", no_args_is_help=True)
 bundle_app = typer.Typer(help="Signed model bundles: check before install.", no_args_is_help=True)
@@ -33,8 +32,8 @@ def keys_generate(
     try:
         public = generate_key_pair(key_path)
         fingerprint = public_key_fingerprint(load_public_key(public))
-    except BundleError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
+    except USER_ERRORS as exc:
+        err.print(f"error: {exc}", markup=False, style="bold red")
         raise typer.Exit(2) from exc
     out.print(f"wrote {key_path} (private, 0600) and {public} (fingerprint {fingerprint})")
 
@@ -51,8 +50,8 @@ def bundle_verify(
     spec, op set against the hub runtimes, golden vectors. Exit 2 naming what is wrong."""
     try:
         checked = verify_model_bundle(bundle, load_public_key(pubkey), run_golden=golden)
-    except (BundleError, ForceModelError) as exc:
-        err.print(f"[bold red]rejected:[/] {exc}")
+    except USER_ERRORS as exc:
+        err.print(f"rejected: {exc}", markup=False, style="bold red")
         raise typer.Exit(2) from exc
     m = checked.manifest
     out.print(f"verified {bundle}: version {m['bundle_version']}, created {m['created_utc']}, "

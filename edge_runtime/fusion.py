@@ -33,6 +33,7 @@ import numpy.typing as npt
 
 from edge_runtime.contracts.neck_angles import neck_angles_from_rotation, neck_kinematics
 from edge_runtime.contracts.recording import ImuRecording
+from edge_runtime.errors import HubError
 from edge_runtime.rotations import matrix_to_rotvec, mean_rotation, quat_to_matrix
 
 FloatArray = npt.NDArray[np.float64]
@@ -41,7 +42,7 @@ FloatArray = npt.NDArray[np.float64]
 NodDirection = Literal["flexion", "extension", "auto"]
 
 
-class CalibrationError(ValueError):
+class CalibrationError(HubError, ValueError):
     """The calibration movements do not define the segment axes (names what was missing)."""
 
 

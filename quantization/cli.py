@@ -18,12 +18,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from edge_runtime.contracts.bundle import BundleError, load_private_key
-from edge_runtime.contracts.force_model import ForceModelError
+from edge_runtime.contracts.bundle import load_private_key
+from edge_runtime.contracts.errors import ContractError
 from edge_runtime.contracts.model_bundle import VerifiedBundle, verify_model_bundle
 
 # importable here: onnx2tf loads lazily
-from quantization.pipeline import R2_TOLERANCE, QuantizationError, load_envelope_grid
+from quantization.errors import QuantizationError
+from quantization.pipeline import R2_TOLERANCE, load_envelope_grid
 
 QUANT_PYTHON_ENV = "CERVICAL_QUANT_PYTHON"
 
@@ -67,7 +68,7 @@ def quantize_run(
         public_key = load_private_key(key).public_key()  # a bad key fails before converting
         python = quant_python()
         load_envelope_grid(envelope)  # a bad envelope fails before converting
-    except (BundleError, FileNotFoundError) as exc:
+    except (ContractError, OSError) as exc:
         raise QuantizationError(str(exc)) from exc
     command = [str(python), "-m", "quantization.pipeline", "--run", str(run),
                "--out", str(out_dir), "--key", str(key), "--tolerance", str(tolerance),
@@ -95,7 +96,7 @@ def quantize_run(
         )
     try:
         return verify_model_bundle(out_dir, public_key)
-    except (BundleError, ForceModelError) as exc:
+    except ContractError as exc:
         shutil.rmtree(out_dir, ignore_errors=True)
         raise QuantizationError(
             f"the new bundle failed the hub's checks here and was removed: {exc}"

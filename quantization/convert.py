@@ -16,12 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from quantization.errors import ConversionError
+
 INT8_NAME = "model_full_integer_quant.tflite"
 FLOAT_NAME = "model_float32.tflite"
-
-
-class ConversionError(RuntimeError):
-    """onnx2tf could not produce the int8 model; the message carries the end of its log."""
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,6 @@ import numpy as np
 
 from edge_runtime.contracts.accuracy import r2_per_column
 from edge_runtime.contracts.bundle import (
-    BundleError,
     load_private_key,
     parse_bundle_version,
     write_bundle,
@@ -36,17 +35,14 @@ from edge_runtime.contracts.errors import ContractError
 from edge_runtime.contracts.feature_spec import FeatureSpec
 from edge_runtime.contracts.force_model import ForceModel, golden_vectors
 from edge_runtime.contracts.tflite_ops import HUB_RUNTIMES, check_hub_compatible
-from quantization.convert import ConversionError, convert
+from quantization.convert import convert
+from quantization.errors import QuantizationError
 
 R2_TOLERANCE = 0.005
 GOLDEN_VECTORS = 32
 TFLITE_DIR = "tflite"  # inside the run directory
 INT8_FILE = "model_int8.tflite"
 FLOAT_FILE = "model_float32.tflite"
-
-
-class QuantizationError(RuntimeError):
-    """The run cannot become a bundle; the message says which check failed and by how much."""
 
 
 def _log(message: str) -> None:
@@ -220,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = quantize(args.run, args.out, args.key, args.version, args.tolerance, args.envelope)
-    except (QuantizationError, ConversionError, BundleError, ContractError) as exc:
+    except (QuantizationError, ContractError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.summary:

@@ -45,6 +45,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 
+from ble_gateway.errors import GatewayError
 from ble_gateway.store import reviews
 
 web_metadata = MetaData()
@@ -94,11 +95,11 @@ MAX_FAILURES_PER_USER = 5
 MAX_FAILURES_PER_CLIENT = 20
 
 
-class AccountError(ValueError):
+class AccountError(GatewayError, ValueError):
     """A user name or password the accounts refuse (names which and why)."""
 
 
-class LoginThrottledError(Exception):
+class LoginThrottledError(GatewayError):
     """Too many failed sign-ins for this user name or client; retry after ``retry_after_s``."""
 
     def __init__(self, retry_after_s: float) -> None:

@@ -35,6 +35,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
+from ble_gateway.errors import GatewayError
 from ble_gateway.store import ClinicStore, ClinicStoreError
 from ble_gateway.web import exports, plots
 from ble_gateway.web.accounts import Accounts, LoginThrottledError, WebSession
@@ -65,11 +66,11 @@ CSP = (
 SESSIONS_SHOWN = 60  # the patient page lists the latest sessions; "all" lists every one
 
 
-class NotSignedInError(Exception):
+class NotSignedInError(GatewayError):
     """A data route asked for without a live session."""
 
 
-class CsrfError(Exception):
+class CsrfError(GatewayError):
     """A form posted without the session's CSRF token."""
 
 

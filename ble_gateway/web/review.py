@@ -25,6 +25,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
+from ble_gateway.errors import GatewayError
 from ble_gateway.store import (
     devices,
     patients,
@@ -40,7 +41,7 @@ MIN_WEAR_S_PER_DAY = 60.0
 ADHERENCE_WINDOWS_DAYS = (14, 30)
 
 
-class ReviewError(ValueError):
+class ReviewError(GatewayError, ValueError):
     """A request the review cannot answer (a bad period; names the field and value)."""
 
 

@@ -13,7 +13,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from edge_runtime.ble.identity import BleIdentity, IdentityError
+from edge_runtime.ble.identity import BleIdentity
+from edge_runtime.errors import USER_ERRORS
 
 radio_app = typer.Typer(help="A virtual BLE radio for tests and the demo.", no_args_is_help=True)
 out = Console(soft_wrap=True)
@@ -64,7 +65,7 @@ def serve(
 def show_identity(state_dir: Path) -> None:
     try:
         identity = BleIdentity.load_or_create(state_dir)
-    except (IdentityError, OSError) as exc:
+    except USER_ERRORS as exc:
         err.print(f"error: {exc}", markup=False, style="bold red")
         raise typer.Exit(2) from exc
     address = str(identity.address).removesuffix("/P")

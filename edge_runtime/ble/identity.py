@@ -18,11 +18,13 @@ from pathlib import Path
 
 from bumble.hci import Address
 
+from edge_runtime.errors import HubError
+
 IDENTITY_FILE = "identity.json"
 BONDS_FILE = "bonds.json"
 
 
-class IdentityError(ValueError):
+class IdentityError(HubError, ValueError):
     """An identity file that cannot be used (names the file)."""
 
 

@@ -15,15 +15,14 @@ import typer
 from rich.console import Console
 
 from edge_runtime.contracts.anthropometrics import read_profile
-from edge_runtime.contracts.bundle import BundleError, load_public_key
-from edge_runtime.contracts.errors import ContractError
+from edge_runtime.contracts.bundle import load_public_key
 from edge_runtime.contracts.model_bundle import verify_model_bundle
-from edge_runtime.contracts.recording import ImuRecording, RecordingError
-from edge_runtime.hub.config import ConfigError, load_config
+from edge_runtime.contracts.recording import ImuRecording
+from edge_runtime.errors import USER_ERRORS
+from edge_runtime.hub.config import load_config
 from edge_runtime.hub.models import InstallError, ModelSlots
 from edge_runtime.hub.pipeline import HubPipeline, PipelineSettings
-from edge_runtime.hub.storage import HubStore, StorageError, StoredRecord
-from edge_runtime.sensors import SensorError
+from edge_runtime.hub.storage import HubStore, StoredRecord
 from edge_runtime.sensors.replay import chunked
 
 edge_app = typer.Typer(
@@ -31,15 +30,6 @@ edge_app = typer.Typer(
 )
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
-USER_ERRORS = (
-    ConfigError,
-    ContractError,
-    InstallError,
-    StorageError,
-    SensorError,
-    RecordingError,
-    OSError,
-)
 
 
 def _fail(exc: Exception, code: int = 2) -> typer.Exit:
@@ -115,7 +105,7 @@ def replay(
         wearer = read_profile(profile)
         recordings = [ImuRecording.read_csv(head), ImuRecording.read_csv(trunk)]
         store = HubStore(db)
-    except (BundleError, *USER_ERRORS) as exc:
+    except USER_ERRORS as exc:
         raise _fail(exc) from exc
     started = time.perf_counter()
     first = store.last_seq

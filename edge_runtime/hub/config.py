@@ -30,11 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from edge_runtime.contracts.rom_assessment import AssessmentConfig
+from edge_runtime.errors import HubError
 from edge_runtime.hub.pipeline import PipelineSettings
 from edge_runtime.hub.tracking import CalibrationSettings
 
 
-class ConfigError(ValueError):
+class ConfigError(HubError, ValueError):
     """A configuration file that cannot be used (names the file, section and key)."""
 
 

@@ -34,6 +34,7 @@ from edge_runtime.contracts.bundle import (
     parse_bundle_version,
 )
 from edge_runtime.contracts.model_bundle import VerifiedBundle, verify_model_bundle
+from edge_runtime.errors import HubError
 from edge_runtime.hub.forces import ForceEstimator
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ CURRENT = "current"
 BUNDLE_FILES = (MANIFEST, SIGNATURE, MODEL)
 
 
-class InstallError(Exception):
+class InstallError(HubError):
     """A bundle was not installed (the running model is unchanged); names why."""
 
 

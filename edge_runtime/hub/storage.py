@@ -38,6 +38,7 @@ from typing import Any
 
 from edge_runtime.contracts.gatt import SyncRecord
 from edge_runtime.contracts.hub_records import RECORD_KINDS
+from edge_runtime.errors import HubError
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ BEGIN SELECT RAISE(ABORT, 'sync cursor must move forward, up to the last record'
 """
 
 
-class StorageError(Exception):
+class StorageError(HubError):
     """The record store cannot do what was asked (names the database file)."""
 
     def __init__(self, path: Path, reason: str) -> None:

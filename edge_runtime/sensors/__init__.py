@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from edge_runtime.contracts.recording import ImuRecording
+from edge_runtime.errors import HubError
 
 SensorRole = Literal["head", "trunk"]
 
 
-class SensorError(Exception):
+class SensorError(HubError):
     """A sensor that cannot be opened or stopped answering (names the source spec)."""
 
     def __init__(self, spec: str, reason: str) -> None:
