@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import secrets
 import uuid as uuid_lib
 from collections.abc import Awaitable, Callable
@@ -48,6 +47,7 @@ from bumble.transport import open_transport
 from bumble.transport.common import AsyncPipeSink
 
 from ble_gateway.errors import GatewayError
+from edge_runtime.common.atomic import write_atomic
 from edge_runtime.contracts.bonds import DurableJsonKeyStore
 
 log = logging.getLogger(__name__)
@@ -180,9 +180,8 @@ def _gateway_identity(state_dir: Path) -> tuple[Address, bytes]:
     raw = bytearray(secrets.token_bytes(6))
     raw[5] |= 0xC0  # a static random address
     address, irk = Address(bytes(raw), Address.RANDOM_DEVICE_ADDRESS), secrets.token_bytes(16)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump({"address": str(address), "irk": irk.hex()}, f)
+    data = {"address": str(address), "irk": irk.hex()}
+    write_atomic(path, json.dumps(data), mode=0o600, durable=True)  # the IRK is a secret
     return address, irk
 
 

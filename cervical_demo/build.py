@@ -16,6 +16,7 @@ from typing import Any
 
 from cervical_demo.progress import StageReporter
 from cervical_demo.scales import MOTION_SEED, POPULATION_SEED, POPULATION_SIZE, SOLVER, DemoScale
+from edge_runtime.common.atomic import atomic_path
 from edge_runtime.contracts.bundle import (
     BundleError,
     generate_key_pair,
@@ -25,7 +26,6 @@ from edge_runtime.contracts.bundle import (
 from edge_runtime.contracts.envelope import EnvelopeError
 from edge_runtime.contracts.force_model import ForceModelError
 from edge_runtime.contracts.model_bundle import VerifiedBundle, verify_model_bundle
-from host_training.atomic import atomic_path
 
 POPULATION_FILE = "population.parquet"
 DATA_DIR = "data"

@@ -22,7 +22,7 @@ from pathlib import Path
 from cervical_demo import scenario
 from cervical_demo.processes import Background, DemoProcessError, cervical_command
 from cervical_demo.progress import StageReporter
-from host_training.atomic import atomic_path
+from edge_runtime.common.atomic import atomic_path
 
 LOGIN_FILE = "web-login.txt"
 REPORT_PDF = "report.pdf"

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cervical_demo.scales import DemoScale
-from host_training.atomic import atomic_path
+from edge_runtime.common.atomic import atomic_path
 
 STATE_FILE = "demo-state.json"
 STATE_FORMAT = "cervical-demo-state/1"

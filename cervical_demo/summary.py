@@ -15,7 +15,7 @@ from cervical_demo.clinic import ClinicResult
 from cervical_demo.hub import HubResult
 from cervical_demo.progress import duration
 from cervical_demo.scales import DemoScale
-from host_training.atomic import atomic_path
+from edge_runtime.common.atomic import atomic_path
 
 SUMMARY_FILE = "summary.json"
 R2_GOAL = 0.95  # the published result to beat: R² > 0.95 for every muscle

@@ -31,10 +31,10 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from edge_runtime.common.rotations import matrix_to_rotvec, mean_rotation, quat_to_matrix
 from edge_runtime.contracts.neck_angles import neck_angles_from_rotation, neck_kinematics
 from edge_runtime.contracts.recording import ImuRecording
 from edge_runtime.errors import HubError
-from edge_runtime.rotations import matrix_to_rotvec, mean_rotation, quat_to_matrix
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from edge_runtime.common.rotations import axis_angle_matrix, matrix_to_rotvec
 from edge_runtime.contracts.recording import ImuRecording
-from edge_runtime.rotations import axis_angle_matrix, matrix_to_rotvec
 
 FloatArray = npt.NDArray[np.float64]
 GRAVITY_M_S2 = 9.81

@@ -327,7 +327,7 @@ def evaluate_command(
     --data, overall and per motion family; warns about inputs outside the training range."""
     import json
 
-    from host_training.atomic import atomic_path
+    from edge_runtime.common.atomic import atomic_path
     from host_training.training import evaluate, load_run
 
     progress, report = _stage_progress()

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from edge_runtime.common.atomic import atomic_path
 from edge_runtime.contracts.anthropometrics import NUMERIC_FIELDS, Anthropometrics
 from edge_runtime.contracts.neck_angles import (
     NECK_ACCELERATION_NAMES,
@@ -37,7 +38,6 @@ from edge_runtime.contracts.neck_angles import (
     neck_angles_from_rotation,
 )
 from host_training.anatomy import INDEPENDENT_COORDINATES
-from host_training.atomic import atomic_path
 from host_training.errors import DatasetError
 from host_training.fast_kinematics import FastNeckKinematics
 from host_training.model_builder import MODEL_BUILDER_VERSION

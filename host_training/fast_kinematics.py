@@ -17,29 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from edge_runtime.common.rotations import axis_rotations
 from host_training.anatomy import INDEPENDENT_COORDINATES, Anatomy
 from host_training.personalise import rotation_body_xyz
 
 FloatArray = npt.NDArray[np.float64]
 MOMENT_ARM_STEP_RAD = 1e-5
-
-
-def _axis_rotations(axis: FloatArray, angle: FloatArray) -> FloatArray:
-    """Rodrigues rotation matrices (N, 3, 3) about a unit ``axis`` by ``angle`` (N,)."""
-    x, y, z = axis
-    c, s = np.cos(angle), np.sin(angle)
-    t = 1.0 - c
-    r = np.empty((angle.shape[0], 3, 3))
-    r[:, 0, 0] = t * x * x + c
-    r[:, 0, 1] = t * x * y - s * z
-    r[:, 0, 2] = t * x * z + s * y
-    r[:, 1, 0] = t * x * y + s * z
-    r[:, 1, 1] = t * y * y + c
-    r[:, 1, 2] = t * y * z - s * x
-    r[:, 2, 0] = t * x * z - s * y
-    r[:, 2, 1] = t * y * z + s * x
-    r[:, 2, 2] = t * z * z + c
-    return r
 
 
 @dataclass(frozen=True)
@@ -152,7 +135,7 @@ class FastNeckKinematics:
             for unit, coeffs in j.axes:
                 axes_u.append(r @ unit)  # body-fixed sequence: the axis turns with earlier ones
                 axes_o.append(origin)
-                r = r @ _axis_rotations(unit, q @ coeffs)
+                r = r @ axis_rotations(unit, q @ coeffs)
             r_child = r @ j.child_rotation.T
             poses[j.child] = (r_child, origin - r_child @ j.child_offset_m)
         return poses, np.stack(axes_u, axis=1), np.stack(axes_o, axis=1)

@@ -14,8 +14,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.common.atomic import atomic_path
 from host_training.anatomy import Anatomy, JointSpec, load_anatomy
-from host_training.atomic import atomic_path
 from host_training.opensim_env import opensim
 
 MODEL_BUILDER_VERSION = "1.0.0"

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from edge_runtime.common.atomic import atomic_path
 from edge_runtime.contracts.anthropometrics import NUMERIC_FIELDS, SEXES, Anthropometrics
-from host_training.atomic import atomic_path
 from host_training.errors import PopulationFileError, UnknownSubjectError
 
 FloatArray = npt.NDArray[np.float64]

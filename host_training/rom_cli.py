@@ -11,6 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from edge_runtime.common.atomic import write_atomic
 from edge_runtime.contracts.anthropometrics import Anthropometrics, read_profile
 from edge_runtime.contracts.bundle import BundleError, load_public_key
 from edge_runtime.contracts.errors import ContractError
@@ -36,10 +37,7 @@ def _subject(population: Path | None, subject: int | None, profile: Path | None)
 
 
 def _write_json(path: Path, data: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    tmp.replace(path)
+    write_atomic(path, json.dumps(data, indent=1) + "\n")
 
 
 @envelope_app.callback(invoke_without_command=True)

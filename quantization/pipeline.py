@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_runtime.common.atomic import write_atomic
 from edge_runtime.contracts.accuracy import r2_per_column
 from edge_runtime.contracts.bundle import (
     load_private_key,
@@ -199,9 +200,7 @@ def _save_converted(run: Path, int8: bytes, float32: bytes) -> None:
     target = run / TFLITE_DIR
     target.mkdir(exist_ok=True)
     for name, data in ((INT8_FILE, int8), (FLOAT_FILE, float32)):
-        tmp = target / f".{name}.tmp"
-        tmp.write_bytes(data)
-        tmp.replace(target / name)
+        write_atomic(target / name, data)
 
 
 def main(argv: list[str] | None = None) -> int:

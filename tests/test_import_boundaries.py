@@ -19,8 +19,8 @@ FORBIDDEN = {
     "cervical_demo": {"tensorflow", "onnx2tf"},
 }  # fmt: skip
 ORCHESTRATOR = "cervical_demo"  # composes the others; none of them may import it
-# Other packages may use only edge_runtime's contract modules.
-EDGE_CONTRACTS = "edge_runtime.contracts"
+# Other packages may use only edge_runtime's contract modules and its low-level helpers.
+EDGE_SHARED = ("edge_runtime.contracts", "edge_runtime.common")
 # The console root lives in edge_runtime but loads groups by entry point, never by import.
 # `cervical bench sync` measures hub and gateway together on one virtual radio in one process:
 # the one module allowed to compose both sides (no product code path goes through it).
@@ -49,9 +49,9 @@ def _violations(package: str) -> list[str]:
             if package == ORCHESTRATOR:
                 continue
             if (top == "edge_runtime" and package != "edge_runtime"
-                    and not module.startswith(EDGE_CONTRACTS)
+                    and not module.startswith(EDGE_SHARED)
                     and str(path.relative_to(REPO)) not in BOTH_SIDES):  # fmt: skip
-                bad.append(where + " (only edge_runtime.contracts is shared)")
+                bad.append(where + " (only edge_runtime.contracts and .common are shared)")
     return bad
 
 
@@ -67,3 +67,14 @@ def test_checker_catches_a_forbidden_import(tmp_path: Path) -> None:
     modules = [m for m, _ in _imports(bad)]
     assert modules == ["opensim", "host_training.anatomy"]
     assert {m.split(".")[0] for m in modules} <= FORBIDDEN["edge_runtime"]
+
+
+def test_the_shared_helpers_import_only_the_standard_library_and_numpy() -> None:
+    """edge_runtime.common is imported by every package: it must pull in nothing they lack."""
+    import sys
+
+    allowed = {"__future__", "numpy"}
+    for path in sorted((REPO / "edge_runtime" / "common").rglob("*.py")):
+        for module, line in _imports(path):
+            top = module.split(".")[0]
+            assert top in sys.stdlib_module_names or top in allowed, f"{path}:{line} {module}"

@@ -11,13 +11,13 @@ or patient types it on the phone or PC once, when pairing. Bumble's default IRK 
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from bumble.hci import Address
 
+from edge_runtime.common.atomic import write_atomic
 from edge_runtime.errors import HubError
 
 IDENTITY_FILE = "identity.json"
@@ -63,19 +63,10 @@ class BleIdentity:
                 raise IdentityError(f"{path}: IRK must be 16 bytes and the passkey six digits")
             return identity
         identity = cls(random_static_address(), secrets.token_bytes(16), secrets.randbelow(10**6))
-        state_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(
-                {
-                    "address": str(identity.address).removesuffix("/P"),
-                    "irk": identity.irk.hex(),
-                    "passkey": identity.passkey,
-                },
-                f,
-            )
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        data = {
+            "address": str(identity.address).removesuffix("/P"),
+            "irk": identity.irk.hex(),
+            "passkey": identity.passkey,
+        }
+        write_atomic(path, json.dumps(data), mode=0o600, durable=True)  # a secret
         return identity

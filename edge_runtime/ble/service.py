@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from bumble.transport.common import TransportLostError, TransportSink, Transport
 
 from edge_runtime.ble.identity import BONDS_FILE, BleIdentity
 from edge_runtime.ble.server import CervicalGattServer, HubAccess
+from edge_runtime.common.atomic import atomic_path
 from edge_runtime.contracts import gatt
 from edge_runtime.contracts.anthropometrics import Anthropometrics, write_profile
 from edge_runtime.contracts.bonds import DurableJsonKeyStore
@@ -93,12 +93,8 @@ class DaemonHubAccess:
         return self.ctx.profile
 
     async def set_profile(self, profile: Anthropometrics) -> None:
-        path = self.ctx.config.profile
-        tmp = path.with_suffix(".tmp")
-        write_profile(profile, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with atomic_path(self.ctx.config.profile, durable=True) as tmp:  # a power cut: old or new
+            write_profile(profile, tmp)
         self.ctx.profile = profile
         changed = {"event": "profile_changed", "source": "ble", "profile": profile.to_dict()}
         if self.ctx.pipeline is None:

@@ -14,6 +14,7 @@ import numpy as np
 import typer
 from rich.console import Console
 
+from edge_runtime.common.atomic import atomic_path
 from edge_runtime.contracts.anthropometrics import read_profile
 from edge_runtime.contracts.bundle import load_public_key
 from edge_runtime.contracts.model_bundle import verify_model_bundle
@@ -52,13 +53,11 @@ def orientation(
         quat = sensor_orientation(rec, use_magnetometer=magnetometer)
     except USER_ERRORS as exc:
         raise _fail(exc) from exc
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(out_path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["t_s", "qw", "qx", "qy", "qz"])
         for t, q in zip(rec.t_s, quat, strict=True):
             w.writerow([repr(float(t)), *(f"{v:.8f}" for v in q)])
-    tmp.replace(out_path)
     mode = "9D (magnetometer)" if magnetometer and rec.mag_ut is not None else "6D"
     out.print(f"wrote {out_path}: {len(quat)} orientations, VQF {mode}, {rec.rate_hz:.1f} Hz")
 

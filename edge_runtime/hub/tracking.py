@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from edge_runtime.common.rotations import matrix_to_rotvec, mean_rotation, quat_to_matrix
 from edge_runtime.contracts.hub_records import INVALID, UNCALIBRATED
 from edge_runtime.contracts.neck_angles import (
     DERIVATIVE_POLYORDER,
@@ -37,7 +38,6 @@ from edge_runtime.fusion import (
     calibrate,
 )
 from edge_runtime.hub.frames import FrameBlock, SensorFrames
-from edge_runtime.rotations import matrix_to_rotvec, mean_rotation, quat_to_matrix
 
 log = logging.getLogger(__name__)
 FloatArray = npt.NDArray[np.float64]

@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 
 from edge_runtime.bench import measure_assessment
-from edge_runtime.contracts.neck_angles import rotation_from_neck_angles
-from edge_runtime.contracts.recording import ImuRecording, RecordingError
-from edge_runtime.contracts.rom_assessment import SECTORS, AssessmentConfig
-from edge_runtime.fusion import CalibrationError, neck_kinematics_from_imus
-from edge_runtime.imu_sim import SimulationSetup, simulate_imus
-from edge_runtime.rotations import (
+from edge_runtime.common.rotations import (
     axis_angle_matrix,
     matrix_to_quat,
     matrix_to_rotvec,
     quat_to_matrix,
 )
+from edge_runtime.contracts.neck_angles import rotation_from_neck_angles
+from edge_runtime.contracts.recording import ImuRecording, RecordingError
+from edge_runtime.contracts.rom_assessment import SECTORS, AssessmentConfig
+from edge_runtime.fusion import CalibrationError, neck_kinematics_from_imus
+from edge_runtime.imu_sim import SimulationSetup, simulate_imus
 from edge_runtime.synthetic import SyntheticSubject, run_subject
 from tests.edge_runtime.test_envelope import box_envelope
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_runtime.common.rotations import axis_angle_matrix
 from edge_runtime.contracts.neck_angles import neck_angles_from_rotation, rotation_from_neck_angles
-from edge_runtime.rotations import axis_angle_matrix
 from host_training.markers import (
     MarkerError,
     MarkerMap,

@@ -58,11 +58,27 @@ def axis_angle_matrix(rotvec: FloatArray) -> FloatArray:
     v = np.atleast_2d(np.asarray(rotvec, dtype=np.float64))
     angle = np.linalg.norm(v, axis=1)
     axis = v / np.where(angle > 1e-12, angle, 1.0)[:, None]
-    k = np.zeros((len(v), 3, 3))
-    k[:, 0, 1], k[:, 0, 2], k[:, 1, 2] = -axis[:, 2], axis[:, 1], -axis[:, 0]
-    k[:, 1, 0], k[:, 2, 0], k[:, 2, 1] = axis[:, 2], -axis[:, 1], axis[:, 0]
-    s, c = np.sin(angle)[:, None, None], np.cos(angle)[:, None, None]
-    return np.asarray(np.eye(3) + s * k + (1 - c) * (k @ k))
+    return axis_rotations(axis, angle)
+
+
+def axis_rotations(axis: FloatArray, angle: FloatArray) -> FloatArray:
+    """Rotations by ``angle`` (N,) rad about unit ``axis`` ((3,) for all, or (N, 3)) -> (N, 3, 3)
+    (Rodrigues, written out: the fast kinematics calls it for every joint of every frame)."""
+    a = np.asarray(axis, dtype=np.float64)
+    x, y, z = (a[0], a[1], a[2]) if a.ndim == 1 else (a[:, 0], a[:, 1], a[:, 2])  # scalars: faster
+    c, s = np.cos(angle), np.sin(angle)
+    t = 1.0 - c
+    r = np.empty((len(angle), 3, 3))
+    r[:, 0, 0] = t * x * x + c
+    r[:, 0, 1] = t * x * y - s * z
+    r[:, 0, 2] = t * x * z + s * y
+    r[:, 1, 0] = t * x * y + s * z
+    r[:, 1, 1] = t * y * y + c
+    r[:, 1, 2] = t * y * z - s * x
+    r[:, 2, 0] = t * x * z - s * y
+    r[:, 2, 1] = t * y * z + s * x
+    r[:, 2, 2] = t * z * z + c
+    return r
 
 
 def matrix_to_rotvec(r: FloatArray) -> FloatArray:
