@@ -6,7 +6,8 @@ and measures nothing) on a fresh virtual radio, with a store prefilled with epoc
 and the gateway in this process syncing it. While the sync runs, each connection is cut after
 5-120 ms (terminated by either side or lost silently), and K times the hub is killed (SIGKILL: a
 power cut) and started again after a boot delay of up to 1.5x the gateway's connect timeout, so
-some reconnects find no hub advertising and must give up cleanly. A run *gave up* when the
+some reconnects find no hub advertising and must give up cleanly (the cuts fall at random points
+of the sync; any the sync outran follow it, each with a sync again). A run *gave up* when the
 gateway stopped retrying; it is *lossless* when the clinic store then holds exactly the hub's
 records.
 """
@@ -151,6 +152,15 @@ async def sync_through_restarts(
     kills_at = sorted(round(records * (k + rng.random()) / (restarts + 1)) for k in range(restarts))
     synced = [0]
 
+    one_at_a_time = asyncio.Lock()  # the chaos task and the closing cuts never overlap
+
+    async def power_cut() -> None:
+        async with one_at_a_time:
+            await asyncio.to_thread(hub.kill)  # the radio goes on answering meanwhile
+            progress(f"hub killed ({hub.starts} start(s) so far)")
+            await asyncio.sleep(rng.uniform(0.0, 1.5 * CONNECT_TIMEOUT_S))  # booting
+            hub.start()
+
     async def chaos() -> None:
         while True:
             while not any(True for _ in radio.links()):
@@ -158,10 +168,7 @@ async def sync_through_restarts(
             await asyncio.sleep(rng.uniform(*CONNECTION_LIFE_S))
             if kills_at and synced[0] >= kills_at[0]:
                 kills_at.pop(0)
-                await asyncio.to_thread(hub.kill)  # the radio goes on answering meanwhile
-                progress(f"hub killed ({hub.starts} start(s) so far)")
-                await asyncio.sleep(rng.uniform(0.0, 1.5 * CONNECT_TIMEOUT_S))  # booting
-                hub.start()
+                await power_cut()
             elif any(True for _ in radio.links()):
                 radio.cut()
 
@@ -174,8 +181,12 @@ async def sync_through_restarts(
             gateway, identity["address"], clinic, policy=policy,
             progress=lambda done, _total: synced.__setitem__(0, done),
         )  # fmt: skip
-        connections = result.attempts
-        device_id = result.device_id
+        connections, device_id = result.attempts, result.device_id
+        while kills_at:  # the sync ran faster than the cuts: the rest of the power cuts now
+            kills_at.pop(0)
+            await power_cut()
+            result = await sync_hub(gateway, identity["address"], clinic, policy=policy)
+            connections += result.attempts
     except LinkLostError as exc:
         gave_up, error, device_id = True, str(exc), 1
     finally:

@@ -207,3 +207,22 @@ def test_a_gateway_that_lost_its_bond_pairs_afresh_and_without_a_passkey_is_told
         store.close()
 
     asyncio.run(main())
+
+
+def test_bench_sync_through_hub_restarts_json() -> None:
+    """`cervical bench sync --runs R --hub-restarts K --json`: a real hub daemon killed and
+    restarted mid-sync; the figures the README quotes come from this command."""
+    import subprocess
+    import sys
+
+    cervical = str(Path(sys.executable).with_name("cervical"))
+    r = subprocess.run(
+        [cervical, "bench", "sync", "--runs", "1", "--hub-restarts", "1", "--records", "400",
+         "--json"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    figures = json.loads(r.stdout.strip().splitlines()[-1])
+    assert {"runs", "runs_lossless", "hub_restarts", "cuts", "gave_up"} <= set(figures)
+    assert figures["runs"] == figures["runs_lossless"] == 1 and figures["gave_up"] == 0
+    assert figures["hub_restarts"] == 1 and figures["cuts"] > 0
