@@ -26,6 +26,7 @@ status is Unknown Connection Identifier).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
@@ -48,11 +49,18 @@ CONNECTION_TIMEOUT = hci.HCI_ErrorCode.CONNECTION_TIMEOUT_ERROR
 
 
 class _LossyLink(LocalLink):
-    """bumble's LocalLink, except that silenced controllers send and receive nothing."""
+    """bumble's LocalLink, except that the radio path between two silenced controllers carries
+    nothing, advertising included (a new connection cannot form across a dead path). Silence is
+    per pair of devices, not per device: silencing a whole controller swallowed the
+    disconnection of its *other* links, so a hub kept a stale link (and its report running on a
+    reused handle) that blocked every later sync."""
 
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
-        self.silenced: set[Controller] = set()
+        self.silenced: collections.Counter[frozenset[Controller]] = collections.Counter()
+
+    def path_silent(self, a: Controller | None, b: Controller | None) -> bool:
+        return a is not None and b is not None and self.silenced[frozenset((a, b))] > 0
 
     def send_acl_data(
         self,
@@ -61,19 +69,24 @@ class _LossyLink(LocalLink):
         transport: PhysicalTransport,
         data: bytes,
     ) -> None:
-        if sender_controller in self.silenced:
-            return
-        destination = self.find_le_controller(destination_address)
-        if destination in self.silenced:
+        if self.path_silent(sender_controller, self.find_le_controller(destination_address)):
             return
         super().send_acl_data(sender_controller, destination_address, transport, data)
+
+    def send_advertising_pdu(
+        self, sender_controller: Controller, packet: ll.AdvertisingPdu
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        for c in self.controllers:
+            if c is not sender_controller and not self.path_silent(sender_controller, c):
+                loop.call_soon(c.on_ll_advertising_pdu, packet)
 
     def send_ll_control_pdu(
         self, sender_address: hci.Address, receiver_address: hci.Address, packet: ll.ControlPdu
     ) -> None:
         sender = self.find_le_controller(sender_address)
         receiver = self.find_le_controller(receiver_address)
-        if receiver is None or sender in self.silenced or receiver in self.silenced:
+        if receiver is None or self.path_silent(sender, receiver):
             return
         super().send_ll_control_pdu(sender_address, receiver_address, packet)
 
@@ -231,11 +244,14 @@ class VirtualRadio:
         sides = [ends.central, ends.peripheral]
         if only_peer_of is not None:
             sides = [s for s in sides if s[0] is not only_peer_of]
-        self.link.silenced.update(c for c, _ in sides)
+        path = frozenset((ends.central[0], ends.peripheral[0]))
+        self.link.silenced[path] += 1
 
         def timeout() -> None:
+            self.link.silenced[path] -= 1
+            if self.link.silenced[path] <= 0:
+                del self.link.silenced[path]
             for controller, conn in sides:
-                self.link.silenced.discard(controller)
                 if controller.le_connections.get(conn.peer_address) is conn:
                     controller.on_le_disconnected(conn, CONNECTION_TIMEOUT)
 
