@@ -58,6 +58,8 @@ class _LossyLink(LocalLink):
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.silenced: collections.Counter[frozenset[Controller]] = collections.Counter()
+        self.delivered = 0  # L2CAP PDUs carried between any two devices
+        self.traffic_waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     def path_silent(self, a: Controller | None, b: Controller | None) -> bool:
         return a is not None and b is not None and self.silenced[frozenset((a, b))] > 0
@@ -72,6 +74,13 @@ class _LossyLink(LocalLink):
         if self.path_silent(sender_controller, self.find_le_controller(destination_address)):
             return
         super().send_acl_data(sender_controller, destination_address, transport, data)
+        self.delivered += 1
+        if self.traffic_waiters and self.traffic_waiters[0][0] <= self.delivered:
+            due = [w for w in self.traffic_waiters if w[0] <= self.delivered]
+            self.traffic_waiters = [w for w in self.traffic_waiters if w[0] > self.delivered]
+            for _, future in due:
+                if not future.done():
+                    future.set_result(None)
 
     def send_advertising_pdu(
         self, sender_controller: Controller, packet: ll.AdvertisingPdu
@@ -228,6 +237,16 @@ class VirtualRadio:
             count += 1
         self.cuts["silent"] += count
         return count
+
+    async def after_packets(self, n: int) -> None:
+        """Return once ``n`` more L2CAP PDUs have crossed the radio. Faults timed by traffic,
+        not by the clock, hit a connection at the same point of its exchange however busy the
+        machine is (a cut 5-120 ms after connecting fell in the middle of pairing or service
+        discovery every time on a loaded machine, so no connection ever reached the records)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.link.traffic_waiters.append((self.link.delivered + n, future))
+        self.link.traffic_waiters.sort(key=lambda w: w[0])
+        await future
 
     def cut(self, kind: str | None = None) -> str:
         """One fault of ``kind`` (or a random one): "central", "peripheral" or "silent"."""

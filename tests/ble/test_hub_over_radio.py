@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ble_gateway.bench_restarts import HubProcess, prefill
+from ble_gateway.bench_restarts import HubProcess, cut_by_traffic, prefill
 from ble_gateway.hub_client import (
     HubRefusedError,
     RetryPolicy,
@@ -80,26 +80,24 @@ def test_sync_of_20000_records_through_200_cuts_is_lossless(
             radio, hub, address, passkey,
         ):  # fmt: skip
             gateway = bumble_radio(radio.controller(), tmp_path / "gw", lambda: passkey)
+            await read_status(gateway, address, PATIENT)  # pairing, on a calm link at set-up
             clinic = ClinicStore(tmp_path / "clinic.db")
             rng = random.Random(11)
             kills = 0
 
-            async def chaos() -> None:  # each connection lives 5-120 ms, then is cut
-                nonlocal kills
-                while True:
-                    while not any(True for _ in radio.links()):
-                        await asyncio.sleep(0.005)
-                    await asyncio.sleep(rng.uniform(0.005, 0.12))
-                    if kills < 2 and sum(radio.cuts.values()) in (60, 140):
-                        await asyncio.to_thread(hub.kill)  # a power cut mid-sync
-                        kills += 1
-                        radio.cuts["silent"] += 1
-                        await asyncio.sleep(rng.uniform(0, 8))  # booting: reconnects time out
-                        hub.start()  # the hub restarts from its disk
-                    else:
-                        radio.cut()
+            def power_cut_due() -> bool:  # two power cuts mid-sync
+                return kills < 2 and sum(radio.cuts.values()) >= (60, 140)[kills]
 
-            chaos_task = asyncio.ensure_future(chaos())
+            async def power_cut() -> None:
+                nonlocal kills
+                await asyncio.to_thread(hub.kill)  # the radio goes on answering meanwhile
+                kills += 1
+                radio.cuts["silent"] += 1
+                await asyncio.sleep(rng.uniform(0, 8))  # booting: reconnects time out
+                hub.start()  # the hub restarts from its disk
+
+            # each connection is cut after a random number of PDUs, by either side or silently
+            chaos_task = asyncio.ensure_future(cut_by_traffic(radio, rng, power_cut_due, power_cut))
             result = await sync_hub(gateway, address, clinic, policy=PATIENT)
             cuts = dict(radio.cuts)
             chaos_task.cancel()
