@@ -173,7 +173,9 @@ def simulate(
     population: Annotated[Path, typer.Option(help="Population Parquet file.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Dataset directory (created).")],
     subjects: Annotated[int, typer.Option(help="Simulate subject ids 0..N-1.", min=1)] = 2000,
-    motions: Annotated[str, typer.Option(help="Motion set: default | tiny.")] = "default",
+    motions: Annotated[
+        str, typer.Option(help="Motion set: default | tiny | everyday.")
+    ] = "default",
     seed: Annotated[int, typer.Option(help="Seed of the motion set.", min=0)] = 7,
     solver: Annotated[str, typer.Option(help="fast | opensim (the reference).")] = "fast",
     workers: Annotated[

@@ -41,7 +41,14 @@ from host_training.anatomy import INDEPENDENT_COORDINATES
 from host_training.errors import DatasetError
 from host_training.fast_kinematics import FastNeckKinematics
 from host_training.model_builder import MODEL_BUILDER_VERSION
-from host_training.motions import PlaneSplit, Trajectory, motion_set, motion_set_digest, trajectory
+from host_training.motions import (
+    PlaneSplit,
+    Trajectory,
+    family_definitions,
+    motion_set,
+    motion_set_digest,
+    trajectory,
+)
 from host_training.personalise import personalise
 from host_training.population import population_size, subject_anthropometrics
 
@@ -239,6 +246,12 @@ def make_config(
     if solver not in SOLVERS:
         raise DatasetError(f"solver {solver!r} does not exist; known: {sorted(SOLVERS)}")
     digest = motion_set_digest(motions, seed)  # raises UnknownMotionSetError for bad names
+    if solver == "opensim" and any(s.family == "box" for s in motion_set(motions, seed, 0)):
+        raise DatasetError(
+            f"motion set {motions!r} holds box frames (independent postures, velocities and "
+            "accelerations, not a motion): OpenSim's AnalyzeTool needs a time series; use "
+            "--solver fast (tested against it on every other family)"
+        )
     size = population_size(population)  # raises PopulationFileError
     if not 1 <= n_subjects <= size:
         raise DatasetError(
@@ -286,6 +299,7 @@ def prepare_output(out_dir: Path, config: SimulationConfig) -> list[int]:
             "config": config.content_key(),
             "population_path": config.population_path,
             "schema_columns": dataset_schema().names,
+            "motion_families": family_definitions(config.motion_set, config.seed),
             "created_by": "cervical simulate",
         }
         _atomic_write(manifest, lambda tmp: tmp.write_text(json.dumps(body, indent=1) + "\n"))

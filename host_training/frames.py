@@ -58,7 +58,34 @@ def _shards(data_dir: Path) -> list[Path]:
     paths = sorted((data_dir / SHARD_DIR).glob("shard-*.parquet"))
     if not paths:
         raise DatasetError(f"{data_dir}: no finished shards in {SHARD_DIR}/")
+    _check_shards_match(data_dir, paths)
     return paths
+
+
+def _check_shards_match(data_dir: Path, paths: list[Path]) -> None:
+    """Every shard was made with the manifest's settings (motion set and its digest, seed,
+    solver, population, ...): a shard copied in from another dataset would mix motion-set
+    versions or bodies silently."""
+    import pyarrow.parquet as pq
+
+    from host_training.dataset import METADATA_KEY
+
+    try:
+        wanted = json.loads((data_dir / MANIFEST).read_text())["config"]
+    except (ValueError, KeyError) as exc:
+        raise DatasetError(f"{data_dir / MANIFEST} is not a dataset manifest") from exc
+    for path in paths:
+        metadata = pq.read_schema(path).metadata or {}
+        try:
+            config = json.loads(metadata[METADATA_KEY])["config"]
+        except (KeyError, ValueError) as exc:
+            raise DatasetError(f"{path}: not a shard of `cervical simulate` (no metadata)") from exc
+        different = {k: (config.get(k), v) for k, v in wanted.items() if config.get(k) != v}
+        if different:
+            raise DatasetError(
+                f"{path} was made with other settings than {data_dir / MANIFEST}: "
+                f"{different} (shard, manifest); a dataset must not mix them"
+            )
 
 
 def dataset_fingerprint(data_dir: Path) -> dict[str, Any]:

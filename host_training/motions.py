@@ -32,6 +32,7 @@ import numpy.typing as npt
 
 from host_training.anatomy import INDEPENDENT_COORDINATES, Anatomy
 from host_training.errors import DatasetError, UnknownMotionSetError
+from host_training.everyday import FAMILY_DEFINITIONS, TRAJECTORY_FAMILIES, box_frames
 
 __all__ = ["UnknownMotionSetError"]  # re-exported: callers meet it here
 
@@ -82,7 +83,7 @@ class MotionSpec:
     """One motion: a family and its parameters; the trajectory is a pure function of this."""
 
     motion_id: str
-    family: str  # single_plane | diagonal | circumduction | hold | random_smooth
+    family: str  # one of MOTION_FAMILIES
     peak_speed_deg_s: float
     amplitude_fraction: float  # of the anatomical limit in the motion's direction
     direction: tuple[float, float, float] = (0.0, 0.0, 0.0)  # unit vector in the 3 planes
@@ -184,11 +185,20 @@ def _angle_function(
             return np.asarray(limits * np.tanh(raw / limits))
 
         return theta, duration
+    if spec.family in TRAJECTORY_FAMILIES:
+        return TRAJECTORY_FAMILIES[spec.family](spec, split.limits_rad)
     raise ValueError(f"motion {spec.motion_id}: unknown family {spec.family!r}")
 
 
 def trajectory(spec: MotionSpec, split: PlaneSplit) -> Trajectory:
-    """Sample ``spec`` at 100 Hz (t = 0 .. duration), coordinates and derivatives."""
+    """Sample ``spec`` at 100 Hz (t = 0 .. duration), coordinates and derivatives. A ``box``
+    spec is ``duration_s * 100`` independent frames (``host_training.everyday``), not a motion."""
+    if spec.family == "box":
+        n = round(spec.duration_s * SAMPLE_RATE_HZ)
+        angles, velocity, acceleration = box_frames(spec, split.limits_rad, n)
+        t = np.arange(n) / SAMPLE_RATE_HZ
+        coordinates = [split.to_coordinates(a) for a in (angles, velocity, acceleration)]
+        return Trajectory(spec.motion_id, t, *coordinates)
     theta, duration = _angle_function(spec, split)
     n = round(duration * SAMPLE_RATE_HZ) + 1
     t = np.arange(n) / SAMPLE_RATE_HZ
@@ -261,9 +271,47 @@ def tiny_motions(seed: int, subject_id: int) -> list[MotionSpec]:
     ]  # fmt: skip
 
 
+def everyday_motions(seed: int, subject_id: int) -> list[MotionSpec]:
+    """The default set plus everyday families and the input-box sampler
+    (``host_training.everyday``) for one subject (deterministic in seed and subject):
+
+    3 point-to-point sequences of 6 moves, 6 oscillations stratified over 0.3-3.5 Hz (3 s each),
+    2 sway holds (3 s), 2 multi-axis motions (8 s, 40-300 deg/s) and 3 x 1,024 box frames;
+    about 8,500 frames on top of the default set's ~9,000.
+    """
+    rng = np.random.default_rng([seed, subject_id, 0x657679])
+    specs = default_motions(seed, subject_id)
+
+    def seed_() -> int:
+        return int(rng.integers(2**31))
+
+    for k in range(3):
+        specs.append(MotionSpec(f"point_to_point_{k}", "point_to_point", 0.0, 0.0,
+                                seed=seed_(), extra={"moves": 6.0}))  # fmt: skip
+    low, high = 0.3, 3.5
+    for k in range(6):
+        hz = low + (k + float(rng.random())) * (high - low) / 6
+        planar = rng.random() < 0.5  # half along one plane, half along a random direction
+        d = _unit(*np.eye(3)[int(rng.integers(3))]) if planar else _unit(*rng.normal(size=3))
+        specs.append(MotionSpec(f"oscillation_{k}", "oscillation", 0.0,
+                                float(rng.uniform(0.3, 1.0)), d, seed=seed_(), duration_s=3.0,
+                                extra={"frequency_hz": round(hz, 4)}))  # fmt: skip
+    for k in range(2):
+        specs.append(MotionSpec(f"sway_hold_{k}", "sway_hold", 0.0, 0.0, seed=seed_(),
+                                duration_s=3.0))  # fmt: skip
+    for k in range(2):
+        specs.append(MotionSpec(f"multi_axis_{k}", "multi_axis",
+                                float(rng.uniform(40.0, 300.0)), 0.0, seed=seed_(),
+                                duration_s=8.0))  # fmt: skip
+    for k in range(3):
+        specs.append(MotionSpec(f"box_{k}", "box", 0.0, 0.0, seed=seed_(), duration_s=10.24))
+    return specs
+
+
 MOTION_SETS: dict[str, Callable[[int, int], list[MotionSpec]]] = {
     "default": default_motions,
     "tiny": tiny_motions,
+    "everyday": everyday_motions,
 }
 
 
@@ -273,10 +321,13 @@ def motion_set(name: str, seed: int, subject_id: int) -> list[MotionSpec]:
     return MOTION_SETS[name](seed, subject_id)
 
 
-MOTION_FAMILIES = ("single_plane", "diagonal", "circumduction", "hold", "random_smooth")
+MOTION_FAMILIES = ("single_plane", "diagonal", "circumduction", "hold", "random_smooth",
+                   "point_to_point", "oscillation", "sway_hold", "multi_axis", "box")  # fmt: skip
 _FAMILY_PREFIXES = {"single_": "single_plane", "diagonal_": "diagonal",
                     "circumduction_": "circumduction", "hold_": "hold",
-                    "random_smooth_": "random_smooth"}  # fmt: skip
+                    "random_smooth_": "random_smooth", "point_to_point_": "point_to_point",
+                    "oscillation_": "oscillation", "sway_hold_": "sway_hold",
+                    "multi_axis_": "multi_axis", "box_": "box"}  # fmt: skip
 
 
 def motion_family(motion_id: str) -> str:
@@ -287,7 +338,16 @@ def motion_family(motion_id: str) -> str:
     raise DatasetError(f"motion id {motion_id!r} belongs to no known family {MOTION_FAMILIES}")
 
 
+def family_definitions(name: str, seed: int) -> dict[str, dict[str, object]]:
+    """The sampler definitions of the everyday families a motion set uses (for manifests)."""
+    used = {s.family for s in motion_set(name, seed, 0)}
+    return {f: FAMILY_DEFINITIONS[f] for f in sorted(used & set(FAMILY_DEFINITIONS))}
+
+
 def motion_set_digest(name: str, seed: int) -> str:
-    """A short hash of the motion set's definition for subject 0 (recorded in manifests)."""
-    payload = json.dumps([s.to_dict() for s in motion_set(name, seed, 0)], sort_keys=True)
+    """A short hash of the motion set's definition for subject 0 and of the samplers of its
+    everyday families (recorded in manifests)."""
+    specs: list[object] = [s.to_dict() for s in motion_set(name, seed, 0)]
+    definitions = family_definitions(name, seed)
+    payload = json.dumps([*specs, definitions] if definitions else specs, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
