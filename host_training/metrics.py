@@ -3,6 +3,10 @@
 R² is per muscle over all frames of the evaluated set: 1 - SS_res / SS_tot. The % of Fmax
 figures use the reference subject's maximum isometric force (personalised Fmax varies with body
 mass by a few tens of percent; the reference makes muscles comparable with each other).
+
+A muscle whose force barely varies over the evaluated frames (1st-99th percentile spread below 1%
+of Fmax: it is nearly silent in that motion) has an R² that says nothing; ``r2_min_varying``
+is the worst R² over the others, beside the plain ``r2_min`` over all.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edge_runtime.contracts.accuracy import r2_per_column
+from edge_runtime.contracts.accuracy import r2_per_column, varying_columns
 
 
 def force_metrics(
@@ -31,6 +35,10 @@ def force_metrics(
     max_abs = np.abs(err).max(axis=0)
     fmax = np.asarray(fmax_n, dtype=np.float64)
     worst = int(np.argmin(r2))
+    varying = varying_columns(t, fmax)
+    r2_varying = np.where(varying, r2, np.inf)
+    worst_varying = int(np.argmin(r2_varying))
+    rmse_pct = 100 * rmse / fmax
 
     def named(values: npt.NDArray[Any]) -> dict[str, float]:
         return {m: round(float(v), 6) for m, v in zip(muscles, values, strict=True)}
@@ -48,6 +56,11 @@ def force_metrics(
             "r2_min": float(r2[worst]),
             "r2_median": float(np.median(r2)),
             "worst_muscle": muscles[worst],
+            "muscles_varying": int(varying.sum()),
+            "r2_min_varying": float(r2_varying[worst_varying]) if varying.any() else None,
+            "worst_varying_muscle": muscles[worst_varying] if varying.any() else None,
+            "rmse_pct_fmax_max": float(rmse_pct.max()),
+            "worst_rmse_muscle": muscles[int(np.argmax(rmse_pct))],
             "worst_muscle_mae_n": float(mae[worst]),
             "worst_muscle_rmse_n": float(rmse[worst]),
             "rmse_n_mean": float(rmse.mean()),

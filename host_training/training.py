@@ -50,7 +50,7 @@ RUN_FORMAT = "cervical-run/1"
 RUN_MANIFEST = "manifest.json"
 RUN_METRICS = "metrics.json"
 CALIBRATION_FILE = "calibration.npy"  # standardised inputs for int8 calibration
-GATE_FILE = "heldout_gate.npz"  # held-out frames: raw inputs, targets, float predictions
+GATE_FILE = "heldout_gate.npz"  # held-out frames: raw inputs, targets, float predictions, part
 ONNX_FILE = "model.onnx"
 WEIGHTS_FILE = "weights.pt"
 ONNX_OPSET = 17
@@ -449,16 +449,20 @@ def train(
     try:
         rng = np.random.default_rng([config.seed, 0x6A7E])
         np.save(tmp / CALIBRATION_FILE, calib_x)
-        test_rows = np.flatnonzero(test_mask)
-        gate = np.sort(
-            rng.choice(test_rows, min(config.gate_samples, len(test_rows)), replace=False)
-        )
+        # the int8 gate checks held-out subjects on seen motions (part 0) and on the held-out
+        # motion family (part 1): quantisation error is largest where the network extrapolates
+        parts = []
+        for rows in (np.flatnonzero(test_mask), np.flatnonzero(motion_mask)):
+            parts.append(np.sort(rng.choice(rows, min(config.gate_samples, len(rows)), False)))
+        gate = np.concatenate(parts)
         np.savez_compressed(
             tmp / GATE_FILE,
             x=frames.x[gate].astype(np.float64),
             y=frames.y[gate],
             y_float=forces_of_rows(network, spec, frames.x[gate]),
             subject_id=frames.subject_id[gate],
+            part=np.repeat(np.arange(2, dtype=np.int8), [len(p) for p in parts]),
+            heldout_family=np.array(config.heldout_family),
         )
         torch.save(
             {

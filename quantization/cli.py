@@ -8,12 +8,14 @@ environment's ai-edge-litert); a bundle that fails here is removed, so nothing u
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -50,31 +52,12 @@ def quant_python() -> Path:
     return path
 
 
-def quantize_run(
-    run: Path,
-    out_dir: Path,
-    key: Path,
-    envelope: Path,
-    version: str | None = None,
-    tolerance: float = R2_TOLERANCE,
-    on_line: Callable[[str], None] = lambda line: None,
-) -> VerifiedBundle:
-    """Run the conversion pipeline in the toolchain venv and check its bundle as a hub would.
-    ``on_line`` gets the pipeline's own progress lines (``[quantize] ...``). Raises
-    QuantizationError naming the failed check; no bundle is left behind then."""
-    if out_dir.exists():
-        raise QuantizationError(f"{out_dir} already exists: choose a new bundle directory")
-    try:
-        public_key = load_private_key(key).public_key()  # a bad key fails before converting
-        python = quant_python()
-        load_envelope_grid(envelope)  # a bad envelope fails before converting
-    except (ContractError, OSError) as exc:
-        raise QuantizationError(str(exc)) from exc
-    command = [str(python), "-m", "quantization.pipeline", "--run", str(run),
-               "--out", str(out_dir), "--key", str(key), "--tolerance", str(tolerance),
-               "--envelope", str(envelope)]  # fmt: skip
-    if version:
-        command += ["--version", version]
+def _run_pipeline(
+    python: Path, args: list[str], on_line: Callable[[str], None], outcome: str
+) -> None:
+    """``python -m quantization.pipeline ARGS`` in the toolchain venv; QuantizationError with
+    its own error lines (or TensorFlow's chatter) when it fails."""
+    command = [str(python), "-m", "quantization.pipeline", *args]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
     # Our own lines ([quantize], error:) are passed on; TensorFlow's chatter is kept for failures.
     chatter: list[str] = []
@@ -92,8 +75,58 @@ def quantize_run(
     if proc.returncode != 0:
         reason = "; ".join(errors) or "".join(chatter[-40:]).strip()
         raise QuantizationError(
-            f"quantisation failed (exit {proc.returncode}); no bundle written: {reason}"
+            f"quantisation failed (exit {proc.returncode}); {outcome}: {reason}"
         )
+
+
+def gate_run(
+    run: Path, tolerance: float = R2_TOLERANCE, on_line: Callable[[str], None] = lambda _: None
+) -> dict[str, Any]:
+    """Convert a run to int8 and run the accuracy gate, writing no bundle; the gate's result
+    (``accuracy_gate``), whether or not it passed."""
+    try:
+        python = quant_python()
+    except (ContractError, OSError) as exc:
+        raise QuantizationError(str(exc)) from exc
+    with tempfile.TemporaryDirectory(prefix="cervical-gate-") as tmp:
+        summary = Path(tmp) / "gate.json"
+        args = ["--run", str(run.resolve()), "--gate-only", "--tolerance", str(tolerance),
+                "--summary", str(summary)]  # fmt: skip
+        _run_pipeline(python, args, on_line, "nothing written")
+        result: dict[str, Any] = json.loads(summary.read_text())
+    return result
+
+
+def quantize_run(
+    run: Path,
+    out_dir: Path,
+    key: Path,
+    envelope: Path,
+    version: str | None = None,
+    tolerance: float = R2_TOLERANCE,
+    on_line: Callable[[str], None] = lambda line: None,
+    family_tolerance: float | None = None,
+) -> VerifiedBundle:
+    """Run the conversion pipeline in the toolchain venv and check its bundle as a hub would.
+    ``on_line`` gets the pipeline's own progress lines (``[quantize] ...``). Raises
+    QuantizationError naming the failed check; no bundle is left behind then."""
+    if out_dir.exists():
+        raise QuantizationError(f"{out_dir} already exists: choose a new bundle directory")
+    try:
+        public_key = load_private_key(key).public_key()  # a bad key fails before converting
+        python = quant_python()
+        load_envelope_grid(envelope)  # a bad envelope fails before converting
+    except (ContractError, OSError) as exc:
+        raise QuantizationError(str(exc)) from exc
+    # the pipeline runs from the repository root: paths must not be relative to here
+    command = ["--run", str(run.resolve()), "--out", str(out_dir.resolve()),
+               "--key", str(key.resolve()), "--tolerance", str(tolerance),
+               "--envelope", str(envelope.resolve())]  # fmt: skip
+    if version:
+        command += ["--version", version]
+    if family_tolerance is not None:
+        command += ["--family-tolerance", str(family_tolerance)]
+    _run_pipeline(python, command, on_line, "no bundle written")
     try:
         return verify_model_bundle(out_dir, public_key)
     except ContractError as exc:
@@ -117,14 +150,20 @@ def quantize(
     tolerance: Annotated[
         float, typer.Option(help="Largest allowed per-muscle R² drop, float -> int8.", min=0)
     ] = R2_TOLERANCE,
+    family_tolerance: Annotated[
+        float | None,
+        typer.Option(help="The same on the held-out motion family (default: --tolerance).", min=0),
+    ] = None,
 ) -> None:
     """Full-integer int8 TFLite (int8 I/O, per-channel), op check against the hub runtimes,
-    accuracy gate on held-out subjects, golden vectors, signed bundle. Exit 2, writing no
+    accuracy gate on held-out subjects and on the run's held-out motion family, golden vectors,
+    signed bundle. Exit 2, writing no
     bundle, when any check fails."""
     try:
         checked = quantize_run(
             run, out_dir, key, envelope, version, tolerance,
             on_line=lambda line: err.print(line, highlight=False, markup=False),
+            family_tolerance=family_tolerance,
         )  # fmt: skip
     except QuantizationError as exc:
         err.print(f"error: {exc}", style="bold red", markup=False)

@@ -18,6 +18,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.common.atomic import write_atomic
-from edge_runtime.contracts.accuracy import r2_per_column
+from edge_runtime.contracts.accuracy import r2_per_column, varying_columns
 from edge_runtime.contracts.bundle import (
     load_private_key,
     parse_bundle_version,
@@ -65,34 +66,66 @@ def load_run_inputs(run: Path) -> tuple[dict[str, Any], FeatureSpec, Path, dict[
         )
     with np.load(run / "heldout_gate.npz") as z:
         gate = {k: z[k] for k in z.files}
+    if "part" not in gate or not (gate["part"] == 1).any():
+        raise QuantizationError(
+            f"{run}: its gate holds no frames of a held-out motion family (the run predates "
+            "held-out-family gating): train it again with `cervical train`"
+        )
     return manifest, spec, run / "calibration.npy", gate
 
 
-def accuracy_gate(
-    gate: dict[str, Any], y_int8: np.ndarray, muscles: tuple[str, ...], tolerance: float
-) -> dict[str, Any]:
-    r2_float = r2_per_column(gate["y"], gate["y_float"])
-    r2_int8 = r2_per_column(gate["y"], y_int8)
+def _part_gate(
+    y: np.ndarray, y_float: np.ndarray, y_int8: np.ndarray, muscles: tuple[str, ...],
+    tolerance: float, fmax_n: np.ndarray | None,
+) -> dict[str, Any]:  # fmt: skip
+    r2_float = r2_per_column(y, y_float)
+    r2_int8 = r2_per_column(y, y_int8)
     drop = r2_float - r2_int8
-    failing = [m for m, d in zip(muscles, drop, strict=True) if d > tolerance]
-    err_sim = np.abs(y_int8 - gate["y"])
-    err_float = np.abs(y_int8 - gate["y_float"])
-    worst = int(np.argmax(drop))
+    varying = varying_columns(y, fmax_n) if fmax_n is not None else np.ones_like(drop, bool)
+    judged = np.where(varying, drop, -np.inf)
+    failing = [m for m, d in zip(muscles, judged, strict=True) if d > tolerance]
+    worst = int(np.argmax(judged))
     return {
-        "passed": not failing,
-        "tolerance_r2": tolerance,
-        "n_frames": len(gate["y"]),
+        "n_frames": len(y),
         "failing_muscles": failing,
         "largest_r2_drop": float(drop[worst]),
         "largest_r2_drop_muscle": muscles[worst],
-        "r2_min_float": float(r2_float.min()),
-        "r2_min_int8": float(r2_int8.min()),
-        "worst_muscle_int8": muscles[int(np.argmin(r2_int8))],
+        "r2_min_float": float(np.where(varying, r2_float, np.inf).min()),
+        "r2_min_int8": float(np.where(varying, r2_int8, np.inf).min()),
+        "worst_muscle_int8": muscles[int(np.argmin(np.where(varying, r2_int8, np.inf)))],
+        "muscles_judged": int(varying.sum()),
+        "r2_median_int8": float(np.median(r2_int8[varying])) if varying.any() else None,
+        "r2_per_muscle": dict(zip(muscles, map(float, r2_float), strict=True)),
+        "r2_per_muscle_int8": dict(zip(muscles, map(float, r2_int8), strict=True)),
+    }
+
+
+def accuracy_gate(
+    gate: dict[str, Any], y_int8: np.ndarray, muscles: tuple[str, ...], tolerance: float,
+    fmax_n: np.ndarray | None = None, family_tolerance: float | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """int8 against float on the gate's two parts: held-out subjects on the motion families the
+    network saw (every muscle judged), and the same subjects on the held-out family (muscles
+    whose force spreads over more than 1% of Fmax judged). Passes when both do."""
+    part = gate.get("part", np.zeros(len(gate["y"]), np.int8))
+    subjects = part == 0
+    result = _part_gate(gate["y"][subjects], gate["y_float"][subjects], y_int8[subjects],
+                        muscles, tolerance, None)  # fmt: skip
+    family_tolerance = tolerance if family_tolerance is None else family_tolerance
+    family = _part_gate(gate["y"][~subjects], gate["y_float"][~subjects], y_int8[~subjects],
+                        muscles, family_tolerance, fmax_n)  # fmt: skip
+    family["family"] = str(gate["heldout_family"])
+    family["tolerance_r2"] = family_tolerance
+    err_sim = np.abs(y_int8 - gate["y"])
+    err_float = np.abs(y_int8 - gate["y_float"])
+    return {
+        "passed": not result["failing_muscles"] and not family["failing_muscles"],
+        "tolerance_r2": tolerance,
+        **result,
         "max_abs_error_int8_vs_simulated_n": float(err_sim.max()),
         "max_abs_error_int8_vs_float_n": float(err_float.max()),
         "mean_abs_error_int8_vs_float_n": float(err_float.mean()),
-        "r2_per_muscle": dict(zip(muscles, map(float, r2_float), strict=True)),
-        "r2_per_muscle_int8": dict(zip(muscles, map(float, r2_int8), strict=True)),
+        "heldout_family": family,
     }
 
 
@@ -116,20 +149,23 @@ def load_envelope_grid(path: Path) -> EnvelopeGrid:
         raise QuantizationError(f"{path}: {exc}") from exc
 
 
-def quantize(
-    run: Path, out: Path, key_path: Path, bundle_version: str | None, tolerance: float,
-    envelope_path: Path,
-) -> dict[str, Any]:  # fmt: skip
-    started = time.perf_counter()
-    if out.exists():
-        raise QuantizationError(f"{out} already exists: choose a new bundle directory")
-    if bundle_version is not None:
-        try:
-            parse_bundle_version(bundle_version)
-        except ValueError as exc:
-            raise QuantizationError(f"--version: {exc}") from exc
-    key = load_private_key(key_path)
-    envelope = load_envelope_grid(envelope_path)
+@dataclass
+class Gated:
+    """A run converted to TFLite and its accuracy gate (nothing written yet)."""
+
+    manifest: dict[str, Any]
+    spec: FeatureSpec
+    gate: dict[str, Any]
+    converted: Any
+    int8: ForceModel
+    result: dict[str, Any]
+    float_diff: float
+    n_calibration: int
+    ops: list[str]
+
+
+def convert_and_gate(run: Path, tolerance: float, family_tolerance: float | None = None) -> Gated:
+    """Steps 1-4 (module docstring)."""
     manifest, spec, calib_path, gate = load_run_inputs(run)
     n_calibration = len(np.load(calib_path, mmap_mode="r"))
     _log(
@@ -149,22 +185,57 @@ def quantize(
     float_diff = float(np.abs(float_model.forces(gate["x"]) - gate["y_float"]).max())
     _log(f"float32 TFLite vs PyTorch: max difference {float_diff:.3g} N")
     y_int8 = int8.forces(gate["x"])
-    result = accuracy_gate(gate, y_int8, spec.outputs, tolerance)
+    fmax_n = np.array([m["fmax_n"] for m in manifest["muscles"]])
+    result = accuracy_gate(gate, y_int8, spec.outputs, tolerance, fmax_n, family_tolerance)
+    family = result["heldout_family"]
     _log(
-        f"gate: worst R² float {result['r2_min_float']:.4f}, int8 {result['r2_min_int8']:.4f} "
-        f"({result['worst_muscle_int8']}); largest drop {result['largest_r2_drop']:.4f} "
-        f"({result['largest_r2_drop_muscle']}); max |int8 - simulated| "
-        f"{result['max_abs_error_int8_vs_simulated_n']:.2f} N"
+        f"gate: held-out subjects: worst R² float {result['r2_min_float']:.4f}, int8 "
+        f"{result['r2_min_int8']:.4f} ({result['worst_muscle_int8']}); largest drop "
+        f"{result['largest_r2_drop']:.4f} ({result['largest_r2_drop_muscle']}); max |int8 - "
+        f"simulated| {result['max_abs_error_int8_vs_simulated_n']:.2f} N"
     )
+    _log(
+        f"gate: held-out family {family['family']}: worst R² float {family['r2_min_float']:.4f}, "
+        f"int8 {family['r2_min_int8']:.4f} ({family['worst_muscle_int8']}); largest drop "
+        f"{family['largest_r2_drop']:.4f} ({family['largest_r2_drop_muscle']})"
+    )
+    return Gated(manifest, spec, gate, converted, int8, result, float_diff, n_calibration, ops)
+
+
+def quantize(
+    run: Path, out: Path, key_path: Path, bundle_version: str | None, tolerance: float,
+    envelope_path: Path, family_tolerance: float | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    started = time.perf_counter()
+    if out.exists():
+        raise QuantizationError(f"{out} already exists: choose a new bundle directory")
+    if bundle_version is not None:
+        try:
+            parse_bundle_version(bundle_version)
+        except ValueError as exc:
+            raise QuantizationError(f"--version: {exc}") from exc
+    key = load_private_key(key_path)
+    envelope = load_envelope_grid(envelope_path)
+    c = convert_and_gate(run, tolerance, family_tolerance)
+    manifest, spec, gate, int8, result = c.manifest, c.spec, c.gate, c.int8, c.result
+    family, float_diff, n_calibration, converted = (
+        result["heldout_family"], c.float_diff, c.n_calibration, c.converted,
+    )  # fmt: skip
+    ops = c.ops
     _save_converted(run, converted.int8, converted.float32)
     if not result["passed"]:
+        failing = [f"{m} (held-out subjects)" for m in result["failing_muscles"]] + [
+            f"{m} (held-out family {family['family']})" for m in family["failing_muscles"]
+        ]
+        worst = max((result, family), key=lambda r: r["largest_r2_drop"])
         raise QuantizationError(
-            f"accuracy gate failed: int8 R² is more than {tolerance} below float for "
-            f"{len(result['failing_muscles'])} muscle(s): {result['failing_muscles'][:10]} "
-            f"(largest drop {result['largest_r2_drop']:.4f} on "
-            f"{result['largest_r2_drop_muscle']}); "
+            f"accuracy gate failed: int8 R² is more than {tolerance} (held-out family: "
+            f"{family['tolerance_r2']}) below float for "
+            f"{len(failing)} muscle(s): {failing[:10]} (largest drop "
+            f"{worst['largest_r2_drop']:.4f} on {worst['largest_r2_drop_muscle']}); "
             "no bundle written"
         )
+    assert int8.input_quantisation is not None and int8.output_quantisation is not None  # gated
     golden = golden_vectors(int8, gate["x"][golden_rows(gate, GOLDEN_VECTORS)])
     version = bundle_version or datetime.now(UTC).strftime("%Y.%m.%d.%H%M%S")
     body = {
@@ -180,7 +251,8 @@ def quantize(
         "golden": golden,
         "envelope": envelope.to_dict(),
         "metrics": {
-            "evaluated_on": "held-out subjects (seen motion families), the run's gate sample",
+            "evaluated_on": "held-out subjects (seen motion families) and the same subjects on the "
+            "held-out motion family (heldout_family), the run's gate sample",
             **result,
             "float32_tflite_vs_pytorch_max_n": float_diff,
         },
@@ -206,15 +278,27 @@ def _save_converted(run: Path, int8: bytes, float32: bytes) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m quantization.pipeline")
     parser.add_argument("--run", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--key", type=Path, required=True)
+    parser.add_argument("--gate-only", action="store_true",
+                        help="convert and gate only: write the --summary, no bundle")  # fmt: skip
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--key", type=Path)
     parser.add_argument("--version", default=None)
     parser.add_argument("--tolerance", type=float, default=R2_TOLERANCE)
-    parser.add_argument("--envelope", type=Path, required=True, help="envelope grid JSON")
+    parser.add_argument("--family-tolerance", type=float, default=None,
+                        help="on the held-out motion family (default: --tolerance)")  # fmt: skip
+    parser.add_argument("--envelope", type=Path, help="envelope grid JSON")
     parser.add_argument("--summary", type=Path, default=None, help="write the gate result as JSON")
     args = parser.parse_args(argv)
+    if not args.gate_only and None in (args.out, args.key, args.envelope):
+        parser.error("--out, --key and --envelope are required to write a bundle")
     try:
-        result = quantize(args.run, args.out, args.key, args.version, args.tolerance, args.envelope)
+        if args.gate_only:
+            result = convert_and_gate(args.run, args.tolerance, args.family_tolerance).result
+        else:
+            result = quantize(
+                args.run, args.out, args.key, args.version, args.tolerance, args.envelope,
+                args.family_tolerance,
+            )  # fmt: skip
     except (QuantizationError, ContractError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -89,8 +89,12 @@ def signing_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 QUANT_PYTHON = REPO / ".venv-quant" / "bin" / "python"
-# the test network is tiny; the gate itself is tested with an impossible tolerance
+# the test network is tiny; the gate itself is tested with an impossible tolerance. Trained for
+# 20 s on 24 subjects it does not generalise to its held-out family at all (float R² below
+# zero for some muscles there), so int8 is not judged on that family here: the family gate has
+# its own tests (tests/quantization/test_gate.py)
 TEST_TOLERANCE = "0.05"
+TEST_FAMILY_TOLERANCE = "1000"
 
 
 @pytest.fixture(scope="session")
@@ -110,6 +114,7 @@ def quantized_bundle(
     cervical = str(Path(sys.executable).with_name("cervical"))
     r = subprocess.run([cervical, "quantize", "--run", str(learning_run), "--out", str(out),
                         "--key", str(signing_keys[0]), "--tolerance", TEST_TOLERANCE,
+                        "--family-tolerance", TEST_FAMILY_TOLERANCE,
                         "--version", "1.0.0", "--envelope", str(envelope_grid_file)],
                        capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]
