@@ -1,0 +1,75 @@
+"""``cervical bench generalisation``: leave one motion family out, train, evaluate on it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import QUANT_PYTHON
+
+CERVICAL = str(Path(sys.executable).parent / "cervical")
+
+
+def bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CERVICAL, "bench", "generalisation", *args], capture_output=True,
+                          text=True, timeout=900, check=False)  # fmt: skip
+
+
+def test_bad_families_are_named_and_nothing_is_trained(
+    learning_dataset: Path, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    cases = {
+        "walking": "unknown motion family ['walking']",
+        "box": "motion family ['box'] is not in the dataset",  # the tiny set has no box frames
+    }
+    for family, message in cases.items():
+        r = bench("--data", str(learning_dataset), "--family", family, "--runs-dir", str(runs))
+        assert r.returncode == 2, r.stderr
+        assert message in " ".join(r.stderr.split()), r.stderr
+        assert not runs.exists() or not any(runs.iterdir())
+    r = bench("--data", str(tmp_path / "nowhere"), "--runs-dir", str(runs))
+    assert r.returncode == 2 and "is not a dataset" in r.stderr
+
+
+def test_leave_one_family_out_trains_without_it_and_reports_it(
+    learning_dataset: Path, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    r = bench("--data", str(learning_dataset), "--family", "hold", "--budget-s", "10",
+              "--no-int8", "--runs-dir", str(runs), "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    (row,) = result["families"]
+    manifest = json.loads((runs / "without-hold" / "manifest.json").read_text())
+    assert manifest["splits"]["heldout_family"] == "hold"
+    metrics = json.loads((runs / "without-hold" / "metrics.json").read_text())
+    summary = metrics["heldout_motion"]["summary"]
+    assert row["family"] == "hold" and result["worst_family"] == "hold"
+    assert row["r2_min"] == summary["r2_min_varying"] == result["worst_family_r2_min"]
+    assert row["worst_muscle"] == summary["worst_varying_muscle"]
+    assert row["r2_min"] <= row["r2_median"] and row["r2_min_all_muscles"] <= row["r2_min"]
+    assert 0 < row["muscles_judged"] <= 72 and row["rmse_pct_fmax_max"] > 0
+    assert "int8" not in row and result["worst_family_r2_min_int8"] is None
+
+
+def test_an_existing_run_is_evaluated_float_and_int8(learning_run: Path) -> None:
+    if not QUANT_PYTHON.is_file():
+        pytest.skip(f"{QUANT_PYTHON} absent: run `make venv-quant` (make test builds it)")
+    data = json.loads((learning_run / "manifest.json").read_text())["dataset"]["path"]
+    r = bench("--data", data, "--run", str(learning_run), "--json")
+    assert r.returncode == 0, r.stderr
+    (row,) = json.loads(r.stdout)["families"]
+    metrics = json.loads((learning_run / "metrics.json").read_text())
+    assert row["family"] == metrics["heldout_motion"]["family"]
+    q = row["int8"]
+    with np.load(learning_run / "heldout_gate.npz") as gate:
+        assert q["frames"] == (gate["part"] == 1).sum() > 0  # the run's held-out family frames
+    assert q["r2_min"] <= q["r2_median"] and isinstance(q["gate_passed"], bool)
+    r = bench("--data", data, "--run", str(learning_run), "--family", "box")
+    assert r.returncode == 2 and "was trained without" in r.stderr
