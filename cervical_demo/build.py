@@ -253,7 +253,10 @@ def model_bundle(
         if "gate:" in text:
             stage.note(text.removeprefix("[quantize] "))
 
-    checked = quantize_run(run, bundle, key, grid, tolerance=scale.gate_tolerance, on_line=line)
+    checked = quantize_run(
+        run, bundle, key, grid, tolerance=scale.gate_tolerance, on_line=line,
+        family_tolerance=scale.family_gate_tolerance,
+    )  # fmt: skip
     gate = checked.manifest["metrics"]
     stage.outcome.note = (
         f"version {checked.manifest['bundle_version']}, int8 worst R² {gate['r2_min_int8']:.4f}, "

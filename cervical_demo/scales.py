@@ -32,6 +32,7 @@ class DemoScale:
     calibration_samples: int
     gate_samples: int
     gate_tolerance: float  # largest per-muscle R² drop float -> int8 the bundle may have
+    family_gate_tolerance: float  # the same on the motion family the network never saw
     full_envelope_grid: bool  # 54 nodes (~5 min on 2 cores) instead of 8 coarse ones (~10 s)
     replay_speed: float  # the virtual hub's simulated sensors, times real time
 
@@ -53,12 +54,12 @@ class DemoScale:
         )
 
 
-# a fresh machine: ~1.5 min of simulation and 5 min of training on 2 cores; the network beats the
-# published R² > 0.95 on held-out subjects and passes the release gate with room to spare
+# a fresh machine: a few minutes of simulation (the everyday motion set: the library, everyday
+# families and the input-box sampler) and 5 min of training on 2 cores
 DEFAULT = DemoScale(
     name="default",
     subjects=60,
-    motions="default",
+    motions="everyday",
     shard_subjects=10,
     hidden_units=(256, 256, 256),
     train_budget_s=300.0,
@@ -68,12 +69,14 @@ DEFAULT = DemoScale(
     calibration_samples=8192,
     gate_samples=50_000,
     gate_tolerance=0.005,
+    family_gate_tolerance=0.005,
     full_envelope_grid=False,
     replay_speed=10.0,
 )
 SCALES = {
     # the smallest real pipeline: a tiny network is not accurate enough for the release gate
-    # (0.005), so its gate is 0.05, and the summary says so
+    # (0.005), so its gate is 0.05, and the summary says so; it does not generalise to a motion
+    # family it never saw, so int8 is not judged there
     "tiny": dataclasses.replace(
         DEFAULT,
         name="tiny",
@@ -87,6 +90,7 @@ SCALES = {
         calibration_samples=5000,
         gate_samples=3000,
         gate_tolerance=0.05,
+        family_gate_tolerance=1000.0,
         replay_speed=20.0,
     ),
     "default": DEFAULT,

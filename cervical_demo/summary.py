@@ -28,8 +28,10 @@ def key_figures(
 ) -> dict[str, Any]:
     metrics = json.loads((run / "metrics.json").read_text())
     held_out = metrics["heldout_subjects"]["summary"]
+    held_family = metrics["heldout_motion"]
     r2 = metrics["r2_per_muscle"]
     gate = bundle_manifest["metrics"]
+    gate_family = gate.get("heldout_family", {})
     sessions = []
     for s in hub.sessions:
         a = s.get("assessment") or {}
@@ -49,6 +51,12 @@ def key_figures(
         "r2_median": held_out["r2_median"],
         "muscles_r2_above_goal": sum(v > R2_GOAL for v in r2.values()),
         "muscles": len(r2),
+        "heldout_family": held_family["family"],
+        "family_r2_worst_muscle": held_family["summary"]["r2_min"],
+        "family_r2_worst_muscle_name": held_family["summary"]["worst_muscle"],
+        "family_r2_median": held_family["summary"]["r2_median"],
+        "int8_family_r2_worst_muscle": gate_family.get("r2_min_int8"),
+        "int8_family_largest_r2_drop": gate_family.get("largest_r2_drop"),
         "int8_r2_worst_muscle": gate["r2_min_int8"],
         "int8_largest_r2_drop": gate["largest_r2_drop"],
         "int8_largest_r2_drop_muscle": gate["largest_r2_drop_muscle"],
@@ -122,6 +130,9 @@ def print_summary(
         f"muscle forces, held-out subjects: worst muscle R² {f['r2_worst_muscle']:.4f} "
         f"({f['r2_worst_muscle_name']}), median {f['r2_median']:.4f}; "
         f"{f['muscles_r2_above_goal']} of {f['muscles']} muscles above R² {R2_GOAL}",
+        f"muscle forces, a motion family never trained on ({f['heldout_family']}), same "
+        f"subjects: worst muscle R² {f['family_r2_worst_muscle']:.4f} "
+        f"({f['family_r2_worst_muscle_name']}), median {f['family_r2_median']:.4f}",
         f"int8 on the hub: worst R² {f['int8_r2_worst_muscle']:.4f}, largest drop from float "
         f"{f['int8_largest_r2_drop']:.4f} ({f['int8_largest_r2_drop_muscle']}; gate "
         f"{f['int8_gate_tolerance']}), bundle {f['bundle_version']}",
