@@ -91,9 +91,11 @@ def dataset(
     from host_training.simulate import run_simulation
 
     path = out_dir / DATA_DIR
+    # the population's extreme subjects too: any patient is inside the network's training range
     config = make_config(
-        population_path, scale.subjects, scale.motions, MOTION_SEED, SOLVER, scale.shard_subjects
-    )
+        population_path, scale.subjects, scale.motions, MOTION_SEED, SOLVER, scale.shard_subjects,
+        span_population=True,
+    )  # fmt: skip
     n_shards = config.n_shards()
     if path.exists() and not _dataset_matches(path, config.content_key()):
         stage.note(f"{path} holds another dataset: kept as {move_aside(path).name}")

@@ -185,6 +185,10 @@ def simulate(
         str | None, typer.Option(help="Existing Dask scheduler, e.g. tcp://HOST:8786.")
     ] = None,
     shard_subjects: Annotated[int, typer.Option(help="Subjects per shard.", min=1)] = 10,
+    span_population: Annotated[
+        bool,
+        typer.Option(help="Also simulate the population's extreme subjects (always trained on)."),
+    ] = False,
 ) -> None:
     """Forces (N) of the 72 muscles per frame (100 Hz) for every subject x motion, as Parquet
     shards; re-running skips finished shards."""
@@ -194,7 +198,9 @@ def simulate(
     from host_training.simulate import run_simulation
 
     try:
-        config = make_config(population, subjects, motions, seed, solver, shard_subjects)
+        config = make_config(
+            population, subjects, motions, seed, solver, shard_subjects, span_population
+        )
     except (HostTrainingError, ContractError) as exc:
         raise _fail(exc) from exc
     frames = {"done": 0}

@@ -50,7 +50,11 @@ from host_training.motions import (
     trajectory,
 )
 from host_training.personalise import personalise
-from host_training.population import population_size, subject_anthropometrics
+from host_training.population import (
+    population_extremes,
+    population_size,
+    subject_anthropometrics,
+)
 
 FloatArray = npt.NDArray[np.float64]
 DATASET_FORMAT_VERSION = 1
@@ -74,19 +78,30 @@ class SimulationConfig:
     shard_subjects: int
     model_builder_version: str = MODEL_BUILDER_VERSION
     dataset_format_version: int = DATASET_FORMAT_VERSION
+    # the population's extreme subjects, simulated after ids 0..n-1 so that the training subjects
+    # span the population's anthropometric range (``population_extremes``)
+    anchor_subjects: tuple[int, ...] = ()
 
     def content_key(self) -> dict[str, Any]:
         """The fields that must match for a re-run to reuse existing shards."""
         d = asdict(self)
         del d["population_path"]  # the same file may be moved; its hash identifies it
+        if self.anchor_subjects:
+            d["anchor_subjects"] = list(self.anchor_subjects)  # as JSON reads it back
+        else:
+            del d["anchor_subjects"]  # datasets made before anchors stay reusable
         return d
 
-    def n_shards(self) -> int:
-        return -(-self.n_subjects // self.shard_subjects)
+    def subject_ids(self) -> list[int]:
+        extra = sorted(a for a in set(self.anchor_subjects) if a >= self.n_subjects)
+        return [*range(self.n_subjects), *extra]
 
-    def shard_subject_ids(self, shard: int) -> range:
+    def n_shards(self) -> int:
+        return -(-len(self.subject_ids()) // self.shard_subjects)
+
+    def shard_subject_ids(self, shard: int) -> list[int]:
         start = shard * self.shard_subjects
-        return range(start, min(start + self.shard_subjects, self.n_subjects))
+        return self.subject_ids()[start : start + self.shard_subjects]
 
 
 def file_sha256(path: Path) -> str:
@@ -238,9 +253,12 @@ def _atomic_write(path: Path, write: Any) -> None:
 
 
 def make_config(
-    population: Path, n_subjects: int, motions: str, seed: int, solver: str, shard_subjects: int
-) -> SimulationConfig:
-    """Validate a run's inputs (nothing is written here) and return its configuration."""
+    population: Path, n_subjects: int, motions: str, seed: int, solver: str, shard_subjects: int,
+    span_population: bool = False,
+) -> SimulationConfig:  # fmt: skip
+    """Validate a run's inputs (nothing is written here) and return its configuration. With
+    ``span_population`` the population's extreme subjects are simulated too (and always trained
+    on), so that any subject of the population is inside the network's anthropometric range."""
     from host_training.solvers import SOLVERS
 
     if solver not in SOLVERS:
@@ -269,6 +287,7 @@ def make_config(
         seed=seed,
         solver=solver,
         shard_subjects=shard_subjects,
+        anchor_subjects=population_extremes(population) if span_population else (),
     )
 
 

@@ -278,3 +278,23 @@ def subject_anthropometrics(path: Path, subject_id: int) -> Anthropometrics:
             return Anthropometrics.from_dict(row)
         start += rows
     raise UnknownSubjectError(path, subject_id, n)
+
+
+def population_extremes(path: Path, fields: tuple[str, ...] | None = None) -> tuple[int, ...]:
+    """The ids of the subjects with the smallest and the largest value of each field (default:
+    the anthropometrics the force network takes): simulated beside a sample of the population,
+    they make the training range span the whole population's."""
+    from edge_runtime.contracts.feature_spec import ANTHROPOMETRIC_FEATURES
+
+    pf = _open(path)
+    names = fields or ANTHROPOMETRIC_FEATURES
+    try:
+        table = pf.read(columns=["subject_id", *names])
+    except Exception as exc:
+        raise PopulationFileError(path, f"unreadable ({exc})") from exc
+    ids = table.column("subject_id").to_numpy()
+    chosen: set[int] = set()
+    for name in names:
+        values = table.column(name).to_numpy()
+        chosen.update((int(ids[np.argmin(values)]), int(ids[np.argmax(values)])))
+    return tuple(sorted(chosen))

@@ -41,6 +41,7 @@ from edge_runtime.contracts.feature_spec import (
     default_input_transforms,
 )
 from host_training.anatomy import load_anatomy
+from host_training.dataset import MANIFEST as DATASET_MANIFEST
 from host_training.errors import DatasetError, HostTrainingError
 from host_training.frames import Frames, dataset_fingerprint, load_frames
 from host_training.metrics import force_metrics
@@ -104,9 +105,14 @@ class Splits:
     test: tuple[int, ...]
 
 
-def split_subjects(subject_ids: npt.NDArray[Any], config: TrainConfig) -> Splits:
-    """Seeded subject-level split; every split gets at least one subject."""
-    unique = np.unique(subject_ids)
+def split_subjects(
+    subject_ids: npt.NDArray[Any], config: TrainConfig, always_train: tuple[int, ...] = ()
+) -> Splits:
+    """Seeded subject-level split; every split gets at least one subject. ``always_train``
+    (the population's extreme subjects, ``SimulationConfig.anchor_subjects``) are trained on:
+    they exist to widen the training range, and are not drawn for validation or test."""
+    anchors = np.intersect1d(np.unique(subject_ids), np.asarray(always_train, dtype=np.int64))
+    unique = np.setdiff1d(np.unique(subject_ids), anchors)
     if len(unique) < 3:
         raise TrainingError(f"the dataset has {len(unique)} subjects; a split needs at least 3")
     order = np.random.default_rng([config.seed, 0x5B17]).permutation(unique)
@@ -114,7 +120,8 @@ def split_subjects(subject_ids: npt.NDArray[Any], config: TrainConfig) -> Splits
     n_val = max(1, round(config.val_fraction * len(unique)))
     if n_test + n_val >= len(unique):
         raise TrainingError(f"{len(unique)} subjects leave none for training")
-    test, val, train = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
+    test, val = order[:n_test], order[n_test : n_test + n_val]
+    train = np.concatenate([order[n_test + n_val :], anchors])
     return Splits(*(tuple(sorted(int(s) for s in part)) for part in (train, val, test)))
 
 
@@ -333,7 +340,9 @@ def train(
             f"held-out motion family {config.heldout_family!r} is not in {data_dir} "
             f"(families: {frames.families()})"
         )
-    splits = split_subjects(frames.subject_id, config)
+    manifest_config = json.loads((data_dir / DATASET_MANIFEST).read_text())["config"]
+    anchors = manifest_config.get("anchor_subjects", [])
+    splits = split_subjects(frames.subject_id, config, tuple(anchors))
     heldout_motion = frames.family_mask(config.heldout_family)
     seen_motion = ~heldout_motion
     train_mask = (
