@@ -5,7 +5,9 @@ For each motion family in turn (leave one family out), a network is trained with
 the held-out subjects: worst and median muscle R² over the muscles whose force varies in that
 family (``host_training.metrics``), the worst muscle's RMSE in % of Fmax, float and int8 (the
 run converted and gated as ``cervical quantize`` does, no bundle written). With ``--run R`` the
-given run is evaluated on its own held-out family instead, without training.
+given run is evaluated on its own held-out family instead, without training, and end to end:
+everyday motions of unseen subjects through simulated IMUs and the hub's IMU path
+(``host_training.hub_e2e``: ``hub_r2_min``, ``hub_r2_median``).
 """
 
 from __future__ import annotations
@@ -135,6 +137,16 @@ def bench_generalisation(
         Path | None, typer.Option(help="Keep the runs here (default: a temporary directory).")
     ] = None,
     int8: Annotated[bool, typer.Option(help="Convert each run to int8 and gate it.")] = True,
+    hub_subjects: Annotated[
+        int,
+        typer.Option(
+            help="With --run: unseen subjects for the end-to-end figure (0: none).", min=0
+        ),
+    ] = 6,
+    hub_population: Annotated[
+        Path | None,
+        typer.Option(help="With --run: draw the unseen subjects here (default: the dataset's)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Leave-one-motion-family-out: per family, worst and median muscle R² (muscles whose force
@@ -158,6 +170,12 @@ def bench_generalisation(
                     f"not {family}: leave --family out or train a run without it"
                 )
             result = summarise([family_row(metrics, gate_run(run) if int8 else None)], None)
+            if hub_subjects:
+                from host_training.hub_e2e import evaluate_end_to_end
+
+                hub = evaluate_end_to_end(run, hub_subjects, err.print, hub_population)
+                result.update(hub=hub, hub_r2_min=hub["hub_r2_min"],
+                              hub_r2_median=hub["hub_r2_median"])  # fmt: skip
         elif runs_dir is not None:
             if runs_dir.exists() and any(runs_dir.iterdir()):
                 raise DatasetError(f"--runs-dir {runs_dir} is not empty: choose a new directory")
@@ -187,3 +205,15 @@ def bench_generalisation(
         f"worst family: {result['worst_family']} (worst muscle R² "
         f"{result['worst_family_r2_min']:.4f})"
     )
+    if "hub" in result:
+        hub = result["hub"]
+        for kind in ("float", "int8"):
+            if kind in hub:
+                h = hub[kind]
+                Console().print(
+                    f"end to end from simulated IMUs, {len(hub['subjects'])} unseen subjects, "
+                    f"{hub['frames']:,} frames of everyday motion, {kind}: worst muscle R² "
+                    f"{h['hub_r2_min']:.4f} ({h['worst_muscle']}), "
+                    f"median {h['hub_r2_median']:.4f}, "
+                    f"worst RMSE {h['rmse_pct_fmax_max']:.2f}% of Fmax ({h['worst_rmse_muscle']})"
+                )

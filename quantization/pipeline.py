@@ -293,7 +293,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--out, --key and --envelope are required to write a bundle")
     try:
         if args.gate_only:
-            result = convert_and_gate(args.run, args.tolerance, args.family_tolerance).result
+            gated = convert_and_gate(args.run, args.tolerance, args.family_tolerance)
+            _save_converted(args.run, gated.converted.int8, gated.converted.float32)
+            result = gated.result
         else:
             result = quantize(
                 args.run, args.out, args.key, args.version, args.tolerance, args.envelope,

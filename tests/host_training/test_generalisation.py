@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import QUANT_PYTHON
+from host_training.population import write_population
+from tests.conftest import LEARNING_SUBJECTS, QUANT_PYTHON
 
 CERVICAL = str(Path(sys.executable).parent / "cervical")
 
@@ -58,13 +59,28 @@ def test_leave_one_family_out_trains_without_it_and_reports_it(
     assert "int8" not in row and result["worst_family_r2_min_int8"] is None
 
 
-def test_an_existing_run_is_evaluated_float_and_int8(learning_run: Path) -> None:
+def test_an_existing_run_is_evaluated_float_int8_and_end_to_end(
+    learning_run: Path, tmp_path: Path
+) -> None:
     if not QUANT_PYTHON.is_file():
         pytest.skip(f"{QUANT_PYTHON} absent: run `make venv-quant` (make test builds it)")
     data = json.loads((learning_run / "manifest.json").read_text())["dataset"]["path"]
-    r = bench("--data", data, "--run", str(learning_run), "--json")
+    # every subject of the dataset's population was simulated: none is left for the hub figure
+    r = bench("--data", data, "--run", str(learning_run), "--no-int8")
+    assert r.returncode == 2 and "holds no subject the dataset did not simulate" in r.stderr
+    # a larger population of the same seed starts with the same people: its last two are unseen
+    larger = write_population(tmp_path / "p.parquet", LEARNING_SUBJECTS + 2, seed=11)
+    r = bench("--data", data, "--run", str(learning_run), "--json", "--hub-subjects", "2",
+              "--hub-population", str(larger))  # fmt: skip
     assert r.returncode == 0, r.stderr
-    (row,) = json.loads(r.stdout)["families"]
+    result = json.loads(r.stdout)
+    (row,) = result["families"]
+    hub = result["hub"]
+    assert hub["subjects"] == [LEARNING_SUBJECTS, LEARNING_SUBJECTS + 1] and hub["frames"] > 3000
+    for kind in ("float", "int8"):  # the gate above converted the run: int8 is measured too
+        assert hub[kind]["hub_r2_min"] <= hub[kind]["hub_r2_median"] <= 1.0
+        assert len(hub[kind]["rmse_pct_fmax_per_muscle"]) == 72
+    assert result["hub_r2_min"] == hub["float"]["hub_r2_min"]
     metrics = json.loads((learning_run / "metrics.json").read_text())
     assert row["family"] == metrics["heldout_motion"]["family"]
     q = row["int8"]
