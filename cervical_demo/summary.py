@@ -51,6 +51,9 @@ def key_figures(
         "r2_median": held_out["r2_median"],
         "muscles_r2_above_goal": sum(v > R2_GOAL for v in r2.values()),
         "muscles": len(r2),
+        "box_r2_worst_muscle": metrics.get("heldout_subjects_per_family", {})
+        .get("box", {})
+        .get("r2_min_varying"),
         "heldout_family": held_family["family"],
         "family_r2_worst_muscle": held_family["summary"]["r2_min"],
         "family_r2_worst_muscle_name": held_family["summary"]["worst_muscle"],
@@ -130,6 +133,14 @@ def print_summary(
         f"muscle forces, held-out subjects: worst muscle R² {f['r2_worst_muscle']:.4f} "
         f"({f['r2_worst_muscle_name']}), median {f['r2_median']:.4f}; "
         f"{f['muscles_r2_above_goal']} of {f['muscles']} muscles above R² {R2_GOAL}",
+        *(
+            [
+                f"input-box frames of the held-out subjects (coverage, not motion): worst muscle R² "
+                f"{f['box_r2_worst_muscle']:.4f}"
+            ]
+            if f.get("box_r2_worst_muscle") is not None
+            else []
+        ),  # fmt: skip
         f"muscle forces, a motion family never trained on ({f['heldout_family']}), same "
         f"subjects: worst muscle R² {f['family_r2_worst_muscle']:.4f} "
         f"({f['family_r2_worst_muscle_name']}), median {f['family_r2_median']:.4f}",

@@ -152,7 +152,7 @@ def quantize(
     ] = R2_TOLERANCE,
     family_tolerance: Annotated[
         float | None,
-        typer.Option(help="The same on the held-out motion family (default: --tolerance).", min=0),
+        typer.Option(help="The same on the held-out motion family (default 0.05).", min=0),
     ] = None,
 ) -> None:
     """Full-integer int8 TFLite (int8 I/O, per-channel), op check against the hub runtimes,
