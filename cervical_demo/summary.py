@@ -133,24 +133,30 @@ def print_summary(
         f"muscle forces, held-out subjects: worst muscle R² {f['r2_worst_muscle']:.4f} "
         f"({f['r2_worst_muscle_name']}), median {f['r2_median']:.4f}; "
         f"{f['muscles_r2_above_goal']} of {f['muscles']} muscles above R² {R2_GOAL}",
-        *(
-            [
-                f"input-box frames of the held-out subjects (coverage, not motion): worst muscle R² "
-                f"{f['box_r2_worst_muscle']:.4f}"
-            ]
-            if f.get("box_r2_worst_muscle") is not None
-            else []
-        ),  # fmt: skip
         f"muscle forces, a motion family never trained on ({f['heldout_family']}), same "
         f"subjects: worst muscle R² {f['family_r2_worst_muscle']:.4f} "
         f"({f['family_r2_worst_muscle_name']}), median {f['family_r2_median']:.4f}",
         f"int8 on the hub: worst R² {f['int8_r2_worst_muscle']:.4f}, largest drop from float "
         f"{f['int8_largest_r2_drop']:.4f} ({f['int8_largest_r2_drop_muscle']}; gate "
         f"{f['int8_gate_tolerance']}), bundle {f['bundle_version']}",
+        *(
+            [
+                f"int8 on the never-seen family: worst R² {f['int8_family_r2_worst_muscle']:.4f}, "
+                f"largest drop from float {f['int8_family_largest_r2_drop']:.4f}"
+            ]
+            if f.get("int8_family_r2_worst_muscle") is not None
+            else []
+        ),
         f"patient {scenario.PATIENT_CODE}: flagged {flagged} "
         f"(restricted in the scenario: {', '.join(f['restricted_in_scenario'])})",
         f"records synced over BLE: {f['records_synced']}",
     ]
+    if f.get("box_r2_worst_muscle") is not None:
+        lines.insert(
+            1,
+            "input-box frames of the held-out subjects (coverage, not motion): worst muscle R² "
+            f"{f['box_r2_worst_muscle']:.4f}",
+        )
     if f["scale"] == "tiny":
         lines.append(
             "tiny scale: every stage runs for real, on too little data for accurate forces; "
