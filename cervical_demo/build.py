@@ -113,7 +113,11 @@ def dataset(
     where = scheduler or "a local Dask cluster (one worker per core)"
     run_simulation(config, path, None, scheduler, started, finished)
     frames = sum(pq.ParquetFile(p).metadata.num_rows for p in (path / "shards").glob("*.parquet"))
-    summary = f"{scale.subjects} subjects x '{scale.motions}' motions: {frames:,} frames"
+    extremes = len(config.subject_ids()) - scale.subjects
+    summary = (
+        f"{scale.subjects} subjects and the population's {extremes} extreme ones x "
+        f"'{scale.motions}' motions: {frames:,} frames"
+    )
     if counts["pending"] == 0:
         stage.reused(f"{path}: all {n_shards} shards ({summary})")
     elif counts["pending"] < n_shards:
