@@ -71,7 +71,10 @@ def test_tiny_demo_runs_every_stage_and_leaves_its_outputs(
     # 2. dataset, simulated in shards
     shards = sorted((out / "data" / "shards").glob("shard-*.parquet"))
     manifest = json.loads((out / "data" / "manifest.json").read_text())
-    assert len(shards) == 4 and manifest["config"]["n_subjects"] == 24
+    # 24 subjects and the population's extreme ones (smallest and largest of each input)
+    extremes = [a for a in manifest["config"]["anchor_subjects"] if a >= 24]
+    assert manifest["config"]["n_subjects"] == 24 and 2 <= len(extremes) <= 8
+    assert len(shards) == -(-(24 + len(extremes)) // 6)
     # 3. training: R² per muscle on held-out subjects, with its plot
     metrics = json.loads((out / "run" / "metrics.json").read_text())
     assert len(metrics["r2_per_muscle"]) == MUSCLES

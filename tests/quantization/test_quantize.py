@@ -68,7 +68,8 @@ def test_int8_model_on_litert_matches_float(bundle: Path, learning_run: Path) ->
     model = ForceModel((bundle / MODEL).read_bytes(), spec)
     assert model.dtype == np.int8
     with np.load(learning_run / "heldout_gate.npz") as gate:
-        x, y, y_float = gate["x"], gate["y"], gate["y_float"]
+        subjects = gate["part"] == 0  # the held-out subjects' part (the family's is judged apart)
+        x, y, y_float = gate["x"][subjects], gate["y"][subjects], gate["y_float"][subjects]
     y_int8 = model.forces(x)
     assert (y_int8 >= 0).all()
     r2_int8, r2_float = r2_per_column(y, y_int8), r2_per_column(y, y_float)
@@ -183,13 +184,22 @@ def test_gate_failure_writes_no_bundle(
     out = tmp_path / "never"
     # An impossible tolerance (int8 would have to beat float by 1 in R² on every muscle).
     args = ["-m", "quantization.pipeline", "--run", str(learning_run), "--out", str(out),
-            "--key", str(keys[0]), "--tolerance", "-1",
+            "--key", str(keys[0]), "--tolerance", "-1", "--family-tolerance", "1000",
             "--envelope", str(envelope_grid_file)]  # fmt: skip
     r = subprocess.run([str(QUANT_PYTHON), *args], capture_output=True, text=True, timeout=900,
                        check=False, cwd=REPO)  # fmt: skip
     assert r.returncode == 2
     assert "accuracy gate failed" in r.stderr and "72 muscle(s)" in r.stderr
+    assert "(held-out subjects)" in r.stderr and "(held-out family circumduction)" not in r.stderr
     assert not out.exists() and not list(tmp_path.glob(".never*"))
+    # the same on the held-out family alone: named as the family's
+    args[args.index("--tolerance") + 1] = "1000"
+    args[args.index("--family-tolerance") + 1] = "-1"
+    r = subprocess.run([str(QUANT_PYTHON), *args], capture_output=True, text=True, timeout=900,
+                       check=False, cwd=REPO)  # fmt: skip
+    assert r.returncode == 2 and "accuracy gate failed" in r.stderr
+    assert "(held-out family circumduction)" in r.stderr and "(held-out subjects)" not in r.stderr
+    assert not out.exists()
 
 
 def test_quantize_refuses_bad_input(

@@ -7,7 +7,10 @@ family (``host_training.metrics``), the worst muscle's RMSE in % of Fmax, float 
 run converted and gated as ``cervical quantize`` does, no bundle written). With ``--run R`` the
 given run is evaluated on its own held-out family instead, without training, and end to end:
 everyday motions of unseen subjects through simulated IMUs and the hub's IMU path
-(``host_training.hub_e2e``: ``hub_r2_min``, ``hub_r2_median``).
+(``cervical_demo.hub_e2e``: ``hub_r2_min``, ``hub_r2_median``).
+
+It lives here, beside the demo, because it composes what no other package may: training
+(host_training), the int8 conversion front end (quantization) and the hub's IMU path.
 """
 
 from __future__ import annotations
@@ -171,7 +174,7 @@ def bench_generalisation(
                 )
             result = summarise([family_row(metrics, gate_run(run) if int8 else None)], None)
             if hub_subjects:
-                from host_training.hub_e2e import evaluate_end_to_end
+                from cervical_demo.hub_e2e import evaluate_end_to_end
 
                 hub = evaluate_end_to_end(run, hub_subjects, err.print, hub_population)
                 result.update(hub=hub, hub_r2_min=hub["hub_r2_min"],
