@@ -20,6 +20,7 @@ import dataclasses
 import json
 import math
 import os
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -527,6 +528,12 @@ def train(
                 "stopped": stopped,
                 "history": history,
                 "seconds": time.perf_counter() - started,
+                # frames through the optimiser per second of the float loop, and the process's
+                # peak resident memory (loading, training and evaluation together)
+                "train_frames_per_s": len(train_rows)
+                * sum(1 for h in history if h["phase"] == "float")
+                / max(sum(h["seconds"] for h in history if h["phase"] == "float"), 1e-9),
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             },
             "metrics": {
                 "heldout_subjects": metrics_test["summary"],

@@ -90,6 +90,14 @@ def test_run_directory(learning_run: Path, learning_dataset: Path) -> None:
     assert not set(splits["train"]) & set(splits["val"])
     assert manifest["dataset"]["sha256"] and manifest["git_commit"]
     assert manifest["training"]["stopped"] in ("early_stopping", "time_budget", "planned_epochs")
+    # throughput and memory are recorded: frames/s > 0, peak RSS at least the frames in memory
+    assert manifest["training"]["train_frames_per_s"] > 0
+    frames_bytes = 4 * manifest["splits"]["frames"]["train"] * (len(DEFAULT_FEATURES) + 72)
+    assert manifest["training"]["peak_rss_mb"] * 2**20 > frames_bytes
+    # per family on the held-out subjects, and the held-out family beside them
+    assert set(metrics["heldout_subjects_per_family"]) == {
+        "single_plane", "diagonal", "hold", "random_smooth"
+    }  # fmt: skip
     assert np.load(learning_run / "calibration.npy").shape == (5000, len(DEFAULT_FEATURES))
     for name in ("r2_per_muscle", "traces", "learning_curve"):
         assert (learning_run / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
