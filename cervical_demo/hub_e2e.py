@@ -24,15 +24,14 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_runtime.contracts.neck_angles import rotation_from_neck_angles
+from edge_runtime.synthetic import HOLD_S, NEUTRAL_S, RATE_HZ, STROKE_OUT_S, WARMUP_S
+from host_training.everyday import minimum_jerk
 from host_training.metrics import force_metrics
 
 FloatArray = npt.NDArray[np.float64]
-RATE_HZ = 100.0
-WARMUP_S = 20.0  # the filters converge while the wearer settles
-NEUTRAL_S = 3.0
+# the settling, neutral and nod timings of the assessment protocol's own simulation
+NOD_STROKE_S, NOD_HOLD_S = STROKE_OUT_S, HOLD_S
 NOD_DEG = 30.0
-NOD_STROKE_S = 1.2
-NOD_HOLD_S = 0.4
 TRANSITION_S = 1.0
 TAIL_S = 1.0  # a still end, so that the last motion frames have a full derivative window
 HUB_MOTION_SEED_OFFSET = 1_000_003  # another seed: motions nobody trained on
@@ -66,8 +65,7 @@ def unseen_subjects(population: Path, simulated: set[int], n: int) -> list[int]:
 
 def _min_jerk(a: FloatArray, b: FloatArray, seconds: float) -> FloatArray:
     tau = np.arange(round(seconds * RATE_HZ)) / (seconds * RATE_HZ)
-    s = tau**3 * (10.0 - 15.0 * tau + 6.0 * tau * tau)
-    return np.asarray(a + s[:, None] * (b - a))
+    return np.asarray(a + minimum_jerk(tau)[:, None] * (b - a))
 
 
 def _calibration_rotations() -> FloatArray:

@@ -80,6 +80,12 @@ FAMILY_DEFINITIONS: dict[str, dict[str, object]] = {
 }
 
 
+def minimum_jerk(tau: FloatArray) -> FloatArray:
+    """The minimum-jerk profile 0 -> 1 over tau in [0, 1] (Flash & Hogan 1985); its peak speed
+    is 1.875 x the distance over the duration."""
+    return np.asarray(tau**3 * (10.0 - 15.0 * tau + 6.0 * tau * tau))
+
+
 def _ease(t: FloatArray, duration: float) -> FloatArray:
     """0 -> 1 over EASE_S, 1 -> 0 over the last EASE_S (raised cosine)."""
     env = np.clip(np.minimum(t, duration - t) / EASE_S, 0.0, 1.0)
@@ -156,7 +162,7 @@ def point_to_point(
     def theta(t: FloatArray) -> FloatArray:
         k = np.clip(np.searchsorted(start, t, side="right") - 1, 0, moves - 1)
         tau = np.clip((t - start[k]) / length[k], 0.0, 1.0)
-        s = tau**3 * (10.0 - 15.0 * tau + 6.0 * tau * tau)
+        s = minimum_jerk(tau)
         return np.asarray(postures[k] + s[:, None] * (postures[k + 1] - postures[k]))
 
     return theta, total

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_runtime.contracts.feature_spec import FeatureSpecError, columns_matrix
-from host_training.dataset import MANIFEST, SHARD_DIR, file_sha256, force_column
+from host_training.dataset import MANIFEST, METADATA_KEY, SHARD_DIR, file_sha256, force_column
 from host_training.errors import DatasetError
 from host_training.motions import motion_family
 
@@ -67,8 +67,6 @@ def _check_shards_match(data_dir: Path, paths: list[Path]) -> None:
     solver, population, ...): a shard copied in from another dataset would mix motion-set
     versions or bodies silently."""
     import pyarrow.parquet as pq
-
-    from host_training.dataset import METADATA_KEY
 
     try:
         wanted = json.loads((data_dir / MANIFEST).read_text())["config"]

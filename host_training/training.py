@@ -42,7 +42,6 @@ from edge_runtime.contracts.feature_spec import (
     default_input_transforms,
 )
 from host_training.anatomy import load_anatomy
-from host_training.dataset import MANIFEST as DATASET_MANIFEST
 from host_training.errors import DatasetError, HostTrainingError
 from host_training.frames import Frames, dataset_fingerprint, load_frames
 from host_training.metrics import force_metrics
@@ -341,8 +340,8 @@ def train(
             f"held-out motion family {config.heldout_family!r} is not in {data_dir} "
             f"(families: {frames.families()})"
         )
-    manifest_config = json.loads((data_dir / DATASET_MANIFEST).read_text())["config"]
-    anchors = manifest_config.get("anchor_subjects", [])
+    fingerprint = dataset_fingerprint(data_dir)  # recorded in the run; its config names anchors
+    anchors = fingerprint["config"].get("anchor_subjects", [])
     splits = split_subjects(frames.subject_id, config, tuple(anchors))
     heldout_motion = frames.family_mask(config.heldout_family)
     seen_motion = ~heldout_motion
@@ -445,19 +444,23 @@ def train(
             network, x_train, y_train, x_val, y_val, calib_x, config, generator, report
         )
 
-    def forces(mask: npt.NDArray[np.bool_]) -> npt.NDArray[Any]:
-        return spec.forces_from_outputs(predict(network, spec.model_inputs(frames.x[mask])))
-
     report("evaluating", 0, 1, "")
-    metrics_test = force_metrics(frames.y[test_mask], forces(test_mask), muscles, fmax)
-    metrics_motion = force_metrics(frames.y[motion_mask], forces(motion_mask), muscles, fmax)
+    # every evaluated set is a part of the test subjects' frames: predict those once
+    test_rows = np.flatnonzero(_subject_rows(frames, splits.test))
+    test_forces = spec.forces_from_outputs(predict(network, spec.model_inputs(frames.x[test_rows])))
+
+    def evaluated(mask: npt.NDArray[np.bool_]) -> dict[str, Any]:
+        rows = np.flatnonzero(mask)
+        predicted = test_forces[np.searchsorted(test_rows, rows)]
+        return force_metrics(frames.y[rows], predicted, muscles, fmax)
+
+    metrics_test = evaluated(test_mask)
+    metrics_motion = evaluated(motion_mask)
     per_family = {}
     for family in frames.families():
         in_family = _subject_rows(frames, splits.test) & frames.family_mask(family)
         if family != config.heldout_family and in_family.sum() > 1:
-            per_family[family] = force_metrics(
-                frames.y[in_family], forces(in_family), muscles, fmax
-            )["summary"]
+            per_family[family] = evaluated(in_family)["summary"]
     metrics = {
         "r2_per_muscle": metrics_test["r2_per_muscle"],
         "r2_per_muscle_heldout_motion": metrics_motion["r2_per_muscle"],
@@ -508,7 +511,7 @@ def train(
                 "onnx_opset": ONNX_OPSET,
             },
             "config": dataclasses.asdict(config),
-            "dataset": dataset_fingerprint(data_dir),
+            "dataset": fingerprint,
             "splits": {
                 "train": list(splits.train),
                 "val": list(splits.val),
