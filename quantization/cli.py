@@ -82,7 +82,8 @@ def _run_pipeline(
 def gate_run(
     run: Path, tolerance: float = R2_TOLERANCE, on_line: Callable[[str], None] = lambda _: None
 ) -> dict[str, Any]:
-    """Convert a run to int8 and run the accuracy gate, writing no bundle; the gate's result
+    """Convert a run to int8 and run the accuracy gate, writing no bundle (the converted models
+    are kept in ``RUN/tflite/``, as ``cervical quantize`` keeps them); the gate's result
     (``accuracy_gate``), whether or not it passed."""
     try:
         python = quant_python()
