@@ -44,28 +44,9 @@ def _typical_records(n: int, rng: random.Random, template_db: Path | None) -> li
             rows = store.sync_records_after(0, 10**6)
         if rows:
             return [json.loads(rows[i % len(rows)].payload_json) for i in range(n)]
-    out = []
-    for i in range(n):
-        out.append(
-            {
-                "format": "cervical-hub-record/1",
-                "start_s": 10.0 * i,
-                "end_s": 10.0 * i + 9.99,
-                "frames": 1000,
-                "usable_frames": 1000 - rng.randint(0, 40),
-                "angles": {
-                    "names": ["flexion", "lateral_bending", "axial_rotation"],
-                    "min_deg": [round(rng.uniform(-40, 0), 2) for _ in range(3)],
-                    "max_deg": [round(rng.uniform(0, 40), 2) for _ in range(3)],
-                    "mean_deg": [round(rng.uniform(-5, 5), 2) for _ in range(3)],
-                },
-                "force_frames": 1000,
-                "force_mean_n": [round(rng.uniform(0, 40), 2) for _ in range(72)],
-                "force_peak_n": [round(rng.uniform(10, 120), 2) for _ in range(72)],
-                "marks": [],
-            }
-        )
-    return out
+    from ble_gateway.web.synthetic import epoch_payload
+
+    return [epoch_payload(rng, 10.0 * i).to_dict() for i in range(n)]
 
 
 class _AttCounter:

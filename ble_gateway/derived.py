@@ -4,25 +4,30 @@ The records are the source of truth; these rows are a cache of them. ``DERIVED_V
 the cache's shape: a store whose cache is of another version drops and rebuilds it from the
 records when opened (clinician data such as reviews lives elsewhere and is never dropped).
 
-One function per record kind turns a hub record (the ``cervical-hub-record/1`` payloads of
-``edge_runtime.contracts.hub_records``) into rows; a payload that cannot be read derives
-nothing (it stays verbatim in ``records``) and is logged once.
+Every synced record is read through its typed payload (``edge_runtime.contracts.record_payloads``)
+on arrival. One that does not read (a hub with a bug, a corrupted store, a hostile device) is
+*quarantined*: kept verbatim in ``records`` (the hub's copy may be gone), listed with its reason
+in ``quarantine`` and shown to clinicians as "records that could not be read"; it derives
+nothing, and never blocks the records after it or any page.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
-from edge_runtime.contracts.errors import ContractError
 from edge_runtime.contracts.gatt import SyncRecord
-from edge_runtime.contracts.hub_records import RECORD_FORMAT
-from edge_runtime.contracts.rom_assessment import RomAssessment
+from edge_runtime.contracts.record_payloads import (
+    EpochRecord,
+    RecordError,
+    SessionRecord,
+    parse_record,
+)
 
 log = logging.getLogger(__name__)
-DERIVED_VERSION = 2
+DERIVED_VERSION = 3
 
 
 @dataclass
@@ -33,72 +38,67 @@ class DerivedRows:
     directions: list[dict[str, Any]] = field(default_factory=list)
     forces: list[dict[str, Any]] = field(default_factory=list)
     epochs: list[dict[str, Any]] = field(default_factory=list)
+    quarantine: list[dict[str, Any]] = field(default_factory=list)
 
     def extend(self, other: DerivedRows) -> None:
         self.sessions += other.sessions
         self.directions += other.directions
         self.forces += other.forces
         self.epochs += other.epochs
+        self.quarantine += other.quarantine
 
 
 def derive(device_id: int, batch: list[SyncRecord]) -> DerivedRows:
     rows = DerivedRows()
     for r in batch:
-        if r.kind not in ("session", "epoch"):
-            continue
         try:
-            payload: dict[str, Any] = json.loads(r.payload_json)
-            if payload.get("format") != RECORD_FORMAT:
-                raise ValueError(f"format {payload.get('format')!r}")
-            if r.kind == "epoch":
-                rows.epochs.append(_epoch_row(device_id, r, payload))
-            elif r.session_id:
-                rows.extend(_session_rows(device_id, r, payload))
-        except (ValueError, TypeError, KeyError, ContractError) as exc:
-            log.warning(
-                "device %d seq %d: %s record not derived (%s)", device_id, r.seq, r.kind, exc
+            record = parse_record(r.kind, r.payload_json)
+            if isinstance(record, SessionRecord | EpochRecord) and not r.session_id:
+                raise RecordError(r.kind, "session_id", "missing (the record has no session)")
+        except RecordError as exc:
+            log.warning("device %d seq %d: quarantined (%s)", device_id, r.seq, exc)
+            rows.quarantine.append(
+                {"device_id": device_id, "seq": r.seq, "kind": r.kind, "reason": str(exc)[:500]}
             )
+            continue
+        if isinstance(record, EpochRecord):
+            rows.epochs.append(_epoch_row(device_id, r, record))
+        elif isinstance(record, SessionRecord):
+            rows.extend(_session_rows(device_id, r, record))
     return rows
 
 
-def _usable_fraction(p: dict[str, Any]) -> float:
-    frames = int(p.get("frames") or 0)
-    return int(p.get("usable_frames") or 0) / frames if frames else 0.0
-
-
-def _epoch_row(device_id: int, r: SyncRecord, p: dict[str, Any]) -> dict[str, Any]:
+def _epoch_row(device_id: int, r: SyncRecord, p: EpochRecord) -> dict[str, Any]:
     return {
         "device_id": device_id,
         "seq": r.seq,
         "session_id": r.session_id,
-        "start_s": p.get("start_s"),
-        "end_s": p.get("end_s"),
-        "usable_fraction": _usable_fraction(p),
+        "start_s": p.start_s,
+        "end_s": p.end_s,
+        "usable_fraction": p.usable_fraction,
     }
 
 
-def _session_rows(device_id: int, r: SyncRecord, p: dict[str, Any]) -> DerivedRows:
+def _session_rows(device_id: int, r: SyncRecord, p: SessionRecord) -> DerivedRows:
     key = {"device_id": device_id, "session_id": r.session_id}
-    usable = _usable_fraction(p)
-    duration_s = float(p.get("duration_s") or 0.0)
-    raw = p.get("assessment")
-    assessment = RomAssessment.from_dict(raw) if raw else None
+    assessment = p.assessment
     out = DerivedRows()
     out.sessions.append(
         {
             **key,
             "seq": r.seq,
-            "started_utc": p.get("started_utc") or r.t_utc,
-            "duration_s": duration_s,
-            "usable_s": duration_s * usable,
-            "usable_fraction": usable,
-            "end_reason": p.get("end_reason"),
+            # one form (UTC, seconds) so that the store orders and filters them as text
+            "started_utc": p.started.astimezone(UTC).isoformat(timespec="seconds"),
+            "duration_s": p.duration_s,
+            "usable_s": p.duration_s * p.usable_fraction,
+            "usable_fraction": p.usable_fraction,
+            "end_reason": p.end_reason,
             "assessed": assessment is not None,
             "flagged": " ".join(assessment.flagged) if assessment else "",
             "insufficient": " ".join(assessment.insufficient) if assessment else "",
-            "model_version": (p.get("model") or {}).get("bundle_version"),
-            "out_of_range_frames": int((p.get("out_of_range") or {}).get("frames") or 0),
-            "note": p.get("assessment_note"),
+            "model_version": p.bundle_version,
+            "out_of_range_frames": p.out_of_range.frames,
+            "note": p.assessment_note,
         }
     )
     if assessment is not None:
@@ -117,15 +117,14 @@ def _session_rows(device_id: int, r: SyncRecord, p: dict[str, Any]) -> DerivedRo
             }
             for s in assessment.sectors
         ]
-    groups: dict[str, dict[str, Any]] = (p.get("forces") or {}).get("groups") or {}
     out.forces += [
         {
             **key,
             "muscle_group": name,
-            "mean_n": g.get("mean_n"),
-            "peak_n": g.get("peak_n"),
-            "p90_n": g.get("p90_n"),
+            "mean_n": g.mean_n,
+            "peak_n": g.peak_n,
+            "p90_n": g.percentile_n(90),
         }
-        for name, g in groups.items()
+        for name, g in p.forces.groups.items()
     ]
     return out

@@ -13,7 +13,8 @@ Tables:
 * derived from the records (``ble_gateway.derived``; rebuilt when their shape changes):
   ``sessions`` (one row per session summary, its main figures as columns),
   ``session_directions`` (the ROM assessment per direction), ``session_forces`` (force
-  statistics per muscle group) and ``summaries`` (one row per 10 s epoch).
+  statistics per muscle group), ``summaries`` (one row per 10 s epoch) and ``quarantine``
+  (records that did not read as their kind's payload, with the reason; they derive nothing).
 * ``reviews``: sessions whose flags a clinician marked as seen (the web view writes them).
 
 Everything from one sync batch is committed in one transaction, and the gateway acknowledges
@@ -152,7 +153,16 @@ summaries = Table(
     Column("end_s", Float),
     Column("usable_fraction", Float),
 )
-DERIVED_TABLES = (sessions, session_directions, session_forces, summaries)
+# records that did not read as their kind's payload, and why (ble_gateway.derived)
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("device_id", Integer, ForeignKey("devices.id"), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("kind", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+)
+DERIVED_TABLES = (sessions, session_directions, session_forces, summaries, quarantine)
 store_meta = Table(
     "store_meta",
     metadata,
@@ -222,16 +232,31 @@ class ClinicStore:
             )
             return int(result.inserted_primary_key[0])  # type: ignore[index]
 
-    def assign_device(self, device_id: int, patient_code: str) -> int:
-        """Link a device to a patient (created on first use); returns the patient's id. A code is
-        the clinic's pseudonym: 1-64 letters, digits, '-', '_' or '.'."""
+    def assign_device(
+        self, device_id: int, patient_code: str, reassign: bool = False
+    ) -> str | None:
+        """Link a device to a patient (created on first use). A code is the clinic's pseudonym:
+        1-64 letters, digits, '-', '_' or '.'. A device that already belongs to another patient
+        is moved (with its whole history) only when ``reassign`` says so; returns the code it
+        belonged to before (None: unassigned), for the audit log."""
         if not PATIENT_CODE.fullmatch(patient_code):
             raise ClinicStoreError(
-                f"patient code {patient_code!r}: use 1-64 letters, digits, '-', '_' or '.'"
+                f"patient code {patient_code[:80]!r}: use 1-64 letters, digits, '-', '_' or '.'"
             )
         with self.engine.begin() as db:
-            if db.execute(select(devices.c.id).where(devices.c.id == device_id)).first() is None:
+            row = db.execute(
+                select(devices.c.id, patients.c.code)
+                .select_from(devices.outerjoin(patients, patients.c.id == devices.c.patient_id))
+                .where(devices.c.id == device_id)
+            ).first()
+            if row is None:
                 raise ClinicStoreError(f"device {device_id}: not in the clinic store")
+            previous: str | None = row[1]
+            if previous is not None and previous != patient_code and not reassign:
+                raise ClinicStoreError(
+                    f"device {device_id} already belongs to patient {previous}; moving it would "
+                    f"move that patient's history to {patient_code} (reassign it explicitly)"
+                )
             patient = db.execute(select(patients.c.id).where(patients.c.code == patient_code))
             patient_id = patient.scalar()
             if patient_id is None:
@@ -240,7 +265,7 @@ class ClinicStore:
             db.execute(
                 devices.update().where(devices.c.id == device_id).values(patient_id=patient_id)
             )
-            return int(patient_id)
+            return previous
 
     def last_seq(self, device_id: int) -> int:
         with self.engine.connect() as db:
@@ -301,6 +326,7 @@ class ClinicStore:
             (session_directions, rows.directions, ["device_id", "session_id", "sector"]),
             (session_forces, rows.forces, ["device_id", "session_id", "muscle_group"]),
             (summaries, rows.epochs, ["device_id", "seq"]),
+            (quarantine, rows.quarantine, ["device_id", "seq"]),
         ):
             for at in range(0, len(values), 500):  # SQLite caps the variables of one statement
                 stmt = self._insert(table).values(values[at : at + 500])

@@ -11,7 +11,6 @@ with the patient's profile and the demo's model. Each run builds a new hub and c
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import shutil
 import time
@@ -23,6 +22,7 @@ from cervical_demo import scenario
 from cervical_demo.processes import Background, DemoProcessError
 from cervical_demo.progress import StageReporter
 from edge_runtime.contracts.anthropometrics import write_profile
+from edge_runtime.contracts.record_payloads import parse_record
 
 HUB_DIR = "hub"
 GATEWAY_DIR = "gateway"
@@ -161,7 +161,7 @@ async def _gateway(
             progress=lambda done, total: stage.update(done, total, "records synced"),
         )  # fmt: skip
         payloads = [
-            json.loads(r.payload_json)
+            parse_record(r.kind, r.payload_json).to_dict()
             for r in clinic.records(result.device_id)
             if r.kind == "session"
         ]

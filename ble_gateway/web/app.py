@@ -30,6 +30,7 @@ from urllib.parse import quote
 
 from argon2 import PasswordHasher
 from fastapi import Depends, FastAPI, Form, Query, Request, Response
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -111,14 +112,17 @@ def create_app(
 
 class _SecurityHeaders(BaseHTTPMiddleware):
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        response = await call_next(request)
-        response.headers["Content-Security-Policy"] = CSP
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers["X-Frame-Options"] = "DENY"
-        if not request.url.path.startswith("/static"):
-            response.headers["Cache-Control"] = "no-store"
-        return response
+        return _harden(request, await call_next(request))
+
+
+def _harden(request: Request, response: Response) -> Response:
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Frame-Options"] = "DENY"
+    if not request.url.path.startswith("/static"):
+        response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def _state(request: Request) -> WebState:
@@ -140,6 +144,8 @@ def signed_in(request: Request) -> WebSession:
 User = Annotated[WebSession, Depends(signed_in)]
 CsrfField = Annotated[str, Form()]  # defaults to "": a missing token is a 403, not a 422
 From = Annotated[str | None, Query(alias="from")]
+# a device number as the store keys it (SQLite integers: below 2**63)
+DeviceId = Annotated[int, PathParam(ge=1, lt=2**63)]
 
 
 def _check_csrf(session: WebSession, token: str) -> None:
@@ -181,6 +187,14 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ReviewError)
     async def bad_request(request: Request, exc: ReviewError) -> Response:
         return _error(request, 400, str(exc))
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> Response:
+        """A defect: logged with its traceback; the answer says nothing of it and carries the
+        security headers like every other (this handler runs outside the middleware)."""
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        page = _error(request, 500, "Something went wrong on the server; it has been logged.")
+        return _harden(request, page)
 
 
 def _safe_next(target: str | None) -> str:
@@ -284,18 +298,21 @@ def _add_routes(app: FastAPI) -> None:  # one place lists every route
     def assign(
         request: Request,
         user: User,
-        device_id: int,
+        device_id: DeviceId,
         patient_code: Annotated[str, Form()],
         csrf_token: CsrfField = "",
     ) -> Response:
         _check_csrf(user, csrf_token)
         state = _state(request)
         code = patient_code.strip()
-        try:
-            state.store.assign_device(device_id, code)
+        try:  # the web view links unassigned hubs only; moving one is a deliberate CLI step
+            previous = state.store.assign_device(device_id, code)
         except ClinicStoreError as exc:
             return _error(request, 400, str(exc), user)
-        state.accounts.audit(user.username, _client(request), "assign", f"device {device_id}", code)
+        detail = f"device {device_id}, " + (
+            f"already {previous}" if previous else "unassigned before"
+        )
+        state.accounts.audit(user.username, _client(request), "assign", detail, code)
         return RedirectResponse(f"/patients/{quote(code)}", status_code=303)
 
     @app.get("/patients/{code}", response_class=HTMLResponse)
@@ -329,7 +346,7 @@ def _add_routes(app: FastAPI) -> None:  # one place lists every route
 
     @app.get("/patients/{code}/sessions/{device_id}/{session_id}", response_class=HTMLResponse)
     def session_page(
-        request: Request, user: User, code: str, device_id: int, session_id: str
+        request: Request, user: User, code: str, device_id: DeviceId, session_id: str
     ) -> Response:
         state = _state(request)
         detail = session_detail(state.store.engine, device_id, session_id)
@@ -354,7 +371,7 @@ def _add_routes(app: FastAPI) -> None:  # one place lists every route
         request: Request,
         user: User,
         code: str,
-        device_id: int,
+        device_id: DeviceId,
         session_id: str,
         csrf_token: CsrfField = "",
     ) -> Response:

@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+from edge_runtime.common.text import printable
 
 if TYPE_CHECKING:  # the web stack is imported inside the commands
     from ble_gateway.web.accounts import Accounts
@@ -129,8 +132,13 @@ def assign(
     address: Annotated[str, typer.Argument(help="The hub's BLE address (as synced).")],
     patient: Annotated[str, typer.Option(help="The clinic's pseudonymous patient code.")],
     db: DbOpt = "clinic.db",
+    reassign: Annotated[
+        bool,
+        typer.Option(help="Move a hub that belongs to another patient (with its whole history)."),
+    ] = False,
 ) -> None:
-    """Link a synced hub (all its record stores) to a patient code; the web view can do this too."""
+    """Link a synced hub (all its record stores) to a patient code; the web view can do this too
+    for hubs no patient has yet. Audited."""
     from sqlalchemy import select
 
     from ble_gateway.store import ClinicStore, ClinicStoreError, devices
@@ -143,8 +151,15 @@ def assign(
             )
         if not ids:
             raise ClinicStoreError(f"hub {address}: never synced into this clinic store")
+        from ble_gateway.web.accounts import Accounts
+
         for device_id in ids:
-            store.assign_device(device_id, patient)
+            previous = store.assign_device(device_id, patient, reassign)
+            before = {None: "unassigned before", patient: "already this patient's"}
+            detail = f"device {device_id}, " + before.get(
+                previous, f"moved from patient {previous}"
+            )
+            Accounts(store.engine).audit("cli", "local", "assign", detail, patient)
     except ClinicStoreError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2) from None
@@ -165,10 +180,10 @@ def audit(
     entries = Accounts(store.engine).audit_entries(limit)
     store.close()
     table = Table("time (UTC)", "user", "client", "action", "patient", "detail")
-    for e in entries:
+    for e in entries:  # stored values are data: never markup, control characters escaped
         table.add_row(
             *(
-                str(e[k] or "")
+                Text(printable(str(e[k] or "")))
                 for k in ("t_utc", "username", "client", "action", "patient_code", "detail")
             )
         )

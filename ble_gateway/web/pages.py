@@ -9,6 +9,7 @@ page; a repeat view of unchanged data skips it.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -49,7 +50,8 @@ def _parse_key(text: str | None) -> tuple[int, str] | None:
     if not text or ":" not in text:
         return None
     device, _, session_id = text.partition(":")
-    return (int(device), session_id) if device.isdigit() else None
+    # ASCII digits only, within SQLite's integers ('²'.isdigit() is True; 5,000 digits raise)
+    return (int(device), session_id) if re.fullmatch(r"[0-9]{1,18}", device) else None
 
 
 def patient_context(

@@ -15,7 +15,6 @@ Definitions:
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -29,12 +28,14 @@ from ble_gateway.errors import GatewayError
 from ble_gateway.store import (
     devices,
     patients,
+    quarantine,
     records,
     reviews,
     session_directions,
     session_forces,
     sessions,
 )
+from edge_runtime.contracts.record_payloads import DATE_RANGE, parse_record
 from edge_runtime.contracts.rom_assessment import SECTORS
 
 MIN_WEAR_S_PER_DAY = 60.0
@@ -62,9 +63,13 @@ class Period:
             if not text:
                 return None
             try:
-                return date.fromisoformat(text)
+                value = date.fromisoformat(text)
             except ValueError:
-                raise ReviewError(f"{name} = {text!r}: not a date (YYYY-MM-DD)") from None
+                raise ReviewError(f"{name} = {text[:40]!r}: not a date (YYYY-MM-DD)") from None
+            first, last = DATE_RANGE[0].date(), DATE_RANGE[1].date() - timedelta(days=1)
+            if not first <= value <= last:
+                raise ReviewError(f"{name} = {text!r}: not between {first} and {last}")
+            return value
 
         period = cls(day(start, "from"), day(end, "to"))
         if period.start and period.end and period.start > period.end:
@@ -165,6 +170,7 @@ class PatientHistory:
     directions: dict[tuple[int, str], dict[str, Direction]]
     forces: dict[tuple[int, str], dict[str, GroupForce]]
     days_with_data: dict[int, int] = field(default_factory=dict)
+    unreadable_records: int = 0  # synced records of the patient's hubs that were quarantined
 
     @property
     def assessed(self) -> list[SessionRow]:
@@ -189,6 +195,11 @@ class PatientHistory:
     def warnings(self) -> list[str]:
         """Out-of-range and data-quality warnings over the period, most important first."""
         out: list[str] = []
+        if self.unreadable_records:
+            out.append(
+                f"{self.unreadable_records} record(s) synced from this patient's hub(s) could not "
+                "be read and are not shown; they are kept as received for the device engineers."
+            )
         beyond = [s for s in self.sessions if s.out_of_range_frames]
         if beyond:
             frames = sum(s.out_of_range_frames for s in beyond)
@@ -223,7 +234,7 @@ class SessionDetail:
     patient_code: str | None
     device: DeviceInfo
     row: SessionRow
-    summary: dict[str, Any]  # the hub's session record payload, as synced
+    summary: dict[str, Any]  # the hub's session record payload, read through SessionRecord
     directions: dict[str, Direction]
 
 
@@ -448,6 +459,9 @@ def patient_history(
                 >= (today - timedelta(days=max(ADHERENCE_WINDOWS_DAYS))).isoformat(),
             )
         ).all()
+        unreadable = db.execute(
+            select(func.count()).select_from(quarantine).where(quarantine.c.device_id.in_(ids))
+        ).scalar()
     directions: dict[tuple[int, str], dict[str, Direction]] = defaultdict(dict)
     for r in direction_rows:
         directions[(int(r[0]), str(r[1]))][r[2]] = _direction(r[2:])
@@ -465,6 +479,7 @@ def patient_history(
         directions=dict(directions),
         forces=dict(forces),
         days_with_data=_days_with_data(wear, today),
+        unreadable_records=int(unreadable or 0),
     )
 
 
@@ -507,6 +522,6 @@ def session_detail(engine: Engine, device_id: int, session_id: str) -> SessionDe
         patient_code=info.patient_code,
         device=info,
         row=_session_row(row),
-        summary=json.loads(payload),
+        summary=parse_record("session", payload).to_dict(),
         directions=dict(sorted(found.items(), key=lambda kv: order.get(kv[0], 99))),
     )

@@ -10,17 +10,26 @@ training range. Nothing here is clinical data.
 
 from __future__ import annotations
 
-import json
 import math
+import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import numpy as np
 
 from ble_gateway.store import ClinicStore, DeviceKey
+from edge_runtime.contracts.anthropometrics import Anthropometrics
 from edge_runtime.contracts.gatt import SyncRecord
-from edge_runtime.contracts.hub_records import RECORD_FORMAT
+from edge_runtime.contracts.neck_angles import NECK_ANGLE_NAMES
+from edge_runtime.contracts.record_payloads import (
+    AngleSummary,
+    CalibrationInfo,
+    EpochRecord,
+    ForceStats,
+    ForceSummary,
+    OutOfRange,
+    SessionRecord,
+)
 from edge_runtime.contracts.rom_assessment import (
     SECTORS,
     AssessmentConfig,
@@ -49,6 +58,38 @@ GROUPS_N: dict[str, float] = {  # typical mean group force during a session (N)
 MUSCLES = ("stern_mast", "stern_mast_L", "splen_cap", "splen_cap_L", "trap_cl", "trap_cl_L")
 
 
+PROFILE = Anthropometrics("female", 1.65, 62.0, 0.105, 0.37, 4.1)
+CALIBRATION = CalibrationInfo(
+    neutral_s=(1.0, 4.0),
+    nod_s=(4.5, 6.5),
+    nod_peak_deg=24.0,
+    nod_direction="flexion",
+    trunk_axes=((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)),
+)
+NOT_CALIBRATED = "not calibrated: no neutral hold followed by a nod was found"
+
+
+def epoch_payload(rng: np.random.Generator | random.Random, start_s: float = 0.0) -> EpochRecord:
+    """A 10 s epoch like the hub's: the three neck angles' ranges, 72 muscles' forces."""
+    uniform = rng.uniform
+
+    def values(lo: float, hi: float, n: int) -> tuple[float, ...]:
+        return tuple(round(float(uniform(lo, hi)), 2) for _ in range(n))
+
+    return EpochRecord(
+        start_s=start_s,
+        end_s=start_s + 9.99,
+        frames=1000,
+        usable_frames=1000 - int(uniform(0, 100)),
+        angles=AngleSummary(
+            NECK_ANGLE_NAMES, values(-40, 0, 3), values(0, 40, 3), values(-5, 5, 3)
+        ),
+        force_frames=900,
+        force_mean_n=values(0, 40, 72),
+        force_peak_n=values(40, 120, 72),
+    )
+
+
 @dataclass(frozen=True)
 class SyntheticPatient:
     code: str = "P-0001"
@@ -57,7 +98,9 @@ class SyntheticPatient:
     model_version: str = "2026.11.24.120000"
 
 
-def session_payload(day: int, days: int, rng: np.random.Generator) -> dict[str, Any]:
+def session_payload(
+    day: int, days: int, rng: np.random.Generator, started: datetime, model_version: str
+) -> SessionRecord:
     """The summary of one protocol session on ``day`` of ``days`` (recovering restrictions)."""
     progress = day / max(days - 1, 1)
     calibrated = rng.random() > 0.04
@@ -93,47 +136,36 @@ def session_payload(day: int, days: int, rng: np.random.Generator) -> dict[str, 
     out_of_range = int(rng.integers(50, 400)) if rng.random() < 0.1 else 0
     scale = 1 + 0.2 * math.sin(day / 30)
 
-    def stats(mean_n: float) -> dict[str, float]:
+    def stats(mean_n: float) -> ForceStats:
         m = mean_n * scale * float(rng.uniform(0.9, 1.1))
-        return {
-            "mean_n": round(m, 2),
-            "peak_n": round(4 * m, 2),
-            "p50_n": round(0.8 * m, 2),
-            "p90_n": round(2 * m, 2),
-            "p99_n": round(3.5 * m, 2),
-        }
+        return ForceStats(
+            round(m, 2), round(4 * m, 2), (round(0.8 * m, 2), round(2 * m, 2), round(3.5 * m, 2))
+        )
 
-    return {
-        "format": RECORD_FORMAT,
-        "source_t0_s": 0.0,
-        "duration_s": round(duration_s, 3),
-        "end_reason": "end_of_input",
-        "frames": frames,
-        "usable_frames": int(frames * (0.9 if calibrated else 0.0)),
-        "assessment": assessment.to_dict() if calibrated else None,
-        "assessment_note": None
-        if calibrated
-        else "not calibrated: no neutral hold followed by a nod was found",
-        "envelope_clamped_fields": [],
-        "forces": {
-            "frames": frames,
-            "muscles": {m: stats(10.0) for m in MUSCLES},
-            "groups": {g: stats(n) for g, n in GROUPS_N.items()},
-        },
-        "out_of_range": {
-            "frames": out_of_range,
-            "features": {"neck_axial_rotation_left_rad": out_of_range} if out_of_range else {},
-        },
-        "marks": [],
-        "profile": {
-            "sex": "female",
-            "stature_m": 1.65,
-            "body_mass_kg": 62.0,
-            "neck_length_m": 0.105,
-            "shoulder_width_m": 0.37,
-            "head_mass_kg": 4.1,
-        },
-    }
+    return SessionRecord(
+        started_utc=started.isoformat(timespec="seconds"),
+        source_t0_s=0.0,
+        duration_s=round(duration_s, 3),
+        end_reason="end_of_input",
+        frames=frames,
+        usable_frames=int(frames * (0.9 if calibrated else 0.0)),
+        calibration=CALIBRATION if calibrated else None,
+        calibration_rejected=(),
+        assessment=RomAssessment.from_dict(assessment.to_dict()) if calibrated else None,
+        assessment_note=None if calibrated else NOT_CALIBRATED,
+        envelope_clamped_fields=(),
+        forces=ForceSummary(
+            frames,
+            {m: stats(10.0) for m in MUSCLES},
+            {g: stats(n) for g, n in GROUPS_N.items()},
+        ),
+        out_of_range=OutOfRange(
+            out_of_range, {"neck_axial_rotation_left_rad": out_of_range} if out_of_range else {}
+        ),
+        marks=(),
+        bundle_version=model_version,
+        profile=PROFILE,
+    )
 
 
 def fill_history(
@@ -156,21 +188,12 @@ def fill_history(
         if rng.random() > wear_probability:
             continue
         started = end - timedelta(days=days - 1 - day)
-        payload = session_payload(day, days, rng)
-        payload["started_utc"] = started.isoformat(timespec="seconds")
-        payload["model"] = {"bundle_version": patient.model_version}
+        session = session_payload(day, days, rng, started, patient.model_version)
         session_id = started.strftime("%Y%m%dT%H%M%SZ-") + f"{day:06x}"
-        epoch = {
-            "format": RECORD_FORMAT,
-            "start_s": 0.0,
-            "end_s": 9.99,
-            "frames": 1000,
-            "usable_frames": 900,
-        }
         t_utc = started.isoformat(timespec="milliseconds")
-        for kind, body in (("epoch", epoch), ("session", payload)):
+        for record in (epoch_payload(rng), session):
             seq += 1
-            batch.append(SyncRecord(seq, t_utc, kind, session_id, json.dumps(body)))
+            batch.append(SyncRecord(seq, t_utc, record.KIND, session_id, record.to_json()))
         if len(batch) >= 400:
             store.add_records(device_id, batch)
             batch = []

@@ -29,7 +29,7 @@ from edge_runtime.common.atomic import atomic_path
 from edge_runtime.contracts import gatt
 from edge_runtime.contracts.anthropometrics import Anthropometrics, write_profile
 from edge_runtime.contracts.bonds import DurableJsonKeyStore
-from edge_runtime.contracts.hub_records import RECORD_FORMAT
+from edge_runtime.contracts.record_payloads import EventRecord, ModelRecord
 from edge_runtime.hub.config import BleSettings
 from edge_runtime.hub.daemon import HubContext, Service
 from edge_runtime.hub.storage import HubStore
@@ -96,12 +96,12 @@ class DaemonHubAccess:
         with atomic_path(self.ctx.config.profile, durable=True) as tmp:  # a power cut: old or new
             write_profile(profile, tmp)
         self.ctx.profile = profile
-        changed = {"event": "profile_changed", "source": "ble", "profile": profile.to_dict()}
+        changed = EventRecord("profile_changed", {"source": "ble", "profile": profile.to_dict()})
         if self.ctx.pipeline is None:
-            self.store.append("event", {"format": RECORD_FORMAT, **changed})
+            self.store.append(changed.KIND, changed.to_dict())
         else:
             self.ctx.pipeline.reconfigure(profile=profile)
-            self.ctx.pipeline.store_record("event", changed)
+            self.ctx.pipeline.store_record(changed)
 
     async def install_model(self, bundle: Path) -> str:
         installed = await asyncio.to_thread(self.ctx.slots.install, bundle, self.ctx.profile)
@@ -111,7 +111,7 @@ class DaemonHubAccess:
         else:
             pipeline.reconfigure(bundle=installed)
         version = pipeline.bundle_version
-        pipeline.store_record("model", {"event": "installed", "bundle_version": version})
+        pipeline.store_record(ModelRecord(version))
         return version
 
 

@@ -50,6 +50,7 @@ def _worker(
         ]
     t0 = time.perf_counter()
     if mode == "stream":
+        from edge_runtime.contracts.record_payloads import SessionRecord, parse_record
         from edge_runtime.hub.pipeline import HubPipeline
         from edge_runtime.hub.storage import HubStore
         from edge_runtime.sensors.replay import chunked
@@ -62,7 +63,9 @@ def _worker(
                 pipeline.push("head", h)
                 pipeline.push("trunk", t)
             pipeline.close()
-            calibration = store.records_of_kind("session")[-1].payload["calibration"]
+            session = parse_record("session", store.records_of_kind("session")[-1].payload)
+            assert isinstance(session, SessionRecord)
+            calibration = session.calibration and session.calibration.to_dict()
     else:
         from edge_runtime.contracts.feature_spec import feature_matrix
         from edge_runtime.contracts.rom_assessment import assess_session

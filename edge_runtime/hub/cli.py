@@ -18,6 +18,7 @@ from edge_runtime.common.atomic import atomic_path
 from edge_runtime.contracts.anthropometrics import read_profile
 from edge_runtime.contracts.bundle import load_public_key
 from edge_runtime.contracts.model_bundle import verify_model_bundle
+from edge_runtime.contracts.record_payloads import SessionRecord, parse_record
 from edge_runtime.contracts.recording import ImuRecording
 from edge_runtime.errors import USER_ERRORS
 from edge_runtime.hub.config import load_config
@@ -130,18 +131,19 @@ def replay(
 def _print_sessions(sessions: list[StoredRecord]) -> None:
     """One block per session, full names (a table would truncate them on a narrow terminal)."""
     for r in sessions:
-        p, a = r.payload, r.payload.get("assessment") or {}
-        marks = sorted({m["reason"] for m in p["marks"]} - {"uncalibrated"})
+        p = parse_record("session", r.payload)
+        assert isinstance(p, SessionRecord)
+        a = p.assessment
+        marks = sorted({m.reason for m in p.marks} - {"uncalibrated"})
         lines = [
-            f"session {r.session_id}: {p['duration_s']:.1f} s, "
-            f"{p['usable_frames'] / max(p['frames'], 1):.0%} usable, "
-            f"{'calibrated' if p['calibration'] else 'not calibrated'}, ended by {p['end_reason']}",
-            f"  flagged: {', '.join(a.get('flagged', [])) or 'none'}",
-            f"  insufficient data: {', '.join(a.get('insufficient', [])) or 'none'}",
+            f"session {r.session_id}: {p.duration_s:.1f} s, {p.usable_fraction:.0%} usable, "
+            f"{'calibrated' if p.calibration else 'not calibrated'}, ended by {p.end_reason}",
+            f"  flagged: {', '.join(a.flagged if a else ()) or 'none'}",
+            f"  insufficient data: {', '.join(a.insufficient if a else ()) or 'none'}",
             f"  marks: {', '.join(marks) or 'none'}",
         ]
-        if p.get("assessment_note"):
-            lines.append(f"  note: {p['assessment_note']}")
+        if p.assessment_note:
+            lines.append(f"  note: {p.assessment_note}")
         out.print("\n".join(lines), markup=False)
 
 

@@ -21,9 +21,10 @@ import numpy.typing as npt
 from edge_runtime.contracts.anthropometrics import Anthropometrics
 from edge_runtime.contracts.feature_spec import FeatureSpec, feature_matrix
 from edge_runtime.contracts.force_model import ForceModel
+from edge_runtime.contracts.record_payloads import FORCE_PERCENTILES, ForceStats, ForceSummary
 
 FloatArray = npt.NDArray[np.float64]
-PERCENTILES = (50, 90, 99)
+PERCENTILES = FORCE_PERCENTILES
 HISTOGRAM_BINS = 256
 
 
@@ -98,23 +99,22 @@ class ForceStatistics:
         root = (b + np.clip(frac, 0, 1)) / HISTOGRAM_BINS * self.top_sqrt
         return np.minimum(np.square(root), self.peak)
 
-    def to_dict(self) -> dict[str, Any]:
+    def summary(self) -> ForceSummary:
         mean = self.sum / max(self.count, 1)
-        pct = {q: self.percentile_n(q) for q in PERCENTILES}
+        pct = [self.percentile_n(q) for q in PERCENTILES]
         names = (*self.muscles, *self.groups)
 
-        def entry(j: int) -> dict[str, float | None]:
-            d: dict[str, float | None] = {"mean_n": _round(mean[j]), "peak_n": _round(self.peak[j])}
-            for q in PERCENTILES:
-                d[f"p{q}_n"] = _round(pct[q][j])
-            return d
+        def entry(j: int) -> ForceStats:
+            return ForceStats(
+                _round(mean[j]), _round(self.peak[j]), tuple(_round(p[j]) for p in pct)
+            )
 
         m = len(self.muscles)
-        return {
-            "frames": self.count,
-            "muscles": {n: entry(j) for j, n in enumerate(names[:m])},
-            "groups": {n: entry(m + j) for j, n in enumerate(names[m:])},
-        }
+        return ForceSummary(
+            self.count,
+            {n: entry(j) for j, n in enumerate(names[:m])},
+            {n: entry(m + j) for j, n in enumerate(names[m:])},
+        )
 
 
 def _round(v: float) -> float | None:

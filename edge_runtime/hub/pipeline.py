@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,12 +31,21 @@ from edge_runtime.contracts.hub_records import (
     FLAG_NAMES,
     INVALID,
     OUT_OF_RANGE,
-    RECORD_FORMAT,
     UNCALIBRATED,
     flag_spans,
 )
 from edge_runtime.contracts.model_bundle import VerifiedBundle
 from edge_runtime.contracts.neck_angles import NECK_ANGLE_NAMES
+from edge_runtime.contracts.record_payloads import (
+    AngleSummary,
+    CalibrationRecord,
+    EpochRecord,
+    EventRecord,
+    HubRecord,
+    Mark,
+    OutOfRange,
+    SessionRecord,
+)
 from edge_runtime.contracts.recording import ImuRecording
 from edge_runtime.contracts.rom_assessment import AssessmentConfig, assess_session
 from edge_runtime.hub.forces import ForceEstimator, ForceStatistics, force_ceiling_n, muscle_groups
@@ -98,11 +107,18 @@ class Session:
             return records
         if self.tracker.calibration is not None and not self.calibration_recorded:
             self.calibration_recorded = True
-            info = dict(self.tracker.calibration_info or {})
-            for key in ("neutral_s", "nod_s"):
-                info[key] = [round(v - self.t0_s, 3) for v in info[key]]  # type: ignore[attr-defined]
+            info = self.tracker.calibration_info
+            assert info is not None
+            info = replace(
+                info,
+                neutral_s=(
+                    round(info.neutral_s[0] - self.t0_s, 3),
+                    round(info.neutral_s[1] - self.t0_s, 3),
+                ),
+                nod_s=(round(info.nod_s[0] - self.t0_s, 3), round(info.nod_s[1] - self.t0_s, 3)),
+            )
             records.append(
-                self.p.record("calibration", {**info, "rejected": self.tracker.rejected}, self.id)
+                self.p.record(CalibrationRecord(info, tuple(self.tracker.rejected)), self.id)
             )
         kin = block.kinematics
         forces, outside, counts = self.p.estimator.estimate(kin)
@@ -154,71 +170,77 @@ class Session:
         t, flags = np.concatenate(ep.t), np.concatenate(ep.flags)
         angles = np.degrees(np.concatenate(ep.angles))
         known = np.isfinite(angles).all(axis=1)
-        ang: dict[str, Any] = {"names": list(NECK_ANGLE_NAMES)}
-        for what, fn in (("min_deg", np.min), ("max_deg", np.max), ("mean_deg", np.mean)):
-            ang[what] = np.round(fn(angles[known], axis=0), 2).tolist() if known.any() else None
-        n = max(ep.force_frames, 1)
-        payload = {
-            "start_s": round(float(t[0] - self.t0_s), 3),
-            "end_s": round(float(t[-1] - self.t0_s), 3),
-            "frames": ep.frames,
-            "usable_frames": int(((flags & (INVALID | UNCALIBRATED)) == 0).sum()),
-            "angles": ang,
-            "force_frames": ep.force_frames,
-            "force_mean_n": np.round(ep.force_sum / n, 2).tolist() if ep.force_frames else None,
-            "force_peak_n": np.round(ep.force_peak, 2).tolist() if ep.force_frames else None,
-            "marks": list(flag_spans(flags, t - self.t0_s)),
-        }
-        return self.p.record("epoch", payload, self.id)
+
+        def over_known(fn: Any) -> tuple[float, ...] | None:
+            return tuple(np.round(fn(angles[known], axis=0), 2).tolist()) if known.any() else None
+
+        def per_muscle(values: FloatArray) -> tuple[float, ...] | None:
+            return tuple(np.round(values, 2).tolist()) if ep.force_frames else None
+
+        record = EpochRecord(
+            start_s=round(float(t[0] - self.t0_s), 3),
+            end_s=round(float(t[-1] - self.t0_s), 3),
+            frames=ep.frames,
+            usable_frames=int(((flags & (INVALID | UNCALIBRATED)) == 0).sum()),
+            angles=AngleSummary(
+                NECK_ANGLE_NAMES, over_known(np.min), over_known(np.max), over_known(np.mean)
+            ),
+            force_frames=ep.force_frames,
+            force_mean_n=per_muscle(ep.force_sum / max(ep.force_frames, 1)),
+            force_peak_n=per_muscle(ep.force_peak),
+            marks=_marks(flags, t - self.t0_s),
+        )
+        return self.p.record(record, self.id)
 
     def close(self, reason: str) -> list[NewRecord]:
         records = self.consume(self.tracker.finish())
         if self.epoch is not None:
             records.append(self._epoch_record(self.epoch))
             self.epoch = None
-        records.append(self.p.record("session", self._summary(reason), self.id))
+        records.append(self.p.record(self._summary(reason), self.id))
         return records
 
-    def _summary(self, reason: str) -> dict[str, Any]:
+    def _summary(self, reason: str) -> SessionRecord:
         p = self.p
         t = np.concatenate(self.t) if self.t else np.zeros(0)
         flags = np.concatenate(self.flags) if self.flags else np.zeros(0, dtype=np.uint16)
         angles = np.concatenate(self.angles) if self.angles else np.zeros((0, 3))
         calibrated = (flags & UNCALIBRATED) == 0
-        assessment: dict[str, Any] | None = None
+        assessment = None
         note = None
         if p.envelope is None:
             note = "the installed model bundle carries no motion envelope"
         elif calibrated.sum() < 2:
             note = "not calibrated: no neutral hold followed by a nod was found"
         else:
-            result = assess_session(
+            assessment = assess_session(
                 t[calibrated] - self.t0_s, angles[calibrated], p.envelope, p.settings.assessment
             )
-            assessment = result.to_dict()
-        return {
-            "started_utc": self.started_utc,
-            "source_t0_s": round(self.t0_s, 3),
-            "duration_s": round(float(t[-1] - t[0]) + 1 / p.settings.rate_hz, 3) if len(t) else 0.0,
-            "end_reason": reason,
-            "frames": len(t),
-            "usable_frames": int(((flags & (INVALID | UNCALIBRATED)) == 0).sum()),
-            "calibration": self.tracker.calibration_info,
-            "calibration_rejected": self.tracker.rejected,
-            "assessment": assessment,
-            "assessment_note": note,
-            "envelope_clamped_fields": p.envelope_clamped,
-            "forces": self.stats.to_dict(),
-            "out_of_range": {
-                "frames": int(((flags & OUT_OF_RANGE) != 0).sum()),
-                "features": {
-                    f: int(c) for f, c in zip(p.spec.features, self.out_of_range, strict=True) if c
-                },
-            },
-            "marks": list(flag_spans(flags, t - self.t0_s)),
-            "model": {"bundle_version": p.bundle_version},
-            "profile": p.profile.to_dict(),
-        }
+        features = zip(p.spec.features, self.out_of_range, strict=True)
+        return SessionRecord(
+            started_utc=self.started_utc,
+            source_t0_s=round(self.t0_s, 3),
+            duration_s=round(float(t[-1] - t[0]) + 1 / p.settings.rate_hz, 3) if len(t) else 0.0,
+            end_reason=reason,
+            frames=len(t),
+            usable_frames=int(((flags & (INVALID | UNCALIBRATED)) == 0).sum()),
+            calibration=self.tracker.calibration_info,
+            calibration_rejected=tuple(self.tracker.rejected),
+            assessment=assessment,
+            assessment_note=note,
+            envelope_clamped_fields=tuple(p.envelope_clamped),
+            forces=self.stats.summary(),
+            out_of_range=OutOfRange(
+                int(((flags & OUT_OF_RANGE) != 0).sum()), {f: int(c) for f, c in features if c}
+            ),
+            marks=_marks(flags, t - self.t0_s),
+            bundle_version=p.bundle_version,
+            profile=p.profile,
+        )
+
+
+def _marks(flags: npt.NDArray[np.uint16], t_s: FloatArray) -> tuple[Mark, ...]:
+    return tuple(Mark(**span) for span in flag_spans(flags, t_s))
 
 
 class HubPipeline:
@@ -281,16 +303,16 @@ class HubPipeline:
             return self._use_magnetometer
         return self.pairer.has_magnetometers
 
-    def record(self, kind: str, payload: dict[str, Any], session_id: str | None) -> NewRecord:
-        return NewRecord(kind, {"format": RECORD_FORMAT, **payload}, session_id)
+    def record(self, payload: HubRecord, session_id: str | None) -> NewRecord:
+        return NewRecord(payload.KIND, payload.to_dict(), session_id)
 
-    def store_record(self, kind: str, payload: dict[str, Any]) -> None:
+    def store_record(self, payload: HubRecord) -> None:
         """Store a record outside any session (waits in memory like any record on a full disk)."""
-        self._write([self.record(kind, payload, None)])
+        self._write([self.record(payload, None)])
 
     def event(self, name: str, **fields: Any) -> None:
         """Store an event record (waits in memory like any record when the disk is full)."""
-        self.store_record("event", {"event": name, **fields})
+        self.store_record(EventRecord(name, fields))
 
     # -- feeding -------------------------------------------------------------------------
     def push(self, role: SensorRole, chunk: ImuRecording, arrival: Arrival | None = None) -> None:
@@ -324,11 +346,10 @@ class HubPipeline:
                 self.invalid_run = 0
                 if self.unusable_since_s is not None:  # the span between sessions, marked
                     span = {
-                        "event": "sensors_unusable",
                         "from_t_s": round(self.unusable_since_s, 3),
                         "to_t_s": round(float(block.t_s[start]), 3),
                     }
-                    records.append(self.record("event", span, None))
+                    records.append(self.record(EventRecord("sensors_unusable", span), None))
                     self.unusable_since_s = None
                 self.session = Session(self, float(block.t_s[start]))
             stop = self._session_stop(block, invalid, start)
@@ -395,7 +416,7 @@ class HubPipeline:
         self.pending.clear()
         if self.storage_full_logged or self.dropped_epochs:
             self.storage_full_logged = False
-            event = {"event": "storage_full_recovered", "epochs_dropped": self.dropped_epochs}
+            event = EventRecord("storage_full_recovered", {"epochs_dropped": self.dropped_epochs})
             self.dropped_epochs = 0
-            self.store.append_many([self.record("event", event, None)])
+            self.store.append_many([self.record(event, None)])
             log.warning("storage: space is back; the waiting records are written")

@@ -30,6 +30,7 @@ from edge_runtime.contracts.neck_angles import (
     neck_angles_from_rotation,
     neck_kinematics,
 )
+from edge_runtime.contracts.record_payloads import CalibrationInfo
 from edge_runtime.fusion import (
     VQF_PARAMS,
     CalibrationError,
@@ -183,7 +184,7 @@ class NeckTracker:
         self.trunk = StreamingOrientation(rate_hz, use_magnetometer)
         self.derivatives = StreamingDerivatives(rate_hz)
         self.calibration: NeckCalibration | None = None
-        self.calibration_info: dict[str, object] | None = None
+        self.calibration_info: CalibrationInfo | None = None
         self.rejected: list[str] = []
         self._frames_seen = 0
         self._buf: dict[str, np.ndarray] = {}
@@ -300,16 +301,14 @@ class NeckTracker:
             self._candidate, self._nod_start = None, None
             self._drop_before(nod_stop)
             return
-        self.calibration_info = {
-            "neutral_s": [round(float(b["t"][start]), 3), round(float(b["t"][stop - 1]), 3)],
-            "nod_s": [
-                round(float(b["t"][self._nod_start]), 3),
-                round(float(b["t"][nod_stop - 1]), 3),
-            ],
-            "nod_peak_deg": round(float(excursion[peak_at]), 1),
-            "nod_direction": self.calibration.nod_direction,
-            "trunk_axes": np.round(self.calibration.trunk_axes, 4).tolist(),
-        }
+        axes = np.round(self.calibration.trunk_axes, 4).tolist()
+        self.calibration_info = CalibrationInfo(
+            neutral_s=(round(float(b["t"][start]), 3), round(float(b["t"][stop - 1]), 3)),
+            nod_s=(round(float(b["t"][self._nod_start]), 3), round(float(b["t"][nod_stop - 1]), 3)),
+            nod_peak_deg=round(float(excursion[peak_at]), 1),
+            nod_direction=self.calibration.nod_direction,
+            trunk_axes=tuple((a[0], a[1], a[2]) for a in axes),
+        )
         self._drop_before(start)
 
     def _find_neutral(self, window: int, n: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from argon2 import PasswordHasher
@@ -187,3 +188,67 @@ def test_accounts_refuse_weak_input_and_hash_with_argon2id(tmp_path: Path) -> No
         stored = db.execute(users.select().where(users.c.username == "dr.kim")).one()
     assert stored.password_hash.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
     assert "long enough password" not in stored.password_hash
+
+
+def test_a_hub_of_a_patient_is_not_moved_from_the_web_view(tmp_path: Path) -> None:
+    """Assigning over the web links unassigned hubs only: moving a patient's hub (and with it
+    the whole history) is refused with the reason, and nothing changes."""
+    store = clinic(tmp_path, days=5)
+    client = TestClient(web_app(store))
+    sign_in(client)
+    token = csrf_of(client.get(f"/patients/{PATIENT.code}").text)
+    moved = client.post(
+        "/devices/1/assign",
+        data={"patient_code": "P-0002", "csrf_token": token},
+        follow_redirects=False,
+    )
+    assert moved.status_code == 400 and "already belongs to patient P-0001" in moved.text
+    assert "P-0002" not in client.get("/patients").text
+    assert client.get(f"/patients/{PATIENT.code}").status_code == 200
+
+
+@pytest.mark.parametrize("period", ["to=9999-12-31", "from=0001-01-01", "to=1969-12-31"])
+def test_dates_beyond_the_store_range_are_refused_not_a_server_error(
+    tmp_path: Path, period: str
+) -> None:
+    store = clinic(tmp_path, days=5)
+    client = TestClient(web_app(store))
+    sign_in(client)
+    base = f"/patients/{PATIENT.code}"
+    for path in (base, f"{base}/report", f"{base}/report.pdf", f"{base}/sessions.csv",
+                 f"{base}/fhir.json"):  # fmt: skip
+        response = client.get(f"{path}?{period}")
+        assert response.status_code == 400, (path, response.status_code)
+        assert "not between 1970-01-01 and 2199-12-31" in response.text
+
+
+HOSTILE = ("²:x", "9" * 5000, str(2**63), "-1", "\x00", "../..", "$\\foo$", "[/x]",
+           "9999-12-31", "", "a" * 3000, "1:" + "9" * 30)  # fmt: skip
+
+
+def test_every_route_answers_any_parameter_without_a_server_error(tmp_path: Path) -> None:
+    """Every route x hostile path and query values: no 500, and every answer (errors included)
+    carries the security headers. Logout is left out (it would end the session)."""
+    store = clinic(tmp_path, days=5)
+    app = web_app(store)
+    client = TestClient(app, raise_server_exceptions=False)
+    assert sign_in(client) == 303
+    token = csrf_of(client.get(f"/patients/{PATIENT.code}").text)
+    routes = [r for r in app.routes if isinstance(r, APIRoute) and r.path != "/logout"]
+    for route, value in ((r, v) for r in routes for v in HOSTILE):
+        quoted = quote(value, safe="") or "x"
+        path = re.sub(
+            r"\{[a-z_]+\}", quoted.replace("\\", "\\\\"), route.path.replace("{code}", PATIENT.code)
+        )
+        for query in ("from", "to", "session", "compare", "next", "all"):
+            url = f"{path}?{query}={quoted}"
+            if "POST" in route.methods:
+                data = {"csrf_token": token, "patient_code": value, "username": value}
+                response = client.post(url, data=data, follow_redirects=False)
+            else:
+                response = client.get(url, follow_redirects=False)
+            assert response.status_code < 500, (url[:120], response.status_code)
+            assert response.headers["Content-Security-Policy"].startswith("default-src 'none'")
+        if route.path == "/login":
+            assert sign_in(client) == 303  # a hostile sign-in attempt does not sign us out
+    store.close()

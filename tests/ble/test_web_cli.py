@@ -3,6 +3,7 @@ log, and `serve` refusing plain HTTP beyond this computer."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ CERVICAL = str(Path(sys.executable).with_name("cervical"))
 def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [CERVICAL, "gateway", *args], input=stdin, capture_output=True, text=True, timeout=120,
-        check=False,
+        check=False, env={**os.environ, "COLUMNS": "250"},
     )  # fmt: skip
 
 
@@ -42,6 +43,40 @@ def test_accounts_assign_and_audit_from_the_command_line(tmp_path: Path) -> None
     store = ClinicStore(db)
     assert Accounts(store.engine).usernames() == []
     store.close()
+
+
+def test_a_hub_of_another_patient_moves_only_when_asked_and_the_audit_says_from_whom(
+    tmp_path: Path,
+) -> None:
+    db = str(tmp_path / "clinic.db")
+    store = ClinicStore(db)
+    store.device_id(DeviceKey("AA:BB:CC:DD:EE:01", "ab" * 16), "2026.1")
+    store.close()
+    assert run("assign", "AA:BB:CC:DD:EE:01", "--patient", "P-1", "--db", db).returncode == 0
+    moved = run("assign", "AA:BB:CC:DD:EE:01", "--patient", "P-2", "--db", db)
+    assert moved.returncode == 2 and "already belongs to patient P-1" in moved.stderr
+    again = run("assign", "AA:BB:CC:DD:EE:01", "--patient", "P-1", "--db", db)
+    assert again.returncode == 0  # the same patient again: nothing moves
+    forced = run("assign", "AA:BB:CC:DD:EE:01", "--patient", "P-2", "--reassign", "--db", db)
+    assert forced.returncode == 0, forced.stderr
+    audit = run("audit", "--db", db)
+    assert "moved from patient P-1" in audit.stdout
+
+
+def test_the_audit_shows_stored_names_as_data(tmp_path: Path) -> None:
+    """User names come from sign-in attempts: markup and escape sequences in them are shown,
+    never interpreted (a '[/bogus]' once crashed the command)."""
+    db = str(tmp_path / "clinic.db")
+    store = ClinicStore(db)
+    accounts = Accounts(store.engine)
+    accounts.audit("[/bogus]", "127.0.0.1", "login_failed", "wrong password")
+    accounts.audit("[bold red]clinician[/bold red]", "127.0.0.1", "login_failed", "x")
+    accounts.audit("\x1b[2Jevil\r", "127.0.0.1", "login_failed", "x")
+    store.close()
+    audit = run("audit", "--db", db)
+    assert audit.returncode == 0, audit.stderr
+    assert "[/bogus]" in audit.stdout and "[bold red]clinician[/bold red]" in audit.stdout
+    assert "\x1b" not in audit.stdout and "\\x1b[2Jevil\\r" in audit.stdout
 
 
 def test_serve_refuses_plain_http_beyond_loopback(tmp_path: Path) -> None:

@@ -215,7 +215,7 @@ def test_a_full_disk_keeps_records_waiting_until_space_returns(
     _run(pipeline, head, trunk)  # nothing raised
     assert any(r.kind == "session" for r in pipeline.pending)  # waiting, not lost
     store.ack(store.last_seq)  # the gateway synced: retention may now make room
-    pipeline.event("sync_done")
+    pipeline.event("hub_stopped")
     assert not pipeline.pending
     kinds = [r.kind for r in store.records_after(filler, 10_000)]
     assert "session" in kinds and kinds[-1] == "event"

@@ -81,7 +81,7 @@ def test_neck_angles_from_simulated_imus_within_2_deg_and_equal_to_offline(seed:
     truth = head.protocol.truth_angles_rad
     assert len(kin.t_s) == len(truth) and tracker.calibration_info is not None
     calibrated = (kin.flags & hr.UNCALIBRATED) == 0
-    neutral_start = tracker.calibration_info["neutral_s"][0]  # type: ignore[index]
+    neutral_start = tracker.calibration_info.neutral_s[0]
     assert calibrated.sum() > 0.5 * len(truth) and kin.t_s[calibrated][0] == neutral_start
     error = np.degrees(kin.kinematics[calibrated, :3] - truth[calibrated])
     rmse = np.sqrt((error**2).mean(axis=0))
@@ -90,9 +90,9 @@ def test_neck_angles_from_simulated_imus_within_2_deg_and_equal_to_offline(seed:
     offline = neck_kinematics_from_imus(
         head.recording,
         trunk.recording,
-        neutral_s=(info["neutral_s"][0], info["neutral_s"][1] + 0.005),  # type: ignore[index]
-        nod_s=(info["nod_s"][0], info["nod_s"][1] + 0.005),  # type: ignore[index]
-        nod_direction=info["nod_direction"],  # type: ignore[arg-type]
+        neutral_s=(info.neutral_s[0], info.neutral_s[1] + 0.005),
+        nod_s=(info.nod_s[0], info.nod_s[1] + 0.005),
+        nod_direction=info.nod_direction,
     )
     np.testing.assert_allclose(
         kin.kinematics[calibrated, :3], offline.angles_rad[calibrated], atol=1e-9
@@ -248,7 +248,7 @@ def test_force_statistics_match_numpy_within_a_bin() -> None:
     stats = ForceStatistics(["a", "b", "c"], {"ab": [0, 1]}, np.array([400.0, 400.0, 400.0]))
     for part in np.array_split(forces, 7):
         stats.add(part)
-    summary = stats.to_dict()
+    summary = stats.summary().to_dict()
     series = np.concatenate([forces, forces[:, :2].sum(axis=1, keepdims=True)], axis=1)
     for j, name in enumerate(["a", "b", "c"]):
         entry = summary["muscles"][name]

@@ -1,0 +1,144 @@
+"""The hub's record payloads: one typed definition per kind, checked against golden files (a
+change of the wire shape must be deliberate: a new RECORD_FORMAT and new goldens), validated on
+construction and on reading, every refusal naming the record and the key."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ble_gateway.web.synthetic import CALIBRATION, epoch_payload, session_payload
+from edge_runtime.contracts.record_payloads import (
+    RECORD_TYPES,
+    CalibrationRecord,
+    EventRecord,
+    HubRecord,
+    Mark,
+    ModelRecord,
+    RecordError,
+    parse_record,
+)
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def examples() -> dict[str, HubRecord]:
+    rng = np.random.default_rng(7)
+    started = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
+    return {
+        "epoch": epoch_payload(rng, 20.0),
+        "session": session_payload(3, 10, rng, started, "2026.11.24.120000"),
+        "calibration": CalibrationRecord(CALIBRATION, ("the nod was too small (4.0 deg)",)),
+        "event": EventRecord("sensors_unusable", {"from_t_s": 12.5, "to_t_s": 40.0}),
+        "model": ModelRecord("2026.11.24.120000"),
+    }
+
+
+@pytest.mark.parametrize("kind", sorted(RECORD_TYPES))
+def test_every_kind_matches_its_golden_file_and_reads_back(kind: str) -> None:
+    record = examples()[kind]
+    golden = json.loads((GOLDEN / f"record_{kind}.json").read_text())
+    assert record.to_dict() == golden
+    assert parse_record(kind, json.dumps(golden)) == record
+    assert parse_record(kind, record.to_json()).to_dict() == golden
+
+
+@pytest.mark.parametrize(
+    ("kind", "change", "message"),
+    [
+        ("session", lambda p: p.pop("end_reason"), "session record: end_reason: missing"),
+        ("session", lambda p: p.update(usable=1), "session record: usable: unknown key"),
+        ("session", lambda p: p["forces"]["groups"]["flexion"].update(mean_n="x"),
+         "forces.groups.flexion.mean_n: 'x': not a number"),
+        ("session", lambda p: p.update(started_utc="2026-11-24T09:30:00"), "has no UTC offset"),
+        ("session", lambda p: p["profile"].update(head_mass_kg=40.0), "profile: anthropometrics"),
+        ("session", lambda p: p.update(format="cervical-hub-record/2"), "format"),
+        ("epoch", lambda p: p.update(usable_frames=10**6), "more than the 1000 frames"),
+        ("epoch", lambda p: p["angles"].update(min_deg=[1.0]), "angles.min_deg"),
+        ("event", lambda p: p.update(event="\x1b[31mred"), "not printable"),
+        ("event", lambda p: p.pop("to_t_s"), "event record: to_t_s: missing"),
+        ("calibration", lambda p: p.update(trunk_axes=[[1, 0, 0]]), "not 3 axes"),
+        ("model", lambda p: p.update(bundle_version=3), "bundle_version: 3: not a string"),
+    ],
+)  # fmt: skip
+def test_a_bad_payload_is_refused_naming_the_record_and_key(
+    kind: str, change: Any, message: str
+) -> None:
+    payload = examples()[kind].to_dict()
+    change(payload)
+    with pytest.raises(RecordError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_record(kind, json.dumps(payload))
+
+
+def test_construction_validates_like_reading() -> None:
+    with pytest.raises(RecordError, match="event: 'sync_done'"):
+        EventRecord("sync_done")
+    with pytest.raises(RecordError, match="not finite"):
+        EventRecord("sensors_unusable", {"from_t_s": math.nan, "to_t_s": 1.0})
+    epoch = examples()["epoch"]
+    with pytest.raises(RecordError, match="marks"):
+        type(epoch)(**{**epoch.__dict__, "marks": (Mark("bogus", 0.0, 1.0, 3),)})
+
+
+def _mutations() -> st.SearchStrategy[Any]:
+    leaf = st.one_of(
+        st.none(), st.booleans(), st.integers(-(2**70), 2**70),
+        st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20),
+    )  # fmt: skip
+    return st.recursive(
+        leaf,
+        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
+        max_leaves=6,
+    )
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value[:3]):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    kind=st.sampled_from(sorted(RECORD_TYPES)),
+    where=st.integers(0, 10**6),
+    value=_mutations(),
+    delete=st.booleans(),
+)
+def test_any_mutation_reads_or_is_refused_with_a_record_error(
+    kind: str, where: int, value: Any, delete: bool
+) -> None:
+    """Fuzzing: one value anywhere in a valid payload replaced (or removed) never raises
+    anything but RecordError, and what reads back is finite JSON."""
+    payload = examples()[kind].to_dict()
+    paths = _paths(payload)[1:]
+    path = paths[where % len(paths)]
+    parent = payload
+    for key in path[:-1]:
+        parent = parent[key]
+    if delete and isinstance(parent, dict):
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = value
+    try:
+        text = json.dumps(payload)
+    except (ValueError, TypeError):
+        return
+    try:
+        record = parse_record(kind, text)
+    except RecordError:
+        return
+    json.dumps(record.to_dict(), allow_nan=False)
