@@ -93,6 +93,7 @@ MAX_AGE_S = 12 * 3600
 FAILURE_WINDOW_S = 15 * 60
 MAX_FAILURES_PER_USER = 5
 MAX_FAILURES_PER_CLIENT = 20
+MAX_NAME_CHARS = 64  # a longer user name or client cannot exist; stored cut to this
 
 
 class AccountError(GatewayError, ValueError):
@@ -174,9 +175,14 @@ class Accounts:
     # -- signing in --------------------------------------------------------------------------
     def authenticate(self, username: str, password: str, client: str) -> int | None:
         """The user's id, or None for a wrong name or password (each failure counted).
-        Raises LoginThrottledError while the name or the client is throttled."""
+        Raises LoginThrottledError while the name or the client is throttled.
+
+        The attempt is counted as a failure *before* the password is checked, in the same
+        transaction as the throttle check, and the count is withdrawn on success: concurrent
+        wrong passwords cannot all pass the check before any is recorded."""
         now = self.clock()
-        self._check_throttle(username, client, now)
+        username, client = username[:MAX_NAME_CHARS], client[:MAX_NAME_CHARS]
+        attempt = self._count_attempt(username, client, now)
         with self.engine.begin() as db:
             row = db.execute(
                 select(users.c.id, users.c.password_hash).where(users.c.username == username)
@@ -187,20 +193,27 @@ class Accounts:
             except (VerificationError, InvalidHashError):
                 ok = False
             if not ok or row is None:
-                db.execute(
-                    login_failures.insert().values(username=username, client=client, t_unix_s=now)
-                )
                 return None
             values: dict[str, str] = {"last_login_utc": _utc_now()}
             if self.hasher.check_needs_rehash(row[1]):
                 values["password_hash"] = self.hasher.hash(password)
             db.execute(users.update().where(users.c.id == row[0]).values(**values))
-            db.execute(delete(login_failures).where(login_failures.c.username == username))
+            db.execute(
+                delete(login_failures).where(
+                    (login_failures.c.username == username) | (login_failures.c.id == attempt)
+                )
+            )
             return int(row[0])
 
-    def _check_throttle(self, username: str, client: str, now: float) -> None:
+    def _count_attempt(self, username: str, client: str, now: float) -> int:
+        """Record the attempt as a failure and check the limits in one write transaction (the
+        insert takes SQLite's write lock first, so concurrent attempts are counted in turn);
+        a throttled attempt is not recorded. Returns the attempt's row id."""
         since = now - FAILURE_WINDOW_S
         with self.engine.begin() as db:
+            attempt = db.execute(
+                login_failures.insert().values(username=username, client=client, t_unix_s=now)
+            ).inserted_primary_key[0]  # type: ignore[index]
             db.execute(delete(login_failures).where(login_failures.c.t_unix_s < since))
             for column, value, limit in (
                 (login_failures.c.username, username, MAX_FAILURES_PER_USER),
@@ -209,13 +222,14 @@ class Accounts:
                 times = list(
                     db.execute(
                         select(login_failures.c.t_unix_s)
-                        .where(column == value)
+                        .where(column == value, login_failures.c.id != attempt)
                         .order_by(login_failures.c.t_unix_s.desc())
                         .limit(limit)
                     ).scalars()
                 )
-                if len(times) >= limit:
+                if len(times) >= limit:  # raising rolls the attempt back
                     raise LoginThrottledError(max(1.0, times[-1] + FAILURE_WINDOW_S - now))
+            return int(attempt)
 
     # -- sessions ----------------------------------------------------------------------------
     def open_session(self, user_id: int) -> tuple[str, WebSession]:
@@ -283,11 +297,11 @@ class Accounts:
             db.execute(
                 audit_log.insert().values(
                     t_utc=_utc_now(),
-                    username=username,
-                    client=client,
+                    username=username[:MAX_NAME_CHARS],
+                    client=client[:MAX_NAME_CHARS],
                     action=action,
-                    patient_code=patient_code,
-                    detail=detail,
+                    patient_code=None if patient_code is None else patient_code[:MAX_NAME_CHARS],
+                    detail=detail[:500],
                 )
             )
 

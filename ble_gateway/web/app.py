@@ -35,6 +35,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Red
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ble_gateway.errors import GatewayError
 from ble_gateway.store import ClinicStore, ClinicStoreError
@@ -64,6 +65,13 @@ CSP = (
     "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+MAX_BODY_BYTES = 64 * 1024
 SESSIONS_SHOWN = 60  # the patient page lists the latest sessions; "all" lists every one
 
 
@@ -104,10 +112,58 @@ def create_app(
         store, Accounts(store.engine, hasher, clock), templates, secure_cookies
     )
     app.add_middleware(_SecurityHeaders)
+    app.add_middleware(_BodyLimit)  # outermost: before anything reads a body
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     _add_error_handlers(app)
     _add_routes(app)
     return app
+
+
+class _BodyLimit:
+    """No request body beyond ``MAX_BODY_BYTES`` is read (every form of the view is a few
+    hundred bytes): a declared larger one is answered 413 at once, an undeclared one is cut off
+    when it passes the limit, before any route parses it or checks the session."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if not declared.isdigit() or int(declared) > MAX_BODY_BYTES:
+            await _too_large()(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > MAX_BODY_BYTES:
+                raise _BodyTooLargeError  # the route's body parser gives up here
+            return message
+
+        async def answer(message: Message) -> None:
+            if seen <= MAX_BODY_BYTES:
+                await send(message)
+            elif message["type"] == "http.response.start":  # whatever the parser made of it
+                await _too_large()(scope, receive, send)
+
+        try:
+            await self.app(scope, limited, answer)
+        except _BodyTooLargeError:
+            await _too_large()(scope, receive, send)
+
+
+def _too_large() -> Response:
+    headers = {**SECURITY_HEADERS, "Cache-Control": "no-store", "Connection": "close"}
+    return PlainTextResponse(f"request body over {MAX_BODY_BYTES} bytes", 413, headers=headers)
+
+
+class _BodyTooLargeError(Exception):
+    pass
 
 
 class _SecurityHeaders(BaseHTTPMiddleware):
@@ -116,10 +172,9 @@ class _SecurityHeaders(BaseHTTPMiddleware):
 
 
 def _harden(request: Request, response: Response) -> Response:
-    response.headers["Content-Security-Policy"] = CSP
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["X-Frame-Options"] = "DENY"
+    if _state(request).secure_cookies:  # served over HTTPS: browsers keep to it
+        response.headers["Strict-Transport-Security"] = "max-age=31536000"
+    response.headers.update(SECURITY_HEADERS)
     if not request.url.path.startswith("/static"):
         response.headers["Cache-Control"] = "no-store"
     return response
@@ -223,8 +278,8 @@ def _add_routes(app: FastAPI) -> None:  # one place lists every route
     @app.post("/login")
     def login(
         request: Request,
-        username: Annotated[str, Form()],
-        password: Annotated[str, Form()],
+        username: Annotated[str, Form()] = "",  # defaults: the CSRF check comes first
+        password: Annotated[str, Form()] = "",
         next: Annotated[str, Form()] = "/patients",
         csrf_token: CsrfField = "",
     ) -> Response:
@@ -299,7 +354,7 @@ def _add_routes(app: FastAPI) -> None:  # one place lists every route
         request: Request,
         user: User,
         device_id: DeviceId,
-        patient_code: Annotated[str, Form()],
+        patient_code: Annotated[str, Form()] = "",  # an empty code is refused after CSRF
         csrf_token: CsrfField = "",
     ) -> Response:
         _check_csrf(user, csrf_token)
@@ -421,7 +476,7 @@ def _add_routes(app: FastAPI) -> None:  # one place lists every route
     ) -> Response:
         history = _exported(request, user, code, start, to, "fhir bundle")
         return Response(
-            json.dumps(exports.fhir_bundle(history), indent=1),
+            json.dumps(exports.fhir_bundle(history), indent=1, allow_nan=False),  # FHIR JSON
             media_type="application/fhir+json",
             headers=_attachment(f"cervical-fhir-{code}.json"),
         )

@@ -42,6 +42,13 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate: serve HTTPS.")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
+    trusted_proxy: Annotated[
+        str | None,
+        typer.Option(
+            help="Address of a reverse proxy whose X-Forwarded-For is believed (default: "
+            "none; the throttle and audit log use the connecting address)."
+        ),
+    ] = None,
 ) -> None:
     """Serve the clinician web view. Beyond this computer (a non-loopback --host) only over
     HTTPS: patient data never crosses a network in clear text."""
@@ -81,6 +88,10 @@ def serve(
         log_level="warning",
         ssl_certfile=str(tls_cert) if tls_cert else None,
         ssl_keyfile=str(tls_key) if tls_key else None,
+        # uvicorn believes X-Forwarded-For from loopback by default: any local client could
+        # then name its own address and escape the per-client sign-in limit
+        proxy_headers=trusted_proxy is not None,
+        forwarded_allow_ips=trusted_proxy or "",
     )
     store.close()
 

@@ -64,7 +64,7 @@ def sessions_csv(history: PatientHistory) -> str:
     address = {d.id: d.address for d in history.devices}
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
+    writer.writerow([_safe_cell(h) for h in header])  # group names come from the hub
     for s in history.sessions:
         row: list[object] = [
             s.started_utc.isoformat(),

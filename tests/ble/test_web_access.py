@@ -4,7 +4,11 @@ throttled sign-in, sessions that end, cookie and header hardening, and the audit
 from __future__ import annotations
 
 import re
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 from urllib.parse import quote
 
 import pytest
@@ -17,6 +21,7 @@ from ble_gateway.web.accounts import (
     MAX_FAILURES_PER_USER,
     AccountError,
     Accounts,
+    LoginThrottledError,
     users,
 )
 from ble_gateway.web.app import LOGIN_CSRF_COOKIE, PUBLIC_PATHS, SESSION_COOKIE
@@ -116,6 +121,67 @@ def test_wrong_passwords_are_throttled_even_with_the_right_one_after(tmp_path: P
     assert "login_throttled" in actions and actions[0] == "login"
 
 
+class SlowHasher(PasswordHasher):
+    """Verifying takes a while (as Argon2 at the product's cost does): the window in which
+    concurrent attempts could all pass the throttle before any failure is recorded."""
+
+    def verify(self, hash: str | bytes, password: str | bytes) -> Literal[True]:
+        time.sleep(0.2)
+        return super().verify(hash, password)
+
+
+def test_throttling_holds_under_eight_concurrent_attempts(tmp_path: Path) -> None:
+    store = clinic(tmp_path, days=1)
+    accounts = Accounts(store.engine, SlowHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    start = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def attempt() -> None:
+        start.wait()
+        try:
+            result = accounts.authenticate(USER, "a wrong passphrase", "10.0.0.1")
+            outcomes.append("refused" if result is None else "signed in")
+        except LoginThrottledError:
+            outcomes.append("throttled")
+
+    threads = [threading.Thread(target=attempt) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes.count("refused") == MAX_FAILURES_PER_USER, outcomes
+    assert outcomes.count("throttled") == 8 - MAX_FAILURES_PER_USER
+    with pytest.raises(LoginThrottledError):  # the right password, still refused
+        accounts.authenticate(USER, PASSWORD, "10.0.0.2")
+    store.close()
+
+
+def test_bodies_beyond_the_limit_are_not_read(tmp_path: Path) -> None:
+    """A large body is refused before it is parsed or the session checked: declared (413 at
+    once) or streamed without a length (cut off at the limit); user names are stored cut."""
+    store = clinic(tmp_path, days=1)
+    client = TestClient(web_app(store))
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    declared = client.post("/devices/1/assign", content=b"a=" + b"x" * 200_000, headers=form)
+    assert declared.status_code == 413
+    assert declared.headers["Content-Security-Policy"].startswith("default-src 'none'")
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(1000):  # 10 MB, if it were all read
+            yield b"x" * 10_000
+
+    streamed = client.post("/login", content=chunks(), headers=form)
+    assert streamed.status_code == 413
+    client.get("/login")
+    token = client.cookies.get(LOGIN_CSRF_COOKIE) or ""
+    long_name = "u" * 30_000
+    data = {"username": long_name, "password": "x", "csrf_token": token}
+    assert client.post("/login", data=data).status_code == 401
+    entry = Accounts(store.engine).audit_entries()[0]
+    assert entry["username"] == "u" * 64
+    store.close()
+
+
 def test_sessions_end_on_logout_and_when_idle(tmp_path: Path) -> None:
     clock = Clock()
     client = TestClient(web_app(clinic(tmp_path, days=5), clock=clock))
@@ -157,6 +223,9 @@ def test_cookie_and_header_hardening(tmp_path: Path) -> None:
     assert page.headers["Content-Security-Policy"].startswith("default-src 'none'")
     assert page.headers["Cache-Control"] == "no-store"
     assert page.headers["X-Frame-Options"] == "DENY"
+    assert page.headers["Strict-Transport-Security"] == "max-age=31536000"  # under TLS only
+    plain = TestClient(web_app(clinic(tmp_path / "plain", days=1)))
+    assert "Strict-Transport-Security" not in plain.get("/login").headers
 
 
 def test_views_and_exports_are_audited_and_hub_text_is_escaped(tmp_path: Path) -> None:

@@ -3,13 +3,22 @@ log, and `serve` refusing plain HTTP beyond this computer."""
 
 from __future__ import annotations
 
+import http.cookiejar
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
+
+import pytest
 
 from ble_gateway.store import ClinicStore, DeviceKey
 from ble_gateway.web.accounts import Accounts
+from ble_gateway.web.app import LOGIN_CSRF_COOKIE
 
 CERVICAL = str(Path(sys.executable).with_name("cervical"))
 
@@ -84,3 +93,45 @@ def test_serve_refuses_plain_http_beyond_loopback(tmp_path: Path) -> None:
     assert r.returncode == 2 and "needs HTTPS" in r.stderr
     r = run("serve", "--db", str(tmp_path / "c.db"), "--tls-cert", str(tmp_path / "cert.pem"))
     assert r.returncode == 2 and "go together" in r.stderr
+
+
+def test_serve_does_not_believe_x_forwarded_for_unless_told(tmp_path: Path) -> None:
+    """A client naming another address in X-Forwarded-For is throttled and audited under the
+    address it connects from (uvicorn's default believes the header from loopback)."""
+    db = str(tmp_path / "clinic.db")
+    ClinicStore(db).close()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [CERVICAL, "gateway", "serve", "--db", db, "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                opener.open(f"{base}/login", timeout=5).read()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "server did not start"
+                time.sleep(0.2)
+        token = next(c.value for c in jar if c.name == LOGIN_CSRF_COOKIE)
+        form = urllib.parse.urlencode(
+            {"username": "nobody", "password": "wrong", "csrf_token": token}
+        ).encode()
+        request = urllib.request.Request(
+            f"{base}/login", data=form, headers={"X-Forwarded-For": "203.0.113.9"}
+        )
+        with pytest.raises(urllib.error.HTTPError, match="401"):
+            opener.open(request, timeout=30)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    store = ClinicStore(db)
+    entry = Accounts(store.engine).audit_entries()[0]
+    store.close()
+    assert entry["action"] == "login_failed" and entry["client"] == "127.0.0.1"
