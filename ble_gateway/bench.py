@@ -27,6 +27,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from edge_runtime.common.text import report_error
 from edge_runtime.contracts import gatt
 
 console = Console()
@@ -344,6 +345,6 @@ def _bench_restarts(runs: int, restarts: int, records: int, seed: int, as_json: 
     )
     console.print(table)
     for error in figures["errors"]:
-        console.print(f"gave up: {error}", markup=False)
+        report_error(error, prefix="gave up")
     if figures["runs_lossless"] < runs:
         raise typer.Exit(1)

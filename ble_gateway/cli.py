@@ -24,6 +24,7 @@ from ble_gateway.hub_client import sync_hub as sync_hub_records
 from ble_gateway.radio import DEFAULT_STATE_DIR, GatewayRadio, parse_radio
 from ble_gateway.store import ClinicStore
 from ble_gateway.web import cli as web_cli
+from edge_runtime.common.text import report_error
 from edge_runtime.contracts import gatt
 from edge_runtime.contracts.anthropometrics import read_profile
 from edge_runtime.contracts.errors import ContractError
@@ -73,7 +74,7 @@ def _radio(spec: str, state_dir: Path, passkey: str | None) -> GatewayRadio:
 
 
 def _fail(exc: Exception, code: int = 2) -> typer.Exit:
-    err.print(f"error: {exc}", markup=False, style="bold red")
+    report_error(exc)
     return typer.Exit(code)
 
 

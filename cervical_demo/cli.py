@@ -25,6 +25,7 @@ from cervical_demo.summary import (
     scenario_mismatch,
     write_summary,
 )
+from edge_runtime.common.text import report_error
 
 demo_app = typer.Typer(
     help="The whole product end to end on embedded defaults (no hardware, no network)."
@@ -84,7 +85,7 @@ def demo(
     try:
         state.open()
     except DemoStateError as exc:
-        err.print(f"error: {exc}", markup=False, style="bold red")
+        report_error(exc)
         raise typer.Exit(2) from exc
     try:
         _run(out_dir, state, scheduler, port, serve)
@@ -133,8 +134,7 @@ def _run(out_dir: Path, state: DemoState, scheduler: str | None, port: int, serv
     print_summary(console, figures, stages, outputs, clinic, out_dir, total)
     mismatch = scenario_mismatch(figures)
     if mismatch is not None:  # the demo checks its own story: a wrong outcome is a failure
-        err.print(f"error in stage 'hub': the outcome differs from the scenario: {mismatch}",
-                  markup=False, style="bold red")  # fmt: skip
+        report_error(f"in stage 'hub': the outcome differs from the scenario: {mismatch}")
         raise typer.Exit(1)
 
 
@@ -164,7 +164,7 @@ def _stage(
             outcome = reporter.outcome
             yield reporter
     except _user_errors() as exc:
-        err.print(f"error in stage '{name}': {exc}", markup=False, style="bold red")
+        report_error(f"in stage '{name}': {exc}")
         raise typer.Exit(2) from exc
     finally:
         if outcome is not None:

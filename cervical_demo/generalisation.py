@@ -23,6 +23,7 @@ from typing import Annotated, Any
 
 import typer
 
+from edge_runtime.common.text import report_error
 from host_training.errors import DatasetError
 from host_training.motions import MOTION_FAMILIES, motion_set
 
@@ -187,7 +188,7 @@ def bench_generalisation(
             with tempfile.TemporaryDirectory(prefix="cervical-generalisation-") as tmp:
                 result = leave_one_family_out(data, family, budget_s, Path(tmp), int8, err.print)
     except (HostTrainingError, QuantizationError, OSError) as exc:
-        err.print(f"error: {exc}", style="bold red", markup=False)
+        report_error(exc)
         raise typer.Exit(2) from exc
     if as_json:
         print(json.dumps(result))

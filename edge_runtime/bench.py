@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from edge_runtime.common.text import report_error
 from edge_runtime.contracts.anthropometrics import Anthropometrics
 from edge_runtime.contracts.envelope import ENVELOPE_GRID_FORMAT, EnvelopeGrid, MotionEnvelope
 from edge_runtime.contracts.errors import ContractError
@@ -100,7 +101,7 @@ def bench_model_runtime(
     try:
         f = measure(run, batch, repeats)
     except (FileNotFoundError, ValueError) as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
+        report_error(exc)
         raise typer.Exit(2) from exc
     if as_json:
         print(json.dumps(f))
@@ -199,7 +200,7 @@ def bench_assessment(
     try:
         source = _load_envelope_source(envelope)
     except (OSError, ValueError, KeyError, ContractError) as exc:
-        err.print(f"[bold red]error:[/] {envelope}: {exc}")
+        report_error(f"{envelope}: {exc}")
         raise typer.Exit(2) from exc
     config = AssessmentConfig(min_deficit_deg=min_deficit_deg)
     with Progress(BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err,

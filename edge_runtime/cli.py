@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from edge_runtime.common.text import report_error
 from edge_runtime.contracts.bundle import (
     generate_key_pair,
     load_public_key,
@@ -33,7 +34,7 @@ def keys_generate(
         public = generate_key_pair(key_path)
         fingerprint = public_key_fingerprint(load_public_key(public))
     except USER_ERRORS as exc:
-        err.print(f"error: {exc}", markup=False, style="bold red")
+        report_error(exc)
         raise typer.Exit(2) from exc
     out.print(f"wrote {key_path} (private, 0600) and {public} (fingerprint {fingerprint})")
 
@@ -51,7 +52,7 @@ def bundle_verify(
     try:
         checked = verify_model_bundle(bundle, load_public_key(pubkey), run_golden=golden)
     except USER_ERRORS as exc:
-        err.print(f"rejected: {exc}", markup=False, style="bold red")
+        report_error(exc, prefix="rejected")
         raise typer.Exit(2) from exc
     m = checked.manifest
     out.print(f"verified {bundle}: version {m['bundle_version']}, created {m['created_utc']}, "

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from edge_runtime.common.text import report_error
 from edge_runtime.contracts.errors import ContractError
 from host_training.errors import HostTrainingError
 
@@ -25,7 +26,7 @@ out = Console(soft_wrap=True)
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {exc}")
+    report_error(exc)
     return typer.Exit(2)
 
 

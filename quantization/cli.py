@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from edge_runtime.common.text import report_error
 from edge_runtime.contracts.bundle import load_private_key
 from edge_runtime.contracts.errors import ContractError
 from edge_runtime.contracts.model_bundle import VerifiedBundle, verify_model_bundle
@@ -167,7 +168,7 @@ def quantize(
             family_tolerance=family_tolerance,
         )  # fmt: skip
     except QuantizationError as exc:
-        err.print(f"error: {exc}", style="bold red", markup=False)
+        report_error(exc)
         raise typer.Exit(2) from exc
     gate = checked.manifest["metrics"]
     out.print(

@@ -111,3 +111,40 @@ def test_bench_model_prints_a_table_and_json() -> None:
         assert figures[key] > 0, key
     table = run("bench", "model", "--subjects", "1", "--population-rows", "1000")
     assert table.returncode == 0 and "personalise + build" in table.stdout
+
+
+def test_errors_show_paths_and_brackets_as_written(tmp_path: Path) -> None:
+    """Every command prints refusals through one path that shows data as data: a path with
+    '[/x]' in it (once a crash of the error message itself) and bracketed text in a message."""
+    folder = tmp_path / "[" / "x] [bold]"  # the path reads ".../[/x] [bold]/..."
+    folder.mkdir(parents=True)
+    bad = folder / "bad.parquet"
+    bad.write_text("not parquet")
+    r = run("population", "show", str(bad))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "[/x] [bold]/bad.parquet" in r.stderr.replace("\n", "")
+    r = run("bundle", "verify", str(folder), "--pubkey", str(bad))
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "[/x]" in r.stderr
+
+
+def test_no_command_prints_an_error_with_markup() -> None:
+    """Static check: error messages are printed by ``report_error`` only (no f-string with
+    'error' handed to a Rich console, which would interpret brackets in the data)."""
+    import ast
+
+    from tests.conftest import REPO
+
+    offenders = []
+    packages = ("host_training", "edge_runtime", "ble_gateway", "quantization", "cervical_demo")
+    for path in sorted(p for package in packages for p in (REPO / package).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "print"
+                and node.args
+                and isinstance(node.args[0], ast.JoinedStr)
+                and "error" in ast.unparse(node.args[0]).lower()
+            ):
+                offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert offenders == [], offenders

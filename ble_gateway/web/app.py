@@ -162,7 +162,7 @@ def _too_large() -> Response:
     return PlainTextResponse(f"request body over {MAX_BODY_BYTES} bytes", 413, headers=headers)
 
 
-class _BodyTooLargeError(Exception):
+class _BodyTooLargeError(GatewayError):
     pass
 
 

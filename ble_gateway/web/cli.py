@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from edge_runtime.common.text import printable
+from edge_runtime.common.text import printable, report_error
 
 if TYPE_CHECKING:  # the web stack is imported inside the commands
     from ble_gateway.web.accounts import Accounts
@@ -109,7 +109,7 @@ def _change_accounts(
         change(accounts)
         accounts.audit("cli", "local", action, f"user {username}")
     except AccountError as exc:
-        err.print(f"error: {exc}", markup=False)
+        report_error(exc)
         raise typer.Exit(2) from None
     finally:
         store.close()
@@ -172,7 +172,7 @@ def assign(
             )
             Accounts(store.engine).audit("cli", "local", "assign", detail, patient)
     except ClinicStoreError as exc:
-        err.print(f"error: {exc}", markup=False)
+        report_error(exc)
         raise typer.Exit(2) from None
     finally:
         store.close()

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from edge_runtime.ble.identity import BleIdentity
+from edge_runtime.common.text import report_error
 from edge_runtime.errors import USER_ERRORS
 
 radio_app = typer.Typer(help="A virtual BLE radio for tests and the demo.", no_args_is_help=True)
@@ -66,7 +67,7 @@ def show_identity(state_dir: Path) -> None:
     try:
         identity = BleIdentity.load_or_create(state_dir)
     except USER_ERRORS as exc:
-        err.print(f"error: {exc}", markup=False, style="bold red")
+        report_error(exc)
         raise typer.Exit(2) from exc
     address = str(identity.address).removesuffix("/P")
     out.print(f"address: {address} (static random)\npasskey: {identity.passkey_text}")

@@ -13,3 +13,14 @@ def printable(text: str, limit: int = 200) -> str:
         c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
     )
     return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+
+
+def report_error(problem: object, prefix: str = "error") -> None:
+    """The one way every command prints a refusal: ``error: <message>`` on stderr in bold red,
+    the message shown as data (paths and values may contain '[' or escape sequences)."""
+    from rich.console import Console
+
+    message = printable(str(problem), limit=4000)
+    Console(stderr=True, soft_wrap=True).print(
+        f"{prefix}: {message}", markup=False, highlight=False, style="bold red"
+    )

@@ -26,6 +26,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from edge_runtime.common.text import report_error
+
 WORKER = "edge_runtime.hub.bench"
 
 
@@ -177,7 +179,7 @@ def bench_edge(
     try:
         f = measure_edge(bundle, pubkey, seconds, repeats)
     except (OSError, ValueError, RuntimeError) as exc:
-        Console(stderr=True).print(f"error: {exc}", markup=False, style="bold red")
+        report_error(exc)
         raise typer.Exit(2) from exc
     if as_json:
         print(json.dumps(f))

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from edge_runtime.common.atomic import atomic_path
+from edge_runtime.common.text import report_error
 from edge_runtime.contracts.anthropometrics import read_profile
 from edge_runtime.contracts.bundle import load_public_key
 from edge_runtime.contracts.model_bundle import verify_model_bundle
@@ -35,7 +36,7 @@ out = Console(soft_wrap=True)
 
 
 def _fail(exc: Exception, code: int = 2) -> typer.Exit:
-    err.print(f"error: {exc}", markup=False, style="bold red")
+    report_error(exc)
     return typer.Exit(code)
 
 
