@@ -15,12 +15,13 @@ import typer
 from rich.console import Console
 
 from edge_runtime.common.atomic import atomic_path
+from edge_runtime.common.files import refuse_same_file
 from edge_runtime.common.text import report_error
 from edge_runtime.contracts.anthropometrics import read_profile
 from edge_runtime.contracts.bundle import load_public_key
 from edge_runtime.contracts.model_bundle import verify_model_bundle
 from edge_runtime.contracts.record_payloads import SessionRecord, parse_record
-from edge_runtime.contracts.recording import ImuRecording
+from edge_runtime.contracts.recording import ImuRecording, RecordingError, check_same_time_base
 from edge_runtime.errors import USER_ERRORS
 from edge_runtime.hub.config import load_config
 from edge_runtime.hub.models import InstallError, ModelSlots
@@ -51,15 +52,18 @@ def orientation(
     from edge_runtime.fusion import sensor_orientation
 
     try:
+        refuse_same_file(recording, out_path, RecordingError)
+        if out_path.is_dir():
+            raise RecordingError(f"{out_path}: is a folder; --out names the CSV to write")
         rec = ImuRecording.read_csv(recording)
         quat = sensor_orientation(rec, use_magnetometer=magnetometer)
+        with atomic_path(out_path) as tmp, open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["t_s", "qw", "qx", "qy", "qz"])
+            for t, q in zip(rec.t_s, quat, strict=True):
+                w.writerow([repr(float(t)), *(f"{v:.8f}" for v in q)])
     except USER_ERRORS as exc:
         raise _fail(exc) from exc
-    with atomic_path(out_path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["t_s", "qw", "qx", "qy", "qz"])
-        for t, q in zip(rec.t_s, quat, strict=True):
-            w.writerow([repr(float(t)), *(f"{v:.8f}" for v in q)])
     mode = "9D (magnetometer)" if magnetometer and rec.mag_ut is not None else "6D"
     out.print(f"wrote {out_path}: {len(quat)} orientations, VQF {mode}, {rec.rate_hz:.1f} Hz")
 
@@ -105,6 +109,7 @@ def replay(
         checked = verify_model_bundle(bundle, load_public_key(pubkey))
         wearer = read_profile(profile)
         recordings = [ImuRecording.read_csv(head), ImuRecording.read_csv(trunk)]
+        check_same_time_base(recordings[0], recordings[1])
         store = HubStore(db)
     except USER_ERRORS as exc:
         raise _fail(exc) from exc

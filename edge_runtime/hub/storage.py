@@ -122,6 +122,7 @@ class HubStore:
         except (OSError, sqlite3.Error) as exc:
             raise StorageError(path, f"cannot open the record store: {exc}") from exc
         try:
+            self._refuse_foreign()
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
@@ -136,9 +137,23 @@ class HubStore:
             self._db.executescript(
                 f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version={SCHEMA_VERSION};COMMIT;"
             )
+        except StorageError:
+            self._db.close()
+            raise
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise StorageError(path, f"not a usable record store: {exc}") from exc
+
+    def _refuse_foreign(self) -> None:
+        """A SQLite file of something else is left exactly as it was (no tables added, no
+        journal mode changed)."""
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        tables = {
+            r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+        if version == 0 and tables:
+            shown = ", ".join(sorted(tables)[:5])
+            raise StorageError(self.path, f"a SQLite database of something else (tables: {shown})")
 
     # -- context management ------------------------------------------------------------------
     def close(self) -> None:
