@@ -50,9 +50,11 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from ble_gateway.derived import DERIVED_VERSION, derive
 from ble_gateway.errors import GatewayError
+from edge_runtime.common.text import printable
 from edge_runtime.contracts.gatt import SyncRecord
 
 log = logging.getLogger(__name__)
@@ -193,15 +195,29 @@ def store_url(location: str | Path) -> str:
 
 class ClinicStore:
     def __init__(self, location: str | Path) -> None:
+        """Open (or create) the store; anything that is not one (a folder, a file of something
+        else, an unknown URL scheme) is a ClinicStoreError naming it."""
         url = store_url(location)
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(url)
+        shown = printable(str(location), 120)
+        try:
+            if url.startswith("sqlite:///"):
+                path = Path(url.removeprefix("sqlite:///"))
+                if path.is_dir():
+                    raise ClinicStoreError(f"{shown}: is a folder, not a clinic store")
+                path.parent.mkdir(parents=True, exist_ok=True)
+            self.engine: Engine = create_engine(url)
+        except (SQLAlchemyError, OSError, ValueError) as exc:
+            raise ClinicStoreError(f"{shown}: not a usable clinic store ({exc})") from None
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        metadata.create_all(self.engine)
-        self._insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
-        self._ensure_derived()
+        try:
+            metadata.create_all(self.engine)
+            self._insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+            self._ensure_derived()
+        except SQLAlchemyError as exc:
+            self.engine.dispose()
+            reason = str(exc.orig if isinstance(exc, DBAPIError) else exc).splitlines()[0]
+            raise ClinicStoreError(f"{shown}: not a usable clinic store ({reason})") from None
 
     def close(self) -> None:
         self.engine.dispose()

@@ -69,9 +69,10 @@ def population_show(
     subject: Annotated[int, typer.Option(help="Subject id.")] = 0,
 ) -> None:
     """Print one subject's anthropometrics (SI units)."""
-    from host_training.population import subject_anthropometrics
+    from host_training.population import population_size, subject_anthropometrics
 
     try:
+        population_size(population)  # the whole file checked, not only this subject's row
         a = subject_anthropometrics(population, subject)
     except (HostTrainingError, ContractError) as exc:
         raise _fail(exc) from exc

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from edge_runtime.common.files import read_text
 from edge_runtime.contracts.rom_assessment import AssessmentConfig, AssessmentError
 from host_training.errors import HostTrainingError
 from host_training.opensim_env import opensim
@@ -37,6 +38,7 @@ from host_training.opensim_env import opensim
 FloatArray = npt.NDArray[np.float64]
 MIN_MARKERS_PER_SEGMENT = 3
 UNIT_SCALE_TO_M = {"mm": 1e-3, "cm": 1e-2, "m": 1.0}
+MAX_COORDINATE_M = 100.0  # farther from the lab's origin than any capture volume
 
 
 class MarkerError(HostTrainingError):
@@ -53,12 +55,21 @@ class MarkerMap:
 
     @classmethod
     def read(cls, path: Path) -> MarkerMap:
+        """The map; refused (MarkerError naming the file and the key): not UTF-8 TOML, an
+        unknown table or key, fewer than three markers a segment, a marker on both segments,
+        a neutral window that is not [start, end] seconds, a non-finite gap length."""
         try:
-            data = tomllib.loads(path.read_text())
-        except OSError as e:
-            raise MarkerError(f"{path}: cannot read: {e.strerror}") from e
+            data = tomllib.loads(read_text(path, MarkerError, max_bytes=1024**2))
         except tomllib.TOMLDecodeError as e:
             raise MarkerError(f"{path}: not valid TOML: {e}") from e
+        allowed = {"head": {"markers"}, "trunk": {"markers"}, "calibration": {"neutral_s"},
+                   "gaps": {"max_fill_s"}, "assessment": None}  # fmt: skip
+        for table, value in data.items():
+            if table not in allowed or not isinstance(value, dict):
+                raise MarkerError(f"{path}: [{table}] is not a table of a marker map")
+            unknown = sorted(set(value) - (allowed[table] or set(value)))
+            if unknown:
+                raise MarkerError(f"{path}: [{table}] has an unknown key {unknown[0]!r}")
 
         def markers(segment: str) -> tuple[str, ...]:
             names = data.get(segment, {}).get("markers")
@@ -71,19 +82,27 @@ class MarkerMap:
                 )
             return tuple(names)
 
+        head, trunk = markers("head"), markers("trunk")
+        shared = sorted(set(head) & set(trunk))
+        if shared:  # the same marker on both segments makes their relative motion meaningless
+            raise MarkerError(f"{path}: markers {shared} are on both [head] and [trunk]")
         neutral = data.get("calibration", {}).get("neutral_s")
-        numbers = isinstance(neutral, list) and all(isinstance(v, int | float) for v in neutral)
+        numbers = isinstance(neutral, list) and all(_finite(v) for v in neutral)
         if not numbers or len(neutral) != 2 or neutral[1] <= neutral[0]:
             raise MarkerError(f"{path}: [calibration] neutral_s must be [start, end] seconds")
         max_fill = data.get("gaps", {}).get("max_fill_s", 0.2)
-        if not isinstance(max_fill, int | float) or max_fill < 0:
-            raise MarkerError(f"{path}: [gaps] max_fill_s must be a number >= 0")
+        if not _finite(max_fill) or max_fill < 0:
+            raise MarkerError(f"{path}: [gaps] max_fill_s = {max_fill!r}: must be a number >= 0")
         try:
             assessment = AssessmentConfig.from_dict(data.get("assessment", {}))
         except (AssessmentError, TypeError) as e:
             raise MarkerError(f"{path}: [assessment]: {e}") from e
-        return cls(markers("head"), markers("trunk"), (float(neutral[0]), float(neutral[1])),
-                   float(max_fill), assessment)  # fmt: skip
+        return cls(head, trunk, (float(neutral[0]), float(neutral[1])), float(max_fill),
+                   assessment)  # fmt: skip
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,8 +114,7 @@ class MarkerData:
 def read_trc(path: Path) -> MarkerData:
     """All markers of a TRC file, in metres (OpenSim's reader; units from the header)."""
     osim = opensim()
-    if not path.is_file():
-        raise MarkerError(f"{path}: no such marker file")
+    _check_trc_layout(path, read_text(path, MarkerError))  # OpenSim's reader hangs on some
     try:
         table = osim.TimeSeriesTableVec3(str(path))  # OpenSim's TRCFileAdapter
     except RuntimeError as e:
@@ -116,7 +134,38 @@ def read_trc(path: Path) -> MarkerData:
         positions[name] = (
             np.array([[col[i][k] for k in range(3)] for i in range(col.size())]) * scale
         )
+    for name, p in positions.items():
+        beyond = np.flatnonzero(np.abs(np.nan_to_num(p)).max(axis=1) > MAX_COORDINATE_M)
+        if beyond.size:
+            raise MarkerError(
+                f"{path}: marker {name} at t = {t[beyond[0]]:g} s is {np.abs(p[beyond[0]]).max():g}"
+                f" m from the origin (beyond {MAX_COORDINATE_M:g} m: a corrupted file?)"
+            )
     return MarkerData(t, positions)
+
+
+def _check_trc_layout(path: Path, text: str) -> None:
+    """The TRC header and frame rows are consistent (what OpenSim's adapter assumes: a file
+    whose header promises frames it does not have makes it loop for ever)."""
+    lines = text.split("\n")
+    if len(lines) < 5 or not lines[0].startswith("PathFileType"):
+        raise MarkerError(f"{path}: not a TRC file (no PathFileType header line)")
+    meta = dict(zip(lines[1].split("\t"), lines[2].split("\t"), strict=False))
+    try:
+        frames, markers = int(meta["NumFrames"]), int(meta["NumMarkers"])
+    except (KeyError, ValueError):
+        raise MarkerError(f"{path}: the header has no whole NumFrames and NumMarkers") from None
+    rows = [line for line in lines[5:] if line.strip()]
+    if frames < 1 or len(rows) != frames:
+        raise MarkerError(f"{path}: the header says {frames} frames; the file has {len(rows)}")
+    for i, row in enumerate(rows):
+        fields = row.rstrip("\t\r").split("\t")
+        if len(fields) > 2 + 3 * markers or len(fields) < 2:
+            raise MarkerError(f"{path}: frame row {i + 1} has {len(fields)} fields")
+        try:
+            float(fields[1])
+        except ValueError:
+            raise MarkerError(f"{path}: frame row {i + 1}: time {fields[1][:20]!r}") from None
 
 
 @dataclass(frozen=True)

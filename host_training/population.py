@@ -230,7 +230,7 @@ def write_population(
     return out
 
 
-def _open(path: Path) -> Any:
+def _open(path: Path, check_ids: bool = False) -> Any:
     import pyarrow.parquet as pq
 
     if not path.is_file():
@@ -243,15 +243,27 @@ def _open(path: Path) -> Any:
     missing = [c for c in POPULATION_COLUMNS if c not in names]
     if missing:
         raise PopulationFileError(path, f"missing columns {missing}")
+    if not check_ids:  # (a subject's own row is checked when it is read)
+        return pf
+    try:  # one row per subject, in id order: what every reader of a subject relies on
+        ids = pf.read(columns=["subject_id"]).column("subject_id").to_numpy()
+    except Exception as exc:
+        raise PopulationFileError(path, f"subject_id unreadable ({exc})") from exc
+    wrong = np.flatnonzero(ids != np.arange(len(ids)))
+    if wrong.size:
+        raise PopulationFileError(
+            path,
+            f"row {wrong[0]} has subject_id {ids[wrong[0]]}; ids must be 0, 1, 2, ... in order",
+        )
     return pf
 
 
 def population_size(path: Path) -> int:
-    return int(_open(path).metadata.num_rows)
+    return int(_open(path, check_ids=True).metadata.num_rows)
 
 
 def population_metadata(path: Path) -> dict[str, Any]:
-    meta = _open(path).schema_arrow.metadata or {}
+    meta = _open(path, check_ids=True).schema_arrow.metadata or {}
     raw = meta.get(METADATA_KEY)
     return {} if raw is None else dict(json.loads(raw))
 

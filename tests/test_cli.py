@@ -148,3 +148,18 @@ def test_no_command_prints_an_error_with_markup() -> None:
             ):
                 offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
     assert offenders == [], offenders
+
+
+def test_a_population_with_wrong_subject_ids_is_refused(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from host_training.population import write_population
+
+    good = tmp_path / "good.parquet"
+    write_population(good, 50, seed=1)
+    table = pq.read_table(good)
+    ids = pa.array([0] * 50, type=table.schema.field("subject_id").type)
+    pq.write_table(table.set_column(0, "subject_id", ids), tmp_path / "same.parquet")
+    r = run("population", "show", str(tmp_path / "same.parquet"))
+    assert r.returncode == 2 and "row 1 has subject_id 0" in r.stderr

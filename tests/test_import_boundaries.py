@@ -69,11 +69,12 @@ def test_checker_catches_a_forbidden_import(tmp_path: Path) -> None:
     assert {m.split(".")[0] for m in modules} <= FORBIDDEN["edge_runtime"]
 
 
-def test_the_shared_helpers_import_only_the_standard_library_and_numpy() -> None:
-    """edge_runtime.common is imported by every package: it must pull in nothing they lack."""
+def test_the_shared_helpers_import_only_the_standard_library_and_base_dependencies() -> None:
+    """edge_runtime.common is imported by every package: it must pull in nothing they lack
+    (numpy, typer and rich are the base install's dependencies)."""
     import sys
 
-    allowed = {"__future__", "numpy"}
+    allowed = {"__future__", "numpy", "rich"}
     for path in sorted((REPO / "edge_runtime" / "common").rglob("*.py")):
         for module, line in _imports(path):
             top = module.split(".")[0]

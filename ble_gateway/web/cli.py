@@ -100,15 +100,20 @@ def _change_accounts(
     db: str, action: str, username: str, change: Callable[[Accounts], None]
 ) -> None:
     """Apply one account change and audit it; a refused change exits with status 2."""
+    from ble_gateway.errors import GatewayError
     from ble_gateway.store import ClinicStore
-    from ble_gateway.web.accounts import AccountError, Accounts
+    from ble_gateway.web.accounts import Accounts
 
-    store = ClinicStore(db)
+    try:
+        store = ClinicStore(db)
+    except GatewayError as exc:
+        report_error(exc)
+        raise typer.Exit(2) from None
     try:
         accounts = Accounts(store.engine)
         change(accounts)
         accounts.audit("cli", "local", action, f"user {username}")
-    except AccountError as exc:
+    except GatewayError as exc:
         report_error(exc)
         raise typer.Exit(2) from None
     finally:
@@ -124,7 +129,11 @@ def add_user(
 ) -> None:
     """Create a clinician account (the password is asked for twice, at least 12 characters)."""
     if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
+        try:  # a line as a script pipes it, CRLF included
+            password = sys.stdin.readline().rstrip("\r\n")
+        except UnicodeDecodeError:
+            report_error("the password on standard input is not UTF-8 text")
+            raise typer.Exit(2) from None
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     _change_accounts(db, "add_user", username, lambda a: a.add_user(username, password))

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
+
+# the caller's error type, or any callable making one from the message
+ErrorType = Callable[[str], Exception]
 
 DEFAULT_MAX_BYTES = 2 * 1024**3  # 2 GiB: a day of 100 Hz IMU CSV is about 0.2 GiB
 
 
-def check_regular_file(
-    path: Path, error: type[Exception], max_bytes: int = DEFAULT_MAX_BYTES
-) -> int:
+def check_regular_file(path: Path, error: ErrorType, max_bytes: int = DEFAULT_MAX_BYTES) -> int:
     """The file's size; raises ``error`` unless ``path`` is a regular file of at most
     ``max_bytes``."""
     try:
@@ -30,7 +32,7 @@ def check_regular_file(
     return info.st_size
 
 
-def read_text(path: Path, error: type[Exception], max_bytes: int = DEFAULT_MAX_BYTES) -> str:
+def read_text(path: Path, error: ErrorType, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
     """The whole file as text (UTF-8, a byte-order mark dropped, CRLF as LF)."""
     check_regular_file(path, error, max_bytes)
     try:
@@ -48,7 +50,7 @@ def read_text(path: Path, error: type[Exception], max_bytes: int = DEFAULT_MAX_B
     return text.replace("\r\n", "\n")
 
 
-def refuse_same_file(source: Path, target: Path, error: type[Exception]) -> None:
+def refuse_same_file(source: Path, target: Path, error: ErrorType) -> None:
     """An output that would overwrite the input it is computed from is refused."""
     try:
         same = target.exists() and os.path.samefile(source, target)

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Literal
 
+from edge_runtime.common.files import read_text
 from edge_runtime.contracts.errors import InvalidAnthropometricsError
 
 Sex = Literal["female", "male"]
@@ -91,10 +92,12 @@ def read_profile(path: Path) -> Anthropometrics:
 
     Errors name the file and the field.
     """
+
+    def refused(message: str) -> Exception:
+        return InvalidAnthropometricsError("profile", str(path), message)
+
     try:
-        data = tomllib.loads(path.read_text())
-    except OSError as e:
-        raise InvalidAnthropometricsError("profile", str(path), f"cannot read: {e.strerror}") from e
+        data = tomllib.loads(read_text(path, refused, max_bytes=1024**2))
     except tomllib.TOMLDecodeError as e:
         raise InvalidAnthropometricsError("profile", str(path), f"not valid TOML: {e}") from e
     try:

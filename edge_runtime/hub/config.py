@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.common.files import read_text
 from edge_runtime.contracts.rom_assessment import AssessmentConfig
 from edge_runtime.errors import HubError
 from edge_runtime.hub.pipeline import PipelineSettings
@@ -110,9 +111,7 @@ def _build(cls: Any, values: dict[str, Any], where: str) -> Any:
 
 def load_config(path: Path) -> HubConfig:
     try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+        data = tomllib.loads(read_text(path, ConfigError, max_bytes=1024**2))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     sections = {"hub", "sensors", "pipeline", "calibration", "assessment", "ble"}

@@ -135,3 +135,22 @@ def test_serve_does_not_believe_x_forwarded_for_unless_told(tmp_path: Path) -> N
     entry = Accounts(store.engine).audit_entries()[0]
     store.close()
     assert entry["action"] == "login_failed" and entry["client"] == "127.0.0.1"
+
+
+def test_add_user_refuses_what_is_not_a_clinic_store_and_keeps_a_crlf_password(
+    tmp_path: Path,
+) -> None:
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"\x00garbage" * 100)
+    for db in (str(garbage), str(tmp_path), "nosuchscheme://x/y"):
+        r = run("add-user", "dr.x", "--db", db, "--password-stdin", stdin="a passphrase here\n")
+        assert r.returncode == 2 and "Traceback" not in r.stderr, (db, r.stderr)
+        assert "not a usable clinic store" in r.stderr or "is a folder" in r.stderr
+    assert garbage.read_bytes() == b"\x00garbage" * 100
+    db = str(tmp_path / "clinic.db")
+    r = run("add-user", "dr.crlf", "--db", db, "--password-stdin", stdin="a passphrase here\r\n")
+    assert r.returncode == 0, r.stderr
+    store = ClinicStore(db)
+    accounts = Accounts(store.engine)
+    assert accounts.authenticate("dr.crlf", "a passphrase here", "local") is not None
+    store.close()

@@ -111,3 +111,18 @@ def test_orientation_refuses_to_overwrite_its_input_or_write_onto_a_folder(tmp_p
     assert r.returncode == 2 and "not a regular file" in r.stderr
     r = run("edge", "orientation", "--recording", str(source), "--out", str(tmp_path / "n/q.csv"))
     assert r.returncode == 0 and (tmp_path / "n/q.csv").exists()
+
+
+def test_profiles_and_hub_configurations_that_are_not_text_are_refused(tmp_path: Path) -> None:
+    from edge_runtime.contracts.anthropometrics import read_profile
+    from edge_runtime.contracts.errors import InvalidAnthropometricsError
+    from edge_runtime.hub.config import ConfigError, load_config
+
+    bad = tmp_path / "bad.toml"
+    bad.write_bytes(b'sex = "female"\nstature_m = \xff\n')
+    with pytest.raises(InvalidAnthropometricsError, match="not UTF-8"):
+        read_profile(bad)
+    with pytest.raises(ConfigError, match=r"bad\.toml:2: not UTF-8"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_config(Path("/dev/zero"))

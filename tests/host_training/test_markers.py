@@ -137,5 +137,61 @@ def test_bad_maps_and_markers_are_named(tmp_path: Path) -> None:
         neck_rotation_from_markers(
             read_trc(tmp_path / "s.trc"), MarkerMap.read(tmp_path / "map.toml"), tmp_path / "s.trc"
         )
-    with pytest.raises(MarkerError, match="no such marker file"):
+    with pytest.raises(MarkerError, match="cannot read"):
         read_trc(tmp_path / "missing.trc")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: m + "[extra]\nx = 1\n", r"\[extra\] is not a table"),
+        (lambda m: m.replace("max_fill_s = 0.2", "max_fill_s = 0.2\nmax_fill = 1"),
+         "unknown key 'max_fill'"),
+        (lambda m: m.replace("max_fill_s = 0.2", "max_fill_s = nan"), "max_fill_s = nan"),
+        (lambda m: m.replace('"C7", "CLAV", "ACRL", "ACRR"', '"HF", "HL", "HR"'),
+         "on both"),
+        (lambda m: m.replace("neutral_s = [0.0, 0.9]", "neutral_s = [0.0, inf]"), "neutral_s"),
+    ],
+)  # fmt: skip
+def test_a_marker_map_refuses_what_it_does_not_define(
+    tmp_path: Path, change: object, message: str
+) -> None:
+    bad = tmp_path / "map.toml"
+    bad.write_text(change(MAP_TOML))  # type: ignore[operator]
+    with pytest.raises(MarkerError, match=message):
+        MarkerMap.read(bad)
+    bad.write_bytes(b'[head]\nmarkers = ["\xff"]\n')
+    with pytest.raises(MarkerError, match="not UTF-8"):
+        MarkerMap.read(bad)
+
+
+def _trc_lines(tmp_path: Path) -> list[str]:
+    t = np.arange(0, 0.5, 0.01)
+    write_trc(tmp_path / "ok.trc", t, synthetic_markers(t, np.zeros((len(t), 3))))
+    return (tmp_path / "ok.trc").read_text().split("\n")
+
+
+@pytest.mark.parametrize("variant", ["header_only", "header_and_blank", "no_column_rows"])
+def test_a_trc_without_frames_is_refused_not_a_hang(tmp_path: Path, variant: str) -> None:
+    """OpenSim's adapter loops for ever on these; the layout is checked before it reads."""
+    lines = _trc_lines(tmp_path)
+    keep = {"header_only": lines[:3], "header_and_blank": [*lines[:5], "", ""],
+            "no_column_rows": lines[:2]}[variant]  # fmt: skip
+    path = tmp_path / "broken.trc"
+    path.write_text("\n".join(keep) + "\n")
+    with pytest.raises(MarkerError, match=r"broken\.trc"):
+        read_trc(path)
+
+
+def test_an_impossible_coordinate_or_time_order_is_refused(tmp_path: Path) -> None:
+    t = np.arange(0, 0.5, 0.01)
+    markers = synthetic_markers(t, np.zeros((len(t), 3)))
+    markers["HF"][::10, 0] = 1e300
+    write_trc(tmp_path / "far.trc", t, markers)
+    with pytest.raises(MarkerError, match="marker HF at t = 0 s"):
+        read_trc(tmp_path / "far.trc")
+    lines = _trc_lines(tmp_path)
+    lines[6], lines[7] = lines[7], lines[6]
+    (tmp_path / "order.trc").write_text("\n".join(lines))
+    with pytest.raises(MarkerError, match=r"order\.trc: not a readable TRC file: .*Timestamp"):
+        read_trc(tmp_path / "order.trc")
