@@ -49,7 +49,7 @@ def key_figures(
         "r2_worst_muscle": held_out["r2_min"],
         "r2_worst_muscle_name": held_out["worst_muscle"],
         "r2_median": held_out["r2_median"],
-        "muscles_r2_above_goal": sum(v > R2_GOAL for v in r2.values()),
+        "muscles_r2_above_goal": sum(v is not None and v > R2_GOAL for v in r2.values()),
         "muscles": len(r2),
         "box_r2_worst_muscle": metrics.get("heldout_subjects_per_family", {})
         .get("box", {})

@@ -338,6 +338,7 @@ def evaluate_command(
     import json
 
     from edge_runtime.common.atomic import atomic_path
+    from host_training.metrics import json_safe
     from host_training.training import evaluate, load_run
 
     progress, report = _stage_progress()
@@ -349,9 +350,9 @@ def evaluate_command(
         raise _fail(exc) from exc
     if out_path is not None:
         with atomic_path(out_path) as tmp:
-            tmp.write_text(json.dumps(result, indent=1) + "\n")
+            tmp.write_text(json.dumps(json_safe(result), indent=1, allow_nan=False) + "\n")
     if as_json:
-        print(json.dumps(result))
+        print(json.dumps(json_safe(result), allow_nan=False))
         return
     _print_metrics(result["all_frames"], f"{run} on {data}")
     table = Table(title="per motion family")

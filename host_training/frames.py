@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from edge_runtime.common.files import read_text
 from edge_runtime.contracts.feature_spec import FeatureSpecError, columns_matrix
 from host_training.dataset import MANIFEST, METADATA_KEY, SHARD_DIR, file_sha256, force_column
 from host_training.errors import DatasetError
@@ -68,15 +69,14 @@ def _check_shards_match(data_dir: Path, paths: list[Path]) -> None:
     versions or bodies silently."""
     import pyarrow.parquet as pq
 
-    try:
-        wanted = json.loads((data_dir / MANIFEST).read_text())["config"]
-    except (ValueError, KeyError) as exc:
-        raise DatasetError(f"{data_dir / MANIFEST} is not a dataset manifest") from exc
+    wanted = manifest_config(data_dir)
     for path in paths:
-        metadata = pq.read_schema(path).metadata or {}
+        metadata = _shard(pq.read_schema, path).metadata or {}
         try:
             config = json.loads(metadata[METADATA_KEY])["config"]
-        except (KeyError, ValueError) as exc:
+            if not isinstance(config, dict):
+                raise TypeError("config is not an object")
+        except (KeyError, ValueError, TypeError) as exc:
             raise DatasetError(f"{path}: not a shard of `cervical simulate` (no metadata)") from exc
         different = {k: (config.get(k), v) for k, v in wanted.items() if config.get(k) != v}
         if different:
@@ -86,16 +86,36 @@ def _check_shards_match(data_dir: Path, paths: list[Path]) -> None:
             )
 
 
+def manifest_config(data_dir: Path) -> dict[str, Any]:
+    """The ``config`` object of the dataset's manifest (DatasetError naming it otherwise)."""
+    path = data_dir / MANIFEST
+    try:
+        config = json.loads(read_text(path, DatasetError, max_bytes=64 * 1024**2))["config"]
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise DatasetError(f"{path} is not a dataset manifest ({exc})") from None
+    if not isinstance(config, dict):
+        raise DatasetError(f"{path} is not a dataset manifest (config is not an object)")
+    return config
+
+
+def _shard(read: Callable[..., Any], path: Path, **kwargs: Any) -> Any:
+    """A shard read by pyarrow; a damaged file is a DatasetError naming it."""
+    try:
+        return read(path, **kwargs)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise DatasetError(f"{path}: not a readable shard ({str(exc).splitlines()[0]})") from None
+
+
 def dataset_fingerprint(data_dir: Path) -> dict[str, Any]:
     """SHA-256 over the manifest and every shard (name and content hash), plus the dataset's
     configuration: what a run's manifest records so a model can be traced to its data."""
     h = hashlib.sha256()
     manifest = data_dir / MANIFEST
+    config = manifest_config(data_dir)
     h.update(manifest.read_bytes())
     for p in _shards(data_dir):
         h.update(p.name.encode())
         h.update(file_sha256(p).encode())
-    config = json.loads(manifest.read_text()).get("config", {})
     return {"path": str(data_dir.resolve()), "sha256": h.hexdigest(), "config": config}
 
 
@@ -116,17 +136,20 @@ def load_frames(
     xs, ys, sids, codes, frames = [], [], [], [], []
     motion_index: dict[str, int] = {}
     for i, path in enumerate(paths):
-        schema_names = set(pq.read_schema(path).names)
+        schema_names = set(_shard(pq.read_schema, path).names)
         missing = [c for c in wanted if c not in schema_names]
         if missing:
             raise DatasetError(
                 f"{path}: missing columns {missing[:5]}{'...' if len(missing) > 5 else ''}"
             )
-        table = pq.read_table(path, columns=wanted)
+        table = _shard(pq.read_table, path, columns=wanted)
         if subjects is not None:
             table = table.filter(pc.is_in(table["subject_id"], value_set=_int_array(subjects)))
         if table.num_rows:
-            cols = {name: table[name].to_numpy() for name in (*features, *force_cols)}
+            try:
+                cols = {name: table[name].to_numpy() for name in (*features, *force_cols)}
+            except (ValueError, TypeError) as exc:  # a column of another type
+                raise DatasetError(f"{path}: unreadable columns ({exc})") from None
             try:
                 xs.append(columns_matrix(cols, features).astype(np.float32))
             except FeatureSpecError as exc:

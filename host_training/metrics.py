@@ -71,3 +71,15 @@ def force_metrics(
             "max_abs_error_muscle": muscles[int(np.argmax(max_abs))],
         },
     }
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN or infinite number as None (undefined: R² of a muscle whose force
+    never varies), so that the metrics files are JSON; ``json.dumps`` would write ``NaN``."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float | np.floating) and not np.isfinite(value):
+        return None
+    return value

@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from edge_runtime.common.files import read_text
+from edge_runtime.contracts.errors import ContractError
 from edge_runtime.contracts.feature_spec import (
     DEFAULT_FEATURES,
     FeatureSpec,
@@ -44,7 +46,7 @@ from edge_runtime.contracts.feature_spec import (
 from host_training.anatomy import load_anatomy
 from host_training.errors import DatasetError, HostTrainingError
 from host_training.frames import Frames, dataset_fingerprint, load_frames
-from host_training.metrics import force_metrics
+from host_training.metrics import force_metrics, json_safe
 from host_training.motions import motion_family
 
 RUN_FORMAT = "cervical-run/1"
@@ -494,6 +496,7 @@ def train(
                 "hidden_units": list(config.hidden_units),
                 "n_inputs": spec.n_inputs,
                 "n_outputs": len(muscles),
+                "features": list(spec.features),  # the column order the weights expect
             },
             tmp / WEIGHTS_FILE,
         )
@@ -543,7 +546,7 @@ def train(
                 "heldout_motion": metrics_motion["summary"],
             },
         }
-        (tmp / RUN_METRICS).write_text(json.dumps(metrics, indent=1) + "\n")
+        (tmp / RUN_METRICS).write_text(json.dumps(json_safe(metrics), indent=1) + "\n")
         (tmp / RUN_MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
         report("plotting", 0, 1, "")
         from host_training.plots import plot_run
@@ -640,17 +643,37 @@ def load_run(path: Path) -> Run:
             f"{path} is not a training run: no {RUN_MANIFEST} (make one with `cervical train`)"
         )
     try:
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("format") != RUN_FORMAT:
-            raise TrainingError(
-                f"{manifest_path}: format {manifest.get('format')!r}, expected {RUN_FORMAT!r}"
-            )
+        manifest = json.loads(read_text(manifest_path, TrainingError, max_bytes=256 * 1024**2))
+        if not isinstance(manifest, dict) or manifest.get("format") != RUN_FORMAT:
+            found = manifest.get("format") if isinstance(manifest, dict) else type(manifest)
+            raise TrainingError(f"{manifest_path}: format {found!r}, expected {RUN_FORMAT!r}")
         spec = FeatureSpec.from_dict(manifest["feature_spec"])
+        muscles = manifest["muscles"]
+        if [m["name"] for m in muscles] != list(spec.outputs) or not all(
+            isinstance(m["fmax_n"], int | float) and 0 < m["fmax_n"] < 1e5 for m in muscles
+        ):
+            raise TrainingError(f"{manifest_path}: muscles do not match the feature spec's outputs")
+    except (ValueError, KeyError, TypeError, RecursionError, ContractError) as exc:
+        if isinstance(exc, TrainingError):
+            raise
+        raise TrainingError(f"{manifest_path}: not a run manifest ({exc})") from None
+    try:  # torch raises many types for a damaged file (UnpicklingError, zip errors, ...)
         saved = torch.load(path / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         network = build_network(saved["n_inputs"], saved["n_outputs"], tuple(saved["hidden_units"]))
         network.load_state_dict(saved["state_dict"])
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise TrainingError(f"{path}: the run cannot be loaded ({exc})") from exc
+    except Exception as exc:
+        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise TrainingError(
+            f"{path / WEIGHTS_FILE}: the weights cannot be loaded ({first})"
+        ) from None
+    trained_on = saved.get("features")
+    if trained_on is not None and tuple(trained_on) != spec.features:
+        raise TrainingError(
+            f"{manifest_path}: the feature spec lists the inputs in another order than the "
+            "weights were trained on (the manifest was edited?)"
+        )
+    if (saved["n_inputs"], saved["n_outputs"]) != (spec.n_inputs, len(spec.outputs)):
+        raise TrainingError(f"{path}: the weights' shape does not match the feature spec")
     return Run(path, manifest, spec, network)
 
 
