@@ -140,6 +140,7 @@ def evaluate_end_to_end(
     unseen subjects' everyday motions (drawn from ``population``, default the dataset's)."""
     from edge_runtime.contracts.feature_spec import feature_matrix
     from edge_runtime.contracts.force_model import ForceModel
+    from edge_runtime.contracts.training_run import RunLayout
     from host_training.training import load_run
 
     run = load_run(run_dir)
@@ -148,10 +149,10 @@ def evaluate_end_to_end(
         population = Path(json.loads((Path(run.manifest["dataset"]["path"]) / "manifest.json")
                                      .read_text())["population_path"])  # fmt: skip
     simulated = set(range(config["n_subjects"])) | set(config.get("anchor_subjects", []))
-    int8_path = run_dir / "tflite" / "model_int8.tflite"
+    int8_path = RunLayout(run_dir).tflite_int8
     int8 = ForceModel(int8_path.read_bytes(), run.spec) if int8_path.is_file() else None
     muscles = [m["name"] for m in run.manifest["muscles"]]
-    fmax = [m["fmax_n"] for m in run.manifest["muscles"]]
+    fmax = list(run.fmax_n)
     truth, float_forces, int8_forces = [], [], []
     ids = unseen_subjects(population, simulated, subjects)
     for k, subject_id in enumerate(ids):

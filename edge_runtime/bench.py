@@ -27,10 +27,8 @@ from edge_runtime.contracts.errors import ContractError
 from edge_runtime.contracts.feature_spec import FeatureSpec
 from edge_runtime.contracts.force_model import ForceModel, runtime_name
 from edge_runtime.contracts.rom_assessment import AssessmentConfig
+from edge_runtime.contracts.training_run import RunLayout
 from edge_runtime.synthetic import confusion, random_subject, run_subject
-
-INT8_FILE = "tflite/model_int8.tflite"  # written into a run by `cervical quantize`
-FLOAT_FILE = "tflite/model_float32.tflite"
 
 
 def _per_sample_us(fn: Callable[[], Any], samples: int, repeats: int) -> float:
@@ -46,7 +44,8 @@ def _per_sample_us(fn: Callable[[], Any], samples: int, repeats: int) -> float:
 def measure(run: Path, batch: int, repeats: int) -> dict[str, Any]:
     manifest = json.loads((run / "manifest.json").read_text())
     spec = FeatureSpec.from_dict(manifest["feature_spec"])
-    paths = {"int8": run / INT8_FILE, "float32": run / FLOAT_FILE}
+    layout = RunLayout(run)  # written into the run by `cervical quantize`
+    paths = {"int8": layout.tflite_int8, "float32": layout.tflite_float32}
     missing = [str(p) for p in paths.values() if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"{missing} missing: run `cervical quantize --run {run} ...` first")

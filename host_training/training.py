@@ -34,8 +34,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edge_runtime.common.files import read_text
-from edge_runtime.contracts.errors import ContractError
 from edge_runtime.contracts.feature_spec import (
     DEFAULT_FEATURES,
     FeatureSpec,
@@ -43,19 +41,20 @@ from edge_runtime.contracts.feature_spec import (
     apply_input_transforms,
     default_input_transforms,
 )
+from edge_runtime.contracts.training_run import (
+    MIN_CALIBRATION_ROWS,
+    RUN_FORMAT,
+    RunError,
+    RunLayout,
+    RunManifest,
+)
 from host_training.anatomy import load_anatomy
 from host_training.errors import DatasetError, HostTrainingError
 from host_training.frames import Frames, dataset_fingerprint, load_frames
 from host_training.metrics import force_metrics, json_safe
 from host_training.motions import motion_family
 
-RUN_FORMAT = "cervical-run/1"
-RUN_MANIFEST = "manifest.json"
-RUN_METRICS = "metrics.json"
-CALIBRATION_FILE = "calibration.npy"  # standardised inputs for int8 calibration
-GATE_FILE = "heldout_gate.npz"  # held-out frames: raw inputs, targets, float predictions, part
-ONNX_FILE = "model.onnx"
-WEIGHTS_FILE = "weights.pt"
+# the run directory's files: edge_runtime.contracts.training_run.RunLayout
 ONNX_OPSET = 17
 
 
@@ -91,8 +90,10 @@ class TrainConfig:
             problems.append(f"hidden_units {self.hidden_units}")
         if not 0 < self.val_fraction < 0.5 or not 0 < self.test_fraction < 0.5:
             problems.append(f"val/test fractions {self.val_fraction}/{self.test_fraction}")
-        if self.calibration_samples < 5000:
-            problems.append(f"calibration_samples {self.calibration_samples} (need >= 5000)")
+        if self.calibration_samples < MIN_CALIBRATION_ROWS:
+            problems.append(
+                f"calibration_samples {self.calibration_samples} (need >= {MIN_CALIBRATION_ROWS})"
+            )
         for name in ("batch_size", "max_epochs", "patience_epochs", "frame_stride", "gate_samples"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} {getattr(self, name)}")
@@ -474,7 +475,8 @@ def train(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=_parent(out_dir)))
     try:
         rng = np.random.default_rng([config.seed, 0x6A7E])
-        np.save(tmp / CALIBRATION_FILE, calib_x)
+        layout = RunLayout(tmp)
+        np.save(layout.calibration, calib_x)
         # the int8 gate checks held-out subjects on seen motions (part 0) and on the held-out
         # motion family (part 1): quantisation error is largest where the network extrapolates
         parts = []
@@ -482,7 +484,7 @@ def train(
             parts.append(np.sort(rng.choice(rows, min(config.gate_samples, len(rows)), False)))
         gate = np.concatenate(parts)
         np.savez_compressed(
-            tmp / GATE_FILE,
+            layout.gate,
             x=frames.x[gate].astype(np.float64),
             y=frames.y[gate],
             y_float=forces_of_rows(network, spec, frames.x[gate]),
@@ -498,9 +500,9 @@ def train(
                 "n_outputs": len(muscles),
                 "features": list(spec.features),  # the column order the weights expect
             },
-            tmp / WEIGHTS_FILE,
+            layout.weights,
         )
-        export_onnx(network, spec.n_inputs, tmp / ONNX_FILE)
+        export_onnx(network, spec.n_inputs, layout.onnx)
         manifest = {
             "format": RUN_FORMAT,
             "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -546,8 +548,8 @@ def train(
                 "heldout_motion": metrics_motion["summary"],
             },
         }
-        (tmp / RUN_METRICS).write_text(json.dumps(json_safe(metrics), indent=1) + "\n")
-        (tmp / RUN_MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        layout.metrics.write_text(json.dumps(json_safe(metrics), indent=1) + "\n")
+        layout.manifest.write_text(json.dumps(manifest, indent=1) + "\n")
         report("plotting", 0, 1, "")
         from host_training.plots import plot_run
 
@@ -626,9 +628,10 @@ class Run:
     """A finished run directory, loaded for evaluation or quantisation."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: dict[str, Any]  # the whole manifest (RunManifest validated its core)
     spec: FeatureSpec
     network: Any
+    fmax_n: tuple[float, ...]
 
     def forces(self, x: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
         return forces_of_rows(self.network, self.spec, x)
@@ -637,51 +640,35 @@ class Run:
 def load_run(path: Path) -> Run:
     import torch
 
-    manifest_path = path / RUN_MANIFEST
-    if not manifest_path.is_file():
-        raise TrainingError(
-            f"{path} is not a training run: no {RUN_MANIFEST} (make one with `cervical train`)"
-        )
+    layout = RunLayout(path)
     try:
-        manifest = json.loads(read_text(manifest_path, TrainingError, max_bytes=256 * 1024**2))
-        if not isinstance(manifest, dict) or manifest.get("format") != RUN_FORMAT:
-            found = manifest.get("format") if isinstance(manifest, dict) else type(manifest)
-            raise TrainingError(f"{manifest_path}: format {found!r}, expected {RUN_FORMAT!r}")
-        spec = FeatureSpec.from_dict(manifest["feature_spec"])
-        muscles = manifest["muscles"]
-        if [m["name"] for m in muscles] != list(spec.outputs) or not all(
-            isinstance(m["fmax_n"], int | float) and 0 < m["fmax_n"] < 1e5 for m in muscles
-        ):
-            raise TrainingError(f"{manifest_path}: muscles do not match the feature spec's outputs")
-    except (ValueError, KeyError, TypeError, RecursionError, ContractError) as exc:
-        if isinstance(exc, TrainingError):
-            raise
-        raise TrainingError(f"{manifest_path}: not a run manifest ({exc})") from None
+        manifest = RunManifest.read(layout)
+    except RunError as exc:
+        raise TrainingError(str(exc)) from None
+    spec = manifest.spec
     try:  # torch raises many types for a damaged file (UnpicklingError, zip errors, ...)
-        saved = torch.load(path / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        saved = torch.load(layout.weights, map_location="cpu", weights_only=True)
         network = build_network(saved["n_inputs"], saved["n_outputs"], tuple(saved["hidden_units"]))
         network.load_state_dict(saved["state_dict"])
     except Exception as exc:
         first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise TrainingError(
-            f"{path / WEIGHTS_FILE}: the weights cannot be loaded ({first})"
-        ) from None
+        raise TrainingError(f"{layout.weights}: the weights cannot be loaded ({first})") from None
     trained_on = saved.get("features")
     if trained_on is not None and tuple(trained_on) != spec.features:
         raise TrainingError(
-            f"{manifest_path}: the feature spec lists the inputs in another order than the "
+            f"{layout.manifest}: the feature spec lists the inputs in another order than the "
             "weights were trained on (the manifest was edited?)"
         )
     if (saved["n_inputs"], saved["n_outputs"]) != (spec.n_inputs, len(spec.outputs)):
         raise TrainingError(f"{path}: the weights' shape does not match the feature spec")
-    return Run(path, manifest, spec, network)
+    return Run(path, dict(manifest.document), spec, network, manifest.fmax_n)
 
 
 def evaluate(run: Run, data_dir: Path, progress: ProgressFn | None = None) -> dict[str, Any]:
     """The run's metrics on every frame of another dataset, overall and per motion family."""
     report = progress or (lambda *_: None)
     muscles = run.spec.outputs
-    fmax = [m["fmax_n"] for m in run.manifest["muscles"]]
+    fmax = list(run.fmax_n)
     frames = load_frames(
         data_dir,
         run.spec.features,

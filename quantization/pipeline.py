@@ -37,6 +37,12 @@ from edge_runtime.contracts.errors import ContractError
 from edge_runtime.contracts.feature_spec import FeatureSpec
 from edge_runtime.contracts.force_model import ForceModel, golden_vectors
 from edge_runtime.contracts.tflite_ops import HUB_RUNTIMES, check_hub_compatible
+from edge_runtime.contracts.training_run import (
+    MIN_CALIBRATION_ROWS,
+    RunError,
+    RunLayout,
+    RunManifest,
+)
 from quantization.convert import convert
 from quantization.errors import QuantizationError
 
@@ -48,9 +54,6 @@ R2_TOLERANCE = 0.005
 # network gets there the release gate holds int8 within 0.05 of float on the family.
 R2_FAMILY_TOLERANCE = 0.05
 GOLDEN_VECTORS = 32
-TFLITE_DIR = "tflite"  # inside the run directory
-INT8_FILE = "model_int8.tflite"
-FLOAT_FILE = "model_float32.tflite"
 
 
 def _log(message: str) -> None:
@@ -58,26 +61,30 @@ def _log(message: str) -> None:
 
 
 def load_run_inputs(run: Path) -> tuple[dict[str, Any], FeatureSpec, Path, dict[str, Any]]:
-    required = ["manifest.json", "model.onnx", "calibration.npy", "heldout_gate.npz"]
-    missing = [n for n in required if not (run / n).is_file()]
-    if missing:
-        raise QuantizationError(f"{run} is not a complete training run: missing {missing}")
-    manifest = json.loads((run / "manifest.json").read_text())
-    spec = FeatureSpec.from_dict(manifest["feature_spec"])
-    calib = np.load(run / "calibration.npy", mmap_mode="r")
-    if calib.shape[1:] != (spec.n_inputs,) or len(calib) < 5000:
+    layout = RunLayout(run)
+    try:
+        layout.require(layout.onnx, layout.calibration, layout.gate)
+        manifest = RunManifest.read(layout)
+    except RunError as exc:
+        raise QuantizationError(str(exc)) from None
+    spec = manifest.spec
+    try:
+        calib = np.load(layout.calibration, mmap_mode="r")
+        with np.load(layout.gate) as z:
+            gate = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError) as exc:  # numpy's errors for a damaged file
+        raise QuantizationError(f"{run}: calibration or gate file unreadable ({exc})") from None
+    if calib.shape[1:] != (spec.n_inputs,) or len(calib) < MIN_CALIBRATION_ROWS:
         raise QuantizationError(
-            f"{run}/calibration.npy: shape {calib.shape}, need >= 5000 rows "
+            f"{layout.calibration}: shape {calib.shape}, need >= {MIN_CALIBRATION_ROWS} rows "
             f"of {spec.n_inputs} standardised inputs"
         )
-    with np.load(run / "heldout_gate.npz") as z:
-        gate = {k: z[k] for k in z.files}
     if "part" not in gate or not (gate["part"] == 1).any():
         raise QuantizationError(
             f"{run}: its gate holds no frames of a held-out motion family (the run predates "
             "held-out-family gating): train it again with `cervical train`"
         )
-    return manifest, spec, run / "calibration.npy", gate
+    return dict(manifest.document), spec, layout.calibration, gate
 
 
 def _part_gate(
@@ -181,7 +188,7 @@ def convert_and_gate(run: Path, tolerance: float, family_tolerance: float | None
     )
     with tempfile.TemporaryDirectory(prefix="cervical-quantize-") as work:
         _log("converting ONNX -> int8 TFLite (onnx2tf, per-channel, int8 I/O)")
-        converted = convert(run / "model.onnx", calib_path, Path(work))
+        converted = convert(RunLayout(run).onnx, calib_path, Path(work))
     ops = check_hub_compatible(converted.int8)
     _log(f"ops: {', '.join(ops)} (supported by {', '.join(HUB_RUNTIMES)})")
     int8 = ForceModel(converted.int8, spec)
@@ -275,10 +282,10 @@ def quantize(
 
 
 def _save_converted(run: Path, int8: bytes, float32: bytes) -> None:
-    target = run / TFLITE_DIR
-    target.mkdir(exist_ok=True)
-    for name, data in ((INT8_FILE, int8), (FLOAT_FILE, float32)):
-        write_atomic(target / name, data)
+    layout = RunLayout(run)
+    layout.tflite_dir.mkdir(exist_ok=True)
+    for path, data in ((layout.tflite_int8, int8), (layout.tflite_float32, float32)):
+        write_atomic(path, data)
 
 
 def main(argv: list[str] | None = None) -> int:

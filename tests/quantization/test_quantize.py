@@ -211,7 +211,7 @@ def test_quantize_refuses_bad_input(
     assert r.returncode == 2 and "not a PEM private key" in r.stderr
     r = cervical("quantize", "--run", str(tmp_path), "--out", str(tmp_path / "b"),
                  "--key", str(keys[0]), *env)  # fmt: skip
-    assert r.returncode == 2 and "not a complete training run" in r.stderr
+    assert r.returncode == 2 and "is not a training run: no manifest.json" in r.stderr
     r = cervical("quantize", "--run", str(learning_run), "--out", str(learning_run),
                  "--key", str(keys[0]), *env)  # fmt: skip
     assert r.returncode == 2 and "already exists" in r.stderr

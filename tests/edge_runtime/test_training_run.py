@@ -1,0 +1,58 @@
+"""The training run's layout and manifest: one definition read by training, evaluation,
+quantisation and the demo; a manifest of another shape is refused naming what is wrong."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge_runtime.contracts.training_run import RUN_FORMAT, RunError, RunLayout, RunManifest
+from tests.edge_runtime.test_feature_spec import make_spec
+
+
+def _document() -> dict[str, Any]:
+    spec = replace(make_spec(2), outputs=("a", "b"))
+    return {
+        "format": RUN_FORMAT,
+        "feature_spec": spec.to_dict(),
+        "muscles": [
+            {"name": "a", "fmax_n": 100.0, "groups": ["flexion"]},
+            {"name": "b", "fmax_n": 200.0, "groups": []},
+        ],
+    }
+
+
+def test_the_layout_names_every_file_once(tmp_path: Path) -> None:
+    layout = RunLayout(tmp_path)
+    names = [layout.manifest, layout.metrics, layout.weights, layout.onnx, layout.calibration,
+             layout.gate, layout.tflite_int8, layout.tflite_float32]  # fmt: skip
+    assert len({p.name for p in names}) == len(names)
+    with pytest.raises(RunError, match="not a training run"):
+        layout.require()
+    layout.manifest.write_text(json.dumps(_document()))
+    with pytest.raises(RunError, match=r"missing \['model.onnx'\]"):
+        layout.require(layout.onnx)
+    manifest = RunManifest.read(layout)
+    assert manifest.fmax_n == (100.0, 200.0) and manifest.muscles[0].groups == ("flexion",)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.update(format="cervical-run/0"), "format"),
+        (lambda d: d.update(muscles="a"), "muscles must list"),
+        (lambda d: d["muscles"].reverse(), r"muscles\[0\] is not 'a'"),
+        (lambda d: d["muscles"][1].update(fmax_n=float("nan")), r"muscles\[1\]"),
+        (lambda d: d["muscles"][1].update(fmax_n=True), r"muscles\[1\]"),
+        (lambda d: d.update(feature_spec=[]), "feature_spec unusable"),
+    ],
+)
+def test_a_manifest_of_another_shape_is_refused(change: object, message: str) -> None:
+    doc = _document()
+    change(doc)  # type: ignore[operator]
+    with pytest.raises(RunError, match=message):
+        RunManifest.from_dict(doc)
