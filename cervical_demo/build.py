@@ -225,7 +225,7 @@ def envelope_grid(out_dir: Path, scale: DemoScale, stage: StageReporter) -> Path
 def _bundle_matches(bundle: Path, pub: Path, run: Path) -> VerifiedBundle | None:
     try:
         checked = verify_model_bundle(bundle, load_public_key(pub))
-        made_from = checked.manifest["training"]
+        made_from = checked.manifest.training
         manifest = json.loads((run / "manifest.json").read_text())
     except (BundleError, ForceModelError, OSError, ValueError, KeyError):
         return None
@@ -263,9 +263,9 @@ def model_bundle(
         run, bundle, key, grid, tolerance=scale.gate_tolerance, on_line=line,
         family_tolerance=scale.family_gate_tolerance,
     )  # fmt: skip
-    gate = checked.manifest["metrics"]
+    gate = checked.manifest.gate
     stage.outcome.note = (
-        f"version {checked.manifest['bundle_version']}, int8 worst R² {gate['r2_min_int8']:.4f}, "
+        f"version {checked.version}, int8 worst R² {gate['r2_min_int8']:.4f}, "
         f"largest drop {gate['largest_r2_drop']:.4f} (gate {scale.gate_tolerance}); "
         f"golden vectors reproduced on {checked.runtime}"
     )

@@ -16,6 +16,7 @@ from cervical_demo.hub import HubResult
 from cervical_demo.progress import duration
 from cervical_demo.scales import DemoScale
 from edge_runtime.common.atomic import atomic_path
+from edge_runtime.contracts.model_bundle import BundleManifest
 
 SUMMARY_FILE = "summary.json"
 R2_GOAL = 0.95  # the published result to beat: R² > 0.95 for every muscle
@@ -24,13 +25,13 @@ SENSOR_TROUBLE = {"sensor_lost", "dropped_samples", "timestamp_jump", "timestamp
 
 
 def key_figures(
-    run: Path, bundle_manifest: dict[str, Any], hub: HubResult, scale: DemoScale
+    run: Path, bundle_manifest: BundleManifest, hub: HubResult, scale: DemoScale
 ) -> dict[str, Any]:
     metrics = json.loads((run / "metrics.json").read_text())
     held_out = metrics["heldout_subjects"]["summary"]
     held_family = metrics["heldout_motion"]
     r2 = metrics["r2_per_muscle"]
-    gate = bundle_manifest["metrics"]
+    gate = bundle_manifest.gate
     gate_family = gate.get("heldout_family", {})
     sessions = []
     for s in hub.sessions:
@@ -64,7 +65,7 @@ def key_figures(
         "int8_largest_r2_drop": gate["largest_r2_drop"],
         "int8_largest_r2_drop_muscle": gate["largest_r2_drop_muscle"],
         "int8_gate_tolerance": gate["tolerance_r2"],
-        "bundle_version": bundle_manifest["bundle_version"],
+        "bundle_version": bundle_manifest.bundle_version,
         "records_synced": hub.records_synced,
         "sessions": sessions,
         "flagged_regions": sorted({f for s in sessions for f in s["flagged"]}),

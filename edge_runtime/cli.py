@@ -54,9 +54,10 @@ def bundle_verify(
     except USER_ERRORS as exc:
         report_error(exc, prefix="rejected")
         raise typer.Exit(2) from exc
-    m = checked.manifest
-    out.print(f"verified {bundle}: version {m['bundle_version']}, created {m['created_utc']}, "
-              f"key {m['signing_key_fingerprint']}, {len(m['files'])} file(s)")  # fmt: skip
+    m = checked.manifest.document  # signed: its provenance fields are shown as written
+    out.print(f"verified {bundle}: version {checked.version}, created {m.get('created_utc')}, "
+              f"key {m.get('signing_key_fingerprint')}, {len(m.get('files', {}))} file(s)",
+              markup=False)  # fmt: skip
     out.print(f"  inputs: {checked.spec.n_inputs} features; outputs: {len(checked.spec.outputs)} "
               f"muscle forces (N); ops: {', '.join(checked.ops)}")  # fmt: skip
     if checked.golden_max_diff_n is not None:

@@ -103,7 +103,7 @@ def assess_marker_session(
             "frames_without_posture": int((~kin.valid).sum()),
             "frames_out_of_training_range": int(out_of_range.sum()),
             "envelope_clamped_fields": clamped,
-            "bundle_version": bundle.manifest.get("bundle_version"),
+            "bundle_version": bundle.version,
         }
         (work / "markers.json").write_text(
             json.dumps(marker_report, indent=1, default=float) + "\n"

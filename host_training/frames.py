@@ -23,6 +23,8 @@ from host_training.dataset import MANIFEST, METADATA_KEY, SHARD_DIR, file_sha256
 from host_training.errors import DatasetError
 from host_training.motions import motion_family
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 Float32Array = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
 
@@ -151,13 +153,17 @@ def load_frames(
             except (ValueError, TypeError) as exc:  # a column of another type
                 raise DatasetError(f"{path}: unreadable columns ({exc})") from None
             try:
-                xs.append(columns_matrix(cols, features).astype(np.float32))
+                x = columns_matrix(cols, features)
             except FeatureSpecError as exc:
                 raise DatasetError(f"{path}: {exc}") from exc
-            y = np.stack([cols[c] for c in force_cols], axis=1).astype(np.float32)
-            if not np.isfinite(y).all():
-                raise DatasetError(f"{path}: non-finite force targets")
-            ys.append(y)
+            y = np.stack([cols[c] for c in force_cols], axis=1).astype(np.float64)
+            for values, names in ((x, features), (y, force_cols)):  # the network works in float32
+                bad = ~(np.abs(values) <= FLOAT32_MAX).all(axis=0)  # NaN fails too
+                if bad.any():
+                    name = names[int(np.argmax(bad))]
+                    raise DatasetError(f"{path}: non-finite values (or beyond float32) in {name}")
+            xs.append(x.astype(np.float32))
+            ys.append(y.astype(np.float32))
             sids.append(table["subject_id"].to_numpy().astype(np.int64))
             frames.append(table["frame"].to_numpy().astype(np.int32))
             ids = table["motion_id"].to_pylist()

@@ -136,6 +136,8 @@ def read_trc(path: Path) -> MarkerData:
         positions[name] = (
             np.array([[col[i][k] for k in range(3)] for i in range(col.size())]) * scale
         )
+    if not np.isfinite(t).all():
+        raise MarkerError(f"{path}: a frame's time is not a finite number")
     for name, p in positions.items():
         beyond = np.flatnonzero(np.abs(np.nan_to_num(p)).max(axis=1) > MAX_COORDINATE_M)
         if beyond.size:

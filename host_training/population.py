@@ -265,7 +265,15 @@ def population_size(path: Path) -> int:
 def population_metadata(path: Path) -> dict[str, Any]:
     meta = _open(path, check_ids=True).schema_arrow.metadata or {}
     raw = meta.get(METADATA_KEY)
-    return {} if raw is None else dict(json.loads(raw))
+    if raw is None:
+        return {}
+    try:
+        found = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise PopulationFileError(path, f"its metadata is not JSON ({exc})") from None
+    if not isinstance(found, dict):
+        raise PopulationFileError(path, "its metadata is not a JSON object")
+    return found
 
 
 def subject_anthropometrics(path: Path, subject_id: int) -> Anthropometrics:

@@ -648,11 +648,15 @@ def load_run(path: Path) -> Run:
     spec = manifest.spec
     try:  # torch raises many types for a damaged file (UnpicklingError, zip errors, ...)
         saved = torch.load(layout.weights, map_location="cpu", weights_only=True)
+        if not isinstance(saved, dict):
+            raise TypeError(f"a {type(saved).__name__}, not the saved network")
         network = build_network(saved["n_inputs"], saved["n_outputs"], tuple(saved["hidden_units"]))
         network.load_state_dict(saved["state_dict"])
     except Exception as exc:
         first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise TrainingError(f"{layout.weights}: the weights cannot be loaded ({first})") from None
+    if not all(torch.isfinite(v).all() for v in network.state_dict().values()):
+        raise TrainingError(f"{layout.weights}: the weights hold non-finite values")
     trained_on = saved.get("features")
     if trained_on is not None and tuple(trained_on) != spec.features:
         raise TrainingError(
@@ -661,6 +665,9 @@ def load_run(path: Path) -> Run:
         )
     if (saved["n_inputs"], saved["n_outputs"]) != (spec.n_inputs, len(spec.outputs)):
         raise TrainingError(f"{path}: the weights' shape does not match the feature spec")
+    middle = np.array([[(lo + hi) / 2 for lo, hi in spec.input_range]], dtype=np.float32)
+    if not np.isfinite(forces_of_rows(network, spec, middle)).all():
+        raise TrainingError(f"{layout.weights}: the network gives non-finite forces")
     return Run(path, dict(manifest.document), spec, network, manifest.fmax_n)
 
 

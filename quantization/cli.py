@@ -170,9 +170,9 @@ def quantize(
     except QuantizationError as exc:
         report_error(exc)
         raise typer.Exit(2) from exc
-    gate = checked.manifest["metrics"]
+    gate = checked.manifest.gate
     out.print(
-        f"bundle {out_dir} (version {checked.manifest['bundle_version']}): int8 R² min "
+        f"bundle {out_dir} (version {checked.version}): int8 R² min "
         f"{gate['r2_min_int8']:.4f} ({gate['worst_muscle_int8']}), "
         f"float {gate['r2_min_float']:.4f}; "
         f"golden vectors reproduced on {checked.runtime}"

@@ -83,8 +83,8 @@ def test_tiny_demo_runs_every_stage_and_leaves_its_outputs(
     assert figures["r2_worst_muscle"] == metrics["heldout_subjects"]["summary"]["r2_min"]
     # 4. signed int8 bundle that a hub accepts; the private key stays private
     bundle = verify_model_bundle(out / "bundle", load_public_key(out / "signing.pub"))
-    assert bundle.manifest["metrics"]["passed"] is True
-    assert figures["int8_largest_r2_drop"] <= bundle.manifest["metrics"]["tolerance_r2"]
+    assert bundle.manifest.gate["passed"] is True
+    assert figures["int8_largest_r2_drop"] <= bundle.manifest.gate["tolerance_r2"]
     assert stat.S_IMODE((out / "signing.key").stat().st_mode) == 0o600
     # 5. the virtual hub started without a model, got it over BLE, then measured the patient
     hub_log = (out / "logs" / "hub.log").read_text()
@@ -99,7 +99,7 @@ def test_tiny_demo_runs_every_stage_and_leaves_its_outputs(
     assert last["event"] == "hub_stopped"
     assert len(sessions) == 1
     session = sessions[0].payload
-    assert session["model"]["bundle_version"] == bundle.manifest["bundle_version"]
+    assert session["model"]["bundle_version"] == bundle.version
     assert session["profile"] == scenario.PATIENT_PROFILE.to_dict()  # set by the gateway
     # 6. every record synced into the clinic store, once, and assigned to the patient
     clinic = ClinicStore(out / "clinic.db")

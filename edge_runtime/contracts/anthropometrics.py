@@ -52,7 +52,7 @@ class Anthropometrics:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise InvalidAnthropometricsError(name, value, "must be a number")
-            if not math.isfinite(value):
+            if not _fits_float(value):
                 raise InvalidAnthropometricsError(name, value, "must be finite")
             if value <= 0:
                 raise InvalidAnthropometricsError(name, value, "must be positive")
@@ -78,6 +78,14 @@ class Anthropometrics:
 
 
 NUMERIC_FIELDS: tuple[str, ...] = tuple(PLAUSIBLE_RANGES)
+
+
+def _fits_float(value: float) -> bool:
+    """Finite, and (for an integer) not too large for a float: math.isfinite(10**400) raises."""
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def read_profile(path: Path) -> Anthropometrics:

@@ -61,7 +61,7 @@ class Fields:
     def check_number(self, name: str, v: object, minimum: float | None = None) -> float:
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise self.fail(name, v, "not a number")
-        if not math.isfinite(v):
+        if not -1e300 < v < 1e300 or not math.isfinite(v):  # (a 400-digit int would overflow)
             raise self.fail(name, v, "not finite")
         if minimum is not None and v < minimum:
             raise self.fail(name, v, f"below {minimum}")

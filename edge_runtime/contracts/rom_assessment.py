@@ -87,7 +87,8 @@ class AssessmentConfig:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not number or not -1e300 < value < 1e300 or not math.isfinite(value) or value < 0:
                 raise AssessmentError(f"assessment config: {f.name} = {value!r} must be >= 0")
 
     @classmethod

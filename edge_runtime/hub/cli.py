@@ -200,7 +200,7 @@ def install(
     except USER_ERRORS as exc:
         raise _fail(exc) from exc
     out.print(
-        f"installed version {installed.manifest['bundle_version']} in "
+        f"installed version {installed.version} in "
         f"{slots.current_slot}; restart the hub service to load it"
     )
 
@@ -213,10 +213,7 @@ def status(config: Annotated[Path, typer.Option(help="Hub configuration (TOML)."
         slots = ModelSlots(cfg.models, load_public_key(cfg.public_key))
         bundle = slots.active()
         with HubStore(cfg.database) as store:
-            out.print(
-                f"model: version {bundle.manifest['bundle_version']} in "
-                f"{slots.current_slot} (verified)"
-            )
+            out.print(f"model: version {bundle.version} in {slots.current_slot} (verified)")
             out.print(
                 f"records: last {store.last_seq}, synced up to {store.acked_seq}, "
                 f"{store.unsynced_count} unsynced; integrity {store.integrity()}"

@@ -24,6 +24,7 @@ relative paths are relative to the file. Example (``deploy/hub.toml``)::
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,9 +98,11 @@ def _build(cls: Any, values: dict[str, Any], where: str) -> Any:
     for key, value in values.items():
         default = getattr(defaults, key)
         if isinstance(default, tuple) and isinstance(value, list):
-            value = tuple(value)
+            value = tuple(_finite(f"{where} {key}", v) for v in value)
         if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
+            value = float(_finite(f"{where} {key}", value))
+        if isinstance(value, float):
+            _finite(f"{where} {key}", value)
         if default is not None and not isinstance(value, type(default)):
             raise ConfigError(f"{where}: {key} = {value!r} should be a {type(default).__name__}")
         converted[key] = value
@@ -107,6 +110,45 @@ def _build(cls: Any, values: dict[str, Any], where: str) -> Any:
         return cls(**converted)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _finite(where: str, value: Any) -> Any:
+    """A number must be finite (and fit a float): nan, inf or a 400-digit integer is refused."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            if math.isfinite(float(value)):
+                return value
+        except OverflowError:
+            pass
+        raise ConfigError(f"{where} = {value!r:.40}: not a finite number")
+    return value
+
+
+# the [hub] table's settings beside the paths: (lowest, highest) for numbers, None for flags
+_HUB_LIMITS: dict[str, tuple[float, float] | None] = {
+    "max_database_mb": (1.0, 1e7),
+    "retention_days": (0.0, 36500.0),
+    "sensor_retry_s": (0.01, 3600.0),
+    "replay_speed": (1e-3, 1000.0),
+    "realtime": None,
+}
+
+
+def _hub_settings(hub: dict[str, Any], where: str) -> None:
+    for key, limits in _HUB_LIMITS.items():
+        if key not in hub:
+            continue
+        value = hub[key]
+        if limits is None:
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}: {key} = {value!r:.40} should be true or false")
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: {key} = {value!r:.40} should be a number")
+        _finite(f"{where} {key}", value)
+        if not limits[0] <= value <= limits[1]:
+            raise ConfigError(f"{where}: {key} = {value!r} should be in [{limits[0]}, {limits[1]}]")
+        hub[key] = float(value)
 
 
 def load_config(path: Path) -> HubConfig:
@@ -118,6 +160,9 @@ def load_config(path: Path) -> HubConfig:
     unknown = sorted(set(data) - sections)
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {unknown}; known: {sorted(sections)}")
+    for name, table in data.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: [{name}] should be a table of settings")
     hub = dict(data.get("hub", {}))
     sensors = dict(data.get("sensors", {}))
     bad = sorted(set(hub) - _HUB_KEYS)
@@ -130,10 +175,7 @@ def load_config(path: Path) -> HubConfig:
         raise ConfigError(f"{path} [sensors]: needs head and trunk (and optionally rate_hz)")
     for key in _PATH_KEYS:
         hub[key] = (path.parent / str(hub[key])).resolve()
-    speed = hub.get("replay_speed", 1.0)
-    if isinstance(speed, bool) or not isinstance(speed, int | float) or not 0 < speed <= 1000:
-        raise ConfigError(f"{path} [hub]: replay_speed = {speed!r} should be a number in (0, 1000]")
-    hub["replay_speed"] = float(speed)
+    _hub_settings(hub, f"{path} [hub]")
     calibration = _build(CalibrationSettings, data.get("calibration", {}), f"{path} [calibration]")
     assessment = _build(AssessmentConfig, data.get("assessment", {}), f"{path} [assessment]")
     pipeline_values = dict(data.get("pipeline", {}))

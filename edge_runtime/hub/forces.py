@@ -13,7 +13,6 @@ of its members' forces in each frame (a muscle may belong to several groups).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -119,17 +118,6 @@ class ForceStatistics:
 
 def _round(v: float) -> float | None:
     return round(float(v), 2) if np.isfinite(v) else None
-
-
-def muscle_groups(manifest: Mapping[str, Any], outputs: Sequence[str]) -> dict[str, list[int]]:
-    """Group -> output indices, from the bundle's muscle list (bundles without groups: none)."""
-    index = {name: j for j, name in enumerate(outputs)}
-    groups: dict[str, list[int]] = {}
-    for entry in manifest.get("muscles", []):
-        for g in entry.get("groups", []) if isinstance(entry, Mapping) else []:
-            if entry.get("name") in index:
-                groups.setdefault(str(g), []).append(index[entry["name"]])
-    return dict(sorted(groups.items()))
 
 
 def force_ceiling_n(spec: FeatureSpec) -> FloatArray:

@@ -110,12 +110,12 @@ class ModelSlots:
             offered = verify_model_bundle(bundle, self.key)
         except BundleError as exc:
             raise InstallError(f"refused: {exc}") from exc
-        new_version = offered.manifest["bundle_version"]
+        new_version = offered.version
         previous = self.current_slot
         if previous is not None and not force:
             try:
                 running = verify_model_bundle(self.root / previous, self.key, run_golden=False)
-                old = running.manifest["bundle_version"]
+                old = running.version
                 if parse_version(new_version) <= parse_version(old):
                     raise InstallError(
                         f"refused: version {new_version} is not newer than the "

@@ -48,7 +48,7 @@ from edge_runtime.contracts.record_payloads import (
 )
 from edge_runtime.contracts.recording import ImuRecording
 from edge_runtime.contracts.rom_assessment import AssessmentConfig, assess_session
-from edge_runtime.hub.forces import ForceEstimator, ForceStatistics, force_ceiling_n, muscle_groups
+from edge_runtime.hub.forces import ForceEstimator, ForceStatistics, force_ceiling_n
 from edge_runtime.hub.frames import Arrival, FrameBlock, FramePairer
 from edge_runtime.hub.storage import HubStore, NewRecord, StorageFullError
 from edge_runtime.hub.tracking import CalibrationSettings, KinematicBlock, NeckTracker
@@ -276,9 +276,9 @@ class HubPipeline:
     def _configure(self, bundle: VerifiedBundle, profile: Anthropometrics) -> None:
         self.bundle, self.profile = bundle, profile
         self.spec = bundle.spec
-        self.bundle_version = str(bundle.manifest.get("bundle_version"))
+        self.bundle_version = bundle.version
         self.estimator = ForceEstimator(bundle.model, bundle.spec, profile)
-        self.groups = muscle_groups(bundle.manifest, bundle.spec.outputs)
+        self.groups = bundle.manifest.muscle_groups()
         self.ceiling = force_ceiling_n(bundle.spec)
         self.envelope: MotionEnvelope | None = None
         self.envelope_clamped: list[str] = []

@@ -126,3 +126,39 @@ def test_profiles_and_hub_configurations_that_are_not_text_are_refused(tmp_path:
         load_config(bad)
     with pytest.raises(ConfigError, match="not a regular file"):
         load_config(Path("/dev/zero"))
+
+
+def test_numbers_too_large_or_not_finite_are_refused_everywhere(tmp_path: Path) -> None:
+    """What the fuzzing found at scale: a 400-digit integer (math.isfinite overflows on it),
+    nan or inf in a TOML number, a hub setting of the wrong type."""
+    from cervical_demo.fuzz import HUB_TOML
+    from edge_runtime.contracts.anthropometrics import read_profile
+    from edge_runtime.contracts.errors import InvalidAnthropometricsError
+    from edge_runtime.contracts.record_payloads import RecordError, parse_record
+    from edge_runtime.contracts.rom_assessment import AssessmentConfig, AssessmentError
+    from edge_runtime.hub.config import ConfigError, load_config
+
+    huge = 10**400
+    profile = tmp_path / "profile.toml"
+    lines = ['sex = "female"', f"stature_m = {huge}", "body_mass_kg = 60", "neck_length_m = 0.1",
+             "shoulder_width_m = 0.36", "head_mass_kg = 4"]  # fmt: skip
+    profile.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InvalidAnthropometricsError, match="stature_m"):
+        read_profile(profile)
+    with pytest.raises(AssessmentError, match="min_deficit_deg"):
+        AssessmentConfig(min_deficit_deg=huge)
+    event = ('{"format": "cervical-hub-record/1", "event": "sensors_unusable", '
+             f'"from_t_s": {huge}, "to_t_s": 1}}')  # fmt: skip
+    with pytest.raises(RecordError, match="from_t_s"):
+        parse_record("event", event)
+    base = HUB_TOML
+    for change, message in (
+        (("rate_hz = 100.0", "rate_hz = nan"), "rate_hz = nan: not a finite number"),
+        (("rate_hz = 100.0", f"rate_hz = {huge}"), "not a finite number"),
+        (("retention_days = 90", 'retention_days = "x"'), "retention_days = 'x' should be a num"),
+        (("retention_days = 90", "retention_days = inf"), "retention_days"),
+        (("[hub]", "ble = 3\n[hub]"), r"\[ble\] should be a table"),
+    ):
+        (tmp_path / "hub.toml").write_text(base.replace(*change))
+        with pytest.raises(ConfigError, match=message):
+            load_config(tmp_path / "hub.toml")

@@ -134,9 +134,9 @@ def test_replay_gives_int8_forces_within_the_gate_and_the_expected_flags(
     reference = float_model.forces(x)
     r2 = r2_per_column(reference, int8)
     varying = reference.std(axis=0) > 1e-3
-    tolerance = checked.manifest["metrics"]["tolerance_r2"]
+    tolerance = checked.manifest.gate["tolerance_r2"]
     assert (r2[varying] >= 1 - tolerance).all(), (r2.min(), tolerance)
-    gate_mean = checked.manifest["metrics"]["mean_abs_error_int8_vs_float_n"]
+    gate_mean = checked.manifest.gate["mean_abs_error_int8_vs_float_n"]
     assert np.abs(int8 - reference).mean() <= 3 * gate_mean, (
         np.abs(int8 - reference).mean(),
         gate_mean,
@@ -239,7 +239,7 @@ def test_model_installs_switch_atomically_self_test_and_roll_back(
     v2 = resign_bundle(quantized_bundle, key, tmp_path / "v2", "2.0.0")
     slots.install(v2, wearer)
     assert slots.current_slot == "slot-b"
-    assert slots.active().manifest["bundle_version"] == "2.0.0"
+    assert slots.active().version == "2.0.0"
     # a tampered bundle is refused before anything changes
     bad = tmp_path / "bad"
     shutil.copytree(resign_bundle(quantized_bundle, key, tmp_path / "v3", "3.0.0"), bad)
@@ -253,13 +253,13 @@ def test_model_installs_switch_atomically_self_test_and_roll_back(
 
     with pytest.raises(InstallError, match="rolled back to slot-b"):
         slots.install(tmp_path / "v3", wearer, test=failing)
-    assert slots.current_slot == "slot-b" and slots.active().manifest["bundle_version"] == "2.0.0"
+    assert slots.current_slot == "slot-b" and slots.active().version == "2.0.0"
     slots.install(quantized_bundle, wearer, force=True)  # a lower version, forced
-    assert slots.active().manifest["bundle_version"] == "1.0.0"
+    assert slots.active().version == "1.0.0"
     # the running slot corrupted on disk: the hub falls back to the other verified slot
     current = tmp_path / "models" / str(slots.current_slot)
     (current / MODEL).write_bytes(b"corrupt")
-    assert slots.active().manifest["bundle_version"] == "2.0.0"
+    assert slots.active().version == "2.0.0"
 
 
 def test_daemon_runs_sim_sensors_and_stops_cleanly_on_sigterm(

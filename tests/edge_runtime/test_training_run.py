@@ -56,3 +56,20 @@ def test_a_manifest_of_another_shape_is_refused(change: object, message: str) ->
     change(doc)  # type: ignore[operator]
     with pytest.raises(RunError, match=message):
         RunManifest.from_dict(doc)
+
+
+def test_a_bundle_manifest_reads_its_parts_and_refuses_inconsistent_muscles(
+    tmp_path: Path,
+) -> None:
+    from edge_runtime.contracts.bundle import BundleError
+    from edge_runtime.contracts.model_bundle import BundleManifest
+
+    doc = _document() | {"bundle_version": "1.2.3", "metrics": {"passed": True}, "training": {}}
+    manifest = BundleManifest.from_dict(doc, tmp_path / "manifest.json")
+    assert manifest.bundle_version == "1.2.3" and manifest.gate["passed"] is True
+    assert manifest.muscle_groups() == {"flexion": [0]} and manifest.envelope is None
+    doc["muscles"][0]["name"] = "b"
+    with pytest.raises(BundleError, match=r"manifest.json: muscles\[0\] is not 'a'"):
+        BundleManifest.from_dict(doc, tmp_path / "manifest.json")
+    with pytest.raises(BundleError, match="feature spec unusable"):
+        BundleManifest.from_dict({"feature_spec": "x"}, tmp_path / "manifest.json")
