@@ -56,9 +56,12 @@ class ForceModel:
         try:
             self._interp = interpreter_class()(model_content=model, num_threads=num_threads)
             self._interp.allocate_tensors()
-        except ValueError as exc:
+        except (ValueError, RuntimeError) as exc:  # LiteRT: RuntimeError when a delegate refuses
             raise ForceModelError(f"the TFLite runtime cannot load the model ({exc})") from exc
-        (inp,), (out,) = self._interp.get_input_details(), self._interp.get_output_details()
+        inputs, outputs = self._interp.get_input_details(), self._interp.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ForceModelError(f"{len(inputs)} inputs and {len(outputs)} outputs, not 1 and 1")
+        inp, out = inputs[0], outputs[0]
         self._in, self._out = inp["index"], out["index"]
         self.dtype = np.dtype(inp["dtype"])
         if inp["shape"][-1] != spec.n_inputs or out["shape"][-1] != len(spec.outputs):
@@ -82,12 +85,15 @@ class ForceModel:
     def invoke_standardised(self, model_input: npt.NDArray[Any]) -> npt.NDArray[Any]:
         """Run the network on already standardised (and, for int8, quantised) inputs."""
         n = len(model_input)
-        if n != self._batch:
-            self._interp.resize_tensor_input(self._in, [n, self.spec.n_inputs])
-            self._interp.allocate_tensors()
-            self._batch = n
-        self._interp.set_tensor(self._in, model_input)
-        self._interp.invoke()
+        try:
+            if n != self._batch:
+                self._interp.resize_tensor_input(self._in, [n, self.spec.n_inputs])
+                self._interp.allocate_tensors()
+                self._batch = n
+            self._interp.set_tensor(self._in, model_input)
+            self._interp.invoke()
+        except RuntimeError as exc:  # a model the runtime cannot run at this batch size
+            raise ForceModelError(f"the TFLite runtime cannot run the model ({exc})") from exc
         return self._interp.get_tensor(self._out)
 
     def forces(self, x: npt.NDArray[Any]) -> npt.NDArray[np.float64]:

@@ -162,3 +162,27 @@ def test_numbers_too_large_or_not_finite_are_refused_everywhere(tmp_path: Path) 
         (tmp_path / "hub.toml").write_text(base.replace(*change))
         with pytest.raises(ConfigError, match=message):
             load_config(tmp_path / "hub.toml")
+
+
+def test_a_signed_model_the_runtime_cannot_prepare_is_refused(
+    quantized_bundle: Path, signing_keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A re-signed bundle whose model's bytes were damaged (what a faulty build with the signing
+    key would ship): LiteRT's RuntimeError at prepare time becomes a BundleError."""
+    import random
+
+    from cervical_demo.fuzz import Seed, make_case
+    from edge_runtime.contracts.bundle import BundleError, load_public_key
+    from edge_runtime.contracts.model_bundle import verify_model_bundle
+
+    key, pub = signing_keys
+    seed = Seed(quantized_bundle, {"model.tflite": "binary"}, resign_key=key)
+    refusals = []
+    for i in range(40):
+        case = make_case(seed, tmp_path / f"case-{i}", random.Random(f"prepare-{i}"))
+        try:
+            verify_model_bundle(case, load_public_key(pub))
+        except BundleError as exc:
+            refusals.append(str(exc))
+    assert sum("TFLite runtime cannot" in m for m in refusals) >= 3  # 8 with these seeds
+    assert all("model.tflite" in m for m in refusals)
