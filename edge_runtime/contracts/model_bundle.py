@@ -20,6 +20,7 @@ from edge_runtime.contracts.bundle import MANIFEST, MODEL, BundleError, verify_b
 from edge_runtime.contracts.envelope import EnvelopeError, EnvelopeGrid
 from edge_runtime.contracts.feature_spec import FeatureSpec, FeatureSpecError
 from edge_runtime.contracts.force_model import ForceModel, check_golden_vectors, runtime_name
+from edge_runtime.contracts.record_fields import NAME_PATTERN
 from edge_runtime.contracts.tflite_ops import TfliteModelError, check_hub_compatible
 from edge_runtime.contracts.training_run import RUN_FORMAT, MuscleEntry, RunError, RunManifest
 
@@ -67,6 +68,10 @@ class BundleManifest:
                 ).muscles  # fmt: skip
             except RunError as exc:
                 raise BundleError(where, str(exc).removeprefix(f"{where}: ")) from None
+        names = [*spec.outputs, *(g for m in muscles for g in m.groups)]
+        odd = [n for n in names if not NAME_PATTERN.fullmatch(n)]
+        if odd:  # the hub's records must carry them (record_payloads), so they are checked here
+            raise BundleError(where, f"muscle or group names a hub record cannot carry: {odd[:3]}")
         version = doc.get("bundle_version")
         gate, training = doc.get("metrics", {}), doc.get("training", {})
         if (

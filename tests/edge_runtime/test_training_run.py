@@ -71,5 +71,9 @@ def test_a_bundle_manifest_reads_its_parts_and_refuses_inconsistent_muscles(
     doc["muscles"][0]["name"] = "b"
     with pytest.raises(BundleError, match=r"manifest.json: muscles\[0\] is not 'a'"):
         BundleManifest.from_dict(doc, tmp_path / "manifest.json")
+    doc["muscles"][0]["name"] = "a"
+    doc["muscles"][0]["groups"] = ["$\\foo$"]
+    with pytest.raises(BundleError, match="names a hub record cannot carry"):
+        BundleManifest.from_dict(doc, tmp_path / "manifest.json")
     with pytest.raises(BundleError, match="feature spec unusable"):
         BundleManifest.from_dict({"feature_spec": "x"}, tmp_path / "manifest.json")
