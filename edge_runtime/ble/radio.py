@@ -20,7 +20,8 @@ connection pending, so a central that gave up on a hub that was not advertising 
 booting after a power cut) was connected to it later behind its back, and the hub, holding that
 orphan link, stopped advertising: every later attempt timed out. ``RadioController`` cancels as
 a real controller does (the pending connection ends with an LE Connection Complete event whose
-status is Unknown Connection Identifier).
+status is Unknown Connection Identifier), and it reports encryption events only for links still
+open (a cut during the encryption procedure left bumble's reporting it for a closed handle).
 """
 
 from __future__ import annotations
@@ -124,6 +125,25 @@ class RadioController(Controller):
         # after the Command Complete this handler's return value becomes (both are queued)
         asyncio.get_running_loop().call_soon(self.send_hci_packet, cancelled)
         return hci.HCI_StatusReturnParameters(hci.HCI_ErrorCode.SUCCESS)
+
+    # A link's encryption procedure may finish after the link was cut (the Start Encryption
+    # response was already on its way): bumble's controller then reports it for a connection
+    # handle its host has closed, which no real controller does (an event names a live handle;
+    # Core 5.4 Vol 4 Part E 7.7.8), and the host raises on the unknown handle. Only events of
+    # links still open are sent.
+    def on_le_encryption_change(self, connection: LinkConnection, status: int) -> None:
+        if self._open(connection):
+            super().on_le_encryption_change(connection, status)
+
+    def on_le_encryption_request(self, connection: LinkConnection, packet: ll.EncReq) -> None:
+        if self._open(connection):
+            super().on_le_encryption_request(connection, packet)
+
+    def _open(self, connection: LinkConnection) -> bool:
+        if self.le_connections.get(connection.peer_address) is connection:
+            return True
+        log.debug("virtual radio: no event for the closed connection 0x%04x", connection.handle)
+        return False
 
 
 @dataclass
