@@ -1,0 +1,1 @@
+"""Bluetooth: the GATT codecs and security, the hub and gateway over the virtual radio."""

@@ -24,7 +24,7 @@ from ble_gateway.web.accounts import (
     users,
 )
 from ble_gateway.web.app import LOGIN_CSRF_COOKIE, PUBLIC_PATHS, SESSION_COOKIE, api_routes
-from tests.ble.web_fixtures import PASSWORD, PATIENT, USER, clinic, csrf_of, sign_in, web_app
+from tests.clinic.web_fixtures import PASSWORD, PATIENT, USER, clinic, csrf_of, sign_in, web_app
 
 
 class Clock:

@@ -22,7 +22,7 @@ from pypdf import PdfReader
 
 from ble_gateway.store import ClinicStore
 from ble_gateway.web.accounts import Accounts
-from tests.ble.web_fixtures import PASSWORD, PATIENT, USER, clinic, web_app
+from tests.clinic.web_fixtures import PASSWORD, PATIENT, USER, clinic, web_app
 from tests.conftest import REPO
 
 CHROMIUM = os.environ.get("CERVICAL_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"

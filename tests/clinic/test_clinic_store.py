@@ -27,7 +27,7 @@ from ble_gateway.store import (
 )
 from ble_gateway.web.synthetic import epoch_payload, session_payload
 from edge_runtime.contracts.gatt import SyncRecord
-from tests.ble.web_fixtures import PATIENT, clinic, sign_in, web_app
+from tests.clinic.web_fixtures import PATIENT, clinic, sign_in, web_app
 
 STARTED = datetime(2026, 11, 24, 10, tzinfo=UTC)
 

@@ -26,7 +26,7 @@ from ble_gateway.web.review import (
 )
 from ble_gateway.web.synthetic import fill_history
 from edge_runtime.contracts.rom_assessment import SECTORS
-from tests.ble.web_fixtures import PATIENT, clinic, sign_in, web_app
+from tests.clinic.web_fixtures import PATIENT, clinic, sign_in, web_app
 
 
 def test_derived_tables_are_rebuilt_from_the_records(tmp_path: Path) -> None:
