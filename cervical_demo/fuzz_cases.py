@@ -82,7 +82,7 @@ def mutate_json(data: bytes, rng: random.Random) -> bytes:
         return mutate_text(data, rng)
     if rng.random() < 0.2:
         return mutate_text(data, rng)
-    paths = _json_paths(doc)
+    paths = json_paths(doc)
     path = rng.choice(paths)
     if not path:
         return json.dumps(rng.choice(HOSTILE_JSON)).encode()
@@ -99,14 +99,15 @@ def mutate_json(data: bytes, rng: random.Random) -> bytes:
     return json.dumps(doc).encode()
 
 
-def _json_paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+def json_paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every key path into a JSON document (the first four items of a list)."""
     out = [prefix]
     if isinstance(value, dict):
         for k, v in value.items():
-            out += _json_paths(v, (*prefix, k))
+            out += json_paths(v, (*prefix, k))
     elif isinstance(value, list):
         for i, v in enumerate(value[:4]):
-            out += _json_paths(v, (*prefix, i))
+            out += json_paths(v, (*prefix, i))
     return out
 
 

@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_runtime.common.files import read_text
+from edge_runtime.common.numbers import is_finite_number
 from edge_runtime.contracts.rom_assessment import AssessmentConfig, AssessmentError
 from host_training.errors import HostTrainingError
 from host_training.opensim_env import opensim
@@ -87,11 +88,11 @@ class MarkerMap:
         if shared:  # the same marker on both segments makes their relative motion meaningless
             raise MarkerError(f"{path}: markers {shared} are on both [head] and [trunk]")
         neutral = data.get("calibration", {}).get("neutral_s")
-        numbers = isinstance(neutral, list) and all(_finite(v) for v in neutral)
+        numbers = isinstance(neutral, list) and all(is_finite_number(v) for v in neutral)
         if not numbers or len(neutral) != 2 or neutral[1] <= neutral[0]:
             raise MarkerError(f"{path}: [calibration] neutral_s must be [start, end] seconds")
         max_fill = data.get("gaps", {}).get("max_fill_s", 0.2)
-        if not _finite(max_fill) or max_fill < 0:
+        if not is_finite_number(max_fill) or max_fill < 0:
             raise MarkerError(f"{path}: [gaps] max_fill_s = {max_fill!r}: must be a number >= 0")
         try:
             assessment = AssessmentConfig.from_dict(data.get("assessment", {}))
@@ -99,12 +100,6 @@ class MarkerMap:
             raise MarkerError(f"{path}: [assessment]: {e}") from e
         return cls(head, trunk, (float(neutral[0]), float(neutral[1])), float(max_fill),
                    assessment)  # fmt: skip
-
-
-def _finite(value: object) -> bool:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
-    return abs(value) < 1e300 if isinstance(value, int) else math.isfinite(value)
 
 
 @dataclass(frozen=True, eq=False)

@@ -11,13 +11,13 @@ Definitions (ANSUR II terms, Gordon et al. 2014):
 from __future__ import annotations
 
 import json
-import math
 import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Literal
 
 from edge_runtime.common.files import read_text
+from edge_runtime.common.numbers import is_finite_number
 from edge_runtime.contracts.errors import InvalidAnthropometricsError
 
 Sex = Literal["female", "male"]
@@ -52,7 +52,7 @@ class Anthropometrics:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise InvalidAnthropometricsError(name, value, "must be a number")
-            if not _fits_float(value):
+            if not is_finite_number(value):
                 raise InvalidAnthropometricsError(name, value, "must be finite")
             if value <= 0:
                 raise InvalidAnthropometricsError(name, value, "must be positive")
@@ -78,14 +78,6 @@ class Anthropometrics:
 
 
 NUMERIC_FIELDS: tuple[str, ...] = tuple(PLAUSIBLE_RANGES)
-
-
-def _fits_float(value: float) -> bool:
-    """Finite, and (for an integer) not too large for a float: math.isfinite(10**400) raises."""
-    try:
-        return math.isfinite(float(value))
-    except OverflowError:
-        return False
 
 
 def read_profile(path: Path) -> Anthropometrics:

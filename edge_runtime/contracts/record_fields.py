@@ -5,11 +5,11 @@ the value and what is wrong with it. Used by ``record_payloads``; nothing here i
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from edge_runtime.common.numbers import is_finite_number
 from edge_runtime.contracts.errors import ContractError
 
 # Names a record may carry (muscles, muscle groups, features, sectors, events, reasons): plain
@@ -61,7 +61,7 @@ class Fields:
     def check_number(self, name: str, v: object, minimum: float | None = None) -> float:
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise self.fail(name, v, "not a number")
-        if not -1e300 < v < 1e300 or not math.isfinite(v):  # (a 400-digit int would overflow)
+        if not is_finite_number(v):
             raise self.fail(name, v, "not finite")
         if minimum is not None and v < minimum:
             raise self.fail(name, v, f"below {minimum}")

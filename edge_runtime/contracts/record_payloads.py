@@ -17,6 +17,7 @@ installed).
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -178,18 +179,36 @@ class AngleSummary:
         return a
 
 
-class _Payload:
+class _Payload(ABC):
+    """What every record kind shares: its kind, its JSON, and validation on construction (the
+    payload must read back as its kind, so a record the hub makes is one the clinic can read)."""
+
     KIND: ClassVar[str]
 
+    def __post_init__(self) -> None:
+        _check(self, self.to_dict())
+
+    @abstractmethod
     def to_dict(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The payload as stored and synced, ``format`` included."""
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), allow_nan=False)
 
 
+class _Frames:
+    """Records that count frames (epochs, sessions)."""
+
+    frames: int
+    usable_frames: int
+
+    @property
+    def usable_fraction(self) -> float:
+        return self.usable_frames / self.frames if self.frames else 0.0
+
+
 @dataclass(frozen=True)
-class EpochRecord(_Payload):
+class EpochRecord(_Frames, _Payload):
     """The summary of one epoch of a session (times in s from the session start)."""
 
     KIND: ClassVar[str] = "epoch"
@@ -202,13 +221,6 @@ class EpochRecord(_Payload):
     force_mean_n: tuple[float, ...] | None  # per muscle, over the force frames
     force_peak_n: tuple[float, ...] | None
     marks: tuple[Mark, ...] = ()
-
-    def __post_init__(self) -> None:
-        _check(self, self.to_dict())
-
-    @property
-    def usable_fraction(self) -> float:
-        return self.usable_frames / self.frames if self.frames else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -289,9 +301,6 @@ class CalibrationRecord(_Payload):
     calibration: CalibrationInfo
     rejected: tuple[str, ...] = ()  # why earlier candidate holds were not used
 
-    def __post_init__(self) -> None:
-        _check(self, self.to_dict())
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": RECORD_FORMAT,
@@ -324,7 +333,7 @@ class OutOfRange:
 
 
 @dataclass(frozen=True)
-class SessionRecord(_Payload):
+class SessionRecord(_Frames, _Payload):
     """One session: what was measured, its assessment and the force statistics."""
 
     KIND: ClassVar[str] = "session"
@@ -345,16 +354,9 @@ class SessionRecord(_Payload):
     bundle_version: str
     profile: Anthropometrics
 
-    def __post_init__(self) -> None:
-        _check(self, self.to_dict())
-
     @property
     def started(self) -> datetime:
         return datetime.fromisoformat(self.started_utc)
-
-    @property
-    def usable_fraction(self) -> float:
-        return self.usable_frames / self.frames if self.frames else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -471,9 +473,6 @@ class EventRecord(_Payload):
     event: str
     details: Mapping[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        _check(self, self.to_dict())
-
     def to_dict(self) -> dict[str, Any]:
         return {"format": RECORD_FORMAT, "event": self.event, **self.details}
 
@@ -506,9 +505,6 @@ class ModelRecord(_Payload):
     KIND: ClassVar[str] = "model"
     bundle_version: str
     event: Literal["installed"] = "installed"
-
-    def __post_init__(self) -> None:
-        _check(self, self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": RECORD_FORMAT, "event": self.event, "bundle_version": self.bundle_version}

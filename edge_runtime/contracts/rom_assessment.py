@@ -42,6 +42,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from edge_runtime.common.numbers import is_finite_number
 from edge_runtime.contracts.envelope import MotionEnvelope
 from edge_runtime.contracts.errors import ContractError
 from edge_runtime.contracts.neck_angles import filtered_derivative
@@ -87,8 +88,7 @@ class AssessmentConfig:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            number = isinstance(value, int | float) and not isinstance(value, bool)
-            if not number or not -1e300 < value < 1e300 or not math.isfinite(value) or value < 0:
+            if not is_finite_number(value) or value < 0:
                 raise AssessmentError(f"assessment config: {f.name} = {value!r} must be >= 0")
 
     @classmethod

@@ -24,13 +24,13 @@ relative paths are relative to the file. Example (``deploy/hub.toml``)::
 from __future__ import annotations
 
 import dataclasses
-import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edge_runtime.common.files import read_text
+from edge_runtime.common.numbers import is_finite_number
 from edge_runtime.contracts.rom_assessment import AssessmentConfig
 from edge_runtime.errors import HubError
 from edge_runtime.hub.pipeline import PipelineSettings
@@ -115,11 +115,8 @@ def _build(cls: Any, values: dict[str, Any], where: str) -> Any:
 def _finite(where: str, value: Any) -> Any:
     """A number must be finite (and fit a float): nan, inf or a 400-digit integer is refused."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        try:
-            if math.isfinite(float(value)):
-                return value
-        except OverflowError:
-            pass
+        if is_finite_number(value):
+            return value
         raise ConfigError(f"{where} = {value!r:.40}: not a finite number")
     return value
 

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ble_gateway.web.synthetic import CALIBRATION, epoch_payload, session_payload
+from cervical_demo.fuzz_cases import json_paths
 from edge_runtime.contracts.record_payloads import (
     RECORD_TYPES,
     CalibrationRecord,
@@ -100,17 +101,6 @@ def _mutations() -> st.SearchStrategy[Any]:
     )
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix]
-    if isinstance(value, dict):
-        for k, v in value.items():
-            out += _paths(v, (*prefix, k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value[:3]):
-            out += _paths(v, (*prefix, i))
-    return out
-
-
 @settings(max_examples=300, deadline=None)
 @given(
     kind=st.sampled_from(sorted(RECORD_TYPES)),
@@ -124,7 +114,7 @@ def test_any_mutation_reads_or_is_refused_with_a_record_error(
     """Fuzzing: one value anywhere in a valid payload replaced (or removed) never raises
     anything but RecordError, and what reads back is finite JSON."""
     payload = examples()[kind].to_dict()
-    paths = _paths(payload)[1:]
+    paths = json_paths(payload)[1:]
     path = paths[where % len(paths)]
     parent = payload
     for key in path[:-1]:
