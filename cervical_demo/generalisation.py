@@ -25,24 +25,10 @@ import typer
 
 from edge_runtime.common.text import report_error
 from host_training.errors import DatasetError
-from host_training.motions import MOTION_FAMILIES, motion_set
+from host_training.frames import dataset_families
+from host_training.motions import MOTION_FAMILIES
 
 Progress = Callable[[str], None]
-
-
-def dataset_families(data: Path) -> list[str]:
-    """The motion families of a dataset, from its manifest (no shard is read)."""
-    from host_training.dataset import MANIFEST
-
-    if not (data / MANIFEST).is_file():
-        raise DatasetError(
-            f"{data} is not a dataset: no {MANIFEST} (`cervical simulate` makes one)"
-        )
-    try:
-        config = json.loads((data / MANIFEST).read_text())["config"]
-    except (ValueError, KeyError) as exc:
-        raise DatasetError(f"{data / MANIFEST} is not a dataset manifest") from exc
-    return sorted({s.family for s in motion_set(config["motion_set"], config["seed"], 0)})
 
 
 def check_families(wanted: list[str] | None, available: list[str]) -> list[str]:

@@ -280,6 +280,11 @@ def train_command(
         str, typer.Option(help="Motion family never trained on, evaluated on test subjects.")
     ] = "circumduction",
     seed: Annotated[int, typer.Option(min=0)] = 0,
+    hub_view_share: Annotated[
+        float,
+        typer.Option(help="Share of training trajectories shown as the hub measures them "
+                     "(fused-angle error, its derivative filter).", min=0.0, max=1.0),
+    ] = 0.5,
 ) -> None:
     """Fit kinematics + anthropometrics -> 72 forces (N); write model.onnx, weights.pt,
     manifest.json, metrics.json, calibration and held-out gate data, and plots/."""
@@ -294,6 +299,7 @@ def train_command(
     config = dataclasses.replace(
         TrainConfig(), hidden_units=units, time_budget_s=time_budget_s, max_epochs=max_epochs,
         patience_epochs=patience, epochs=epochs, heldout_family=heldout_family, seed=seed,
+        hub_view_share=hub_view_share,
     )  # fmt: skip
     progress, report = _stage_progress()
     try:

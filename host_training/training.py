@@ -25,7 +25,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,8 +37,6 @@ import numpy.typing as npt
 from edge_runtime.contracts.feature_spec import (
     DEFAULT_FEATURES,
     FeatureSpec,
-    Normalisation,
-    apply_input_transforms,
     default_input_transforms,
 )
 from edge_runtime.contracts.training_run import (
@@ -49,10 +47,19 @@ from edge_runtime.contracts.training_run import (
     RunManifest,
 )
 from host_training.anatomy import load_anatomy
+from host_training.calibration import calibration_rows
 from host_training.errors import DatasetError, HostTrainingError
-from host_training.frames import Frames, dataset_fingerprint, load_frames
-from host_training.metrics import force_metrics, json_safe
+from host_training.frames import (
+    Frames,
+    dataset_families,
+    dataset_fingerprint,
+    dataset_subject_ids,
+    iter_frames,
+)
+from host_training.hub_view import HubInputView
+from host_training.metrics import ForceMetricsAccumulator, json_safe
 from host_training.motions import motion_family
+from host_training.training_data import PreparedData, TrainingSet, UniformSample, prepare
 
 # the run directory's files: edge_runtime.contracts.training_run.RunLayout
 ONNX_OPSET = 17
@@ -83,6 +90,11 @@ class TrainConfig:
     output_transform: str = "sqrt"
     calibration_samples: int = 8192
     gate_samples: int = 50_000
+    # share of the training trajectories shown as the hub measures them (host_training.hub_view)
+    hub_view_share: float = 0.5
+    # training rows held in memory at once: all of them when they fit in half of it, else a
+    # buffer of shards at a time (host_training.training_data)
+    memory_budget_mb: float = 4096.0
 
     def check(self) -> None:
         problems = []
@@ -97,6 +109,10 @@ class TrainConfig:
         for name in ("batch_size", "max_epochs", "patience_epochs", "frame_stride", "gate_samples"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} {getattr(self, name)}")
+        if not 1 <= self.memory_budget_mb <= 2**20:
+            problems.append(f"memory_budget_mb {self.memory_budget_mb} (1 MB .. 1 TB)")
+        if not 0.0 <= self.hub_view_share <= 1.0:
+            problems.append(f"hub_view_share {self.hub_view_share} (a share, 0..1)")
         if problems:
             raise TrainingError("invalid training settings: " + ", ".join(problems))
 
@@ -180,72 +196,27 @@ def _git_commit() -> str:
     return sha + ("-dirty" if dirty.strip() else "")
 
 
-def calibration_rows(
-    frames: Frames, rows: npt.NDArray[np.int64], n: int, seed: int
-) -> npt.NDArray[np.int64]:
-    """``n`` training rows for int8 calibration, stratified across subjects and postures.
-
-    Postures are binned by the octant of the three neck angles and the tercile of their norm; rows
-    are drawn evenly over (subject, posture bin) cells. The rows with each muscle's largest force
-    and each input's extremes are always included, so the calibrated ranges cover rare large
-    outputs (too few or unrepresentative samples clip them)."""
-    rng = np.random.default_rng([seed, 0xCA11B])
-    angles = frames.x[rows, :3]
-    norm = np.linalg.norm(angles, axis=1)
-    terciles = np.quantile(norm, [1 / 3, 2 / 3])
-    posture = (angles > 0).astype(np.int64) @ np.array([1, 2, 4]) * 3 + np.searchsorted(
-        terciles, norm
-    )
-    cell = frames.subject_id[rows] * 24 + posture
-    must = np.unique(
-        np.concatenate(
-            [
-                rows[np.argmax(frames.y[rows], axis=0)],
-                rows[np.argmax(frames.x[rows], axis=0)],
-                rows[np.argmin(frames.x[rows], axis=0)],
-            ]
-        )
-    )
-    # Round-robin over shuffled cells: each round takes one unused row from every cell.
-    order = rng.permutation(len(rows))
-    cell_sorted = order[np.argsort(cell[order], kind="stable")]
-    cells = cell[cell_sorted]
-    rank_in_cell = np.arange(len(cells)) - np.searchsorted(cells, cells, side="left")
-    by_round = cell_sorted[np.lexsort((rng.random(len(cells)), rank_in_cell))]
-    chosen = rows[by_round]
-    extra = chosen[~np.isin(chosen, must)][: max(0, n - len(must))]
-    return np.concatenate([must, extra])
-
-
 def run_epoch(
-    network: Any,
-    optimiser: Any,
-    x_train: Any,
-    y_train: Any,
-    batch_size: int,
-    generator: Any,
-    forward: Callable[[Any], Any],
+    network: Any, optimiser: Any, batches: Iterable[tuple[Any, Any]], forward: Callable[[Any], Any]
 ) -> float:
-    """One shuffled pass of minibatch MSE training; returns the mean training loss."""
+    """One pass of minibatch MSE training over ``batches``; returns the mean training loss."""
     import torch
 
     network.train()
-    order = torch.randperm(len(x_train), generator=generator)
-    total = 0.0
-    for i in range(0, len(order), batch_size):
-        idx = order[i : i + batch_size]
+    total, count = 0.0, 0
+    for x, y in batches:
         optimiser.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.mse_loss(forward(x_train[idx]), y_train[idx])
+        loss = torch.nn.functional.mse_loss(forward(x), y)
         loss.backward()
         optimiser.step()
-        total += float(loss.detach()) * len(idx)
-    return total / len(order)
+        total += float(loss.detach()) * len(x)
+        count += len(x)
+    return total / max(count, 1)
 
 
 def quantisation_aware_finetune(
     network: Any,
-    x_train: Any,
-    y_train: Any,
+    training_set: TrainingSet,
     x_val: npt.NDArray[np.float32],
     y_val: npt.NDArray[np.float32],
     calib_x: npt.NDArray[np.float32],
@@ -272,9 +243,7 @@ def quantisation_aware_finetune(
         def simulated_int8(x: Any, ranges: list[tuple[float, float]] = ranges) -> Any:
             return int8_forward(network, x, ranges)
 
-        train_loss = run_epoch(
-            network, optimiser, x_train, y_train, config.batch_size, generator, simulated_int8
-        )
+        train_loss = run_epoch(network, optimiser, training_set.batches(generator), simulated_int8)
         with torch.inference_mode():
             ranges = activation_ranges(network, calib_x)
             simulated = int8_forward(network, torch.from_numpy(x_val), ranges).numpy()
@@ -288,10 +257,6 @@ def quantisation_aware_finetune(
         report("int8 fine-tuning", epoch + 1, config.qat_epochs, f"int8 val {val_loss:.2e}")
     network.load_state_dict(best_state)
     return history
-
-
-def _subject_rows(frames: Frames, subjects: tuple[int, ...]) -> npt.NDArray[np.bool_]:
-    return np.isin(frames.subject_id, np.asarray(subjects))
 
 
 ProgressFn = Callable[[str, float, float, str], None]  # (stage, done, total, detail)
@@ -315,7 +280,12 @@ def train(
     config: TrainConfig = TrainConfig(),
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
-    """Train on ``data_dir`` and write the run directory ``out_dir``; returns the metrics."""
+    """Train on ``data_dir`` and write the run directory ``out_dir``; returns the metrics.
+
+    The stages: split the subjects, prepare the training data in one pass over the shards
+    (``training_data``), fit the float network, fine-tune it for int8, evaluate on the test
+    subjects (streamed, shard by shard), write the run. Memory stays bounded by
+    ``config.memory_budget_mb`` plus one shard, whatever the dataset's size."""
     import torch
 
     config.check()
@@ -323,8 +293,6 @@ def train(
         raise TrainingError(
             f"{out_dir} already exists: choose a new --out (runs are never overwritten)"
         )
-    from host_training.anatomy import load_anatomy
-
     report = progress or (lambda *_: None)
     started = time.perf_counter()
     torch.manual_seed(config.seed)
@@ -332,164 +300,68 @@ def train(
     anatomy = load_anatomy()
     muscles = anatomy.muscle_names()
     fmax = [m.max_isometric_force_n for m in anatomy.muscles]
-    frames = load_frames(
-        data_dir,
-        DEFAULT_FEATURES,
-        muscles,
-        progress=lambda i, n: report("loading shards", i, n, ""),
-    )
-    if config.heldout_family not in frames.families():
+    families = dataset_families(data_dir)
+    if config.heldout_family not in families:
         raise TrainingError(
             f"held-out motion family {config.heldout_family!r} is not in {data_dir} "
-            f"(families: {frames.families()})"
+            f"(families: {families})"
         )
     fingerprint = dataset_fingerprint(data_dir)  # recorded in the run; its config names anchors
     anchors = fingerprint["config"].get("anchor_subjects", [])
-    splits = split_subjects(frames.subject_id, config, tuple(anchors))
-    heldout_motion = frames.family_mask(config.heldout_family)
-    seen_motion = ~heldout_motion
-    train_mask = (
-        _subject_rows(frames, splits.train)
-        & seen_motion
-        & (frames.frame % config.frame_stride == 0)
+    splits = split_subjects(dataset_subject_ids(data_dir), config, tuple(anchors))
+    view = HubInputView(share=config.hub_view_share)
+    input_transforms = default_input_transforms(DEFAULT_FEATURES)
+    with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.cache.", dir=_parent(out_dir)) as c:
+        prepared = prepare(
+            data_dir, DEFAULT_FEATURES, muscles, splits.train, splits.val,
+            config.heldout_family, Path(c), frame_stride=config.frame_stride,
+            input_transforms=input_transforms, output_transform=config.output_transform,
+            view=view, calibration_samples=config.calibration_samples,
+            n_shards=fingerprint["n_shards"], seed=config.seed,
+            progress=lambda i, n: report("preparing the training data", i, n, ""),
+        )  # fmt: skip
+        candidates = prepared.calibration_candidates
+        if len(candidates) < config.calibration_samples:
+            raise TrainingError(
+                f"only {len(candidates)} training frames for int8 calibration; "
+                f"{config.calibration_samples} are needed: simulate more subjects or motions"
+            )
+        spec = _feature_spec(prepared, muscles, input_transforms, config)
+        training_set = TrainingSet(prepared, spec, config.batch_size, config.memory_budget_mb)
+        x_val = spec.model_inputs(prepared.val_x)
+        y_val = spec.targets_from_forces(prepared.val_y)
+        generator = torch.Generator().manual_seed(config.seed)
+        network, fitting = _fit(training_set, x_val, y_val, spec, config, generator, report)
+        calib = calibration_rows(
+            candidates, np.arange(len(candidates)), config.calibration_samples, config.seed
+        )
+        calib_x = spec.model_inputs(candidates.x[calib])
+        history = fitting.pop("history")
+        if config.qat_epochs:
+            history += quantisation_aware_finetune(
+                network, training_set, x_val, y_val, calib_x, config, generator, report
+            )
+    float_epochs = [h for h in history if h["phase"] == "float"]
+    fitting["train_frames_per_s"] = (  # frames through the optimiser per second, float loop
+        len(training_set) * len(float_epochs) / max(sum(h["seconds"] for h in float_epochs), 1e-9)
     )
-    val_mask = _subject_rows(frames, splits.val) & seen_motion & (frames.frame % 5 == 0)
-    # Box frames (host_training.everyday) are coverage of the input space, not motion: they are
-    # trained on, and their accuracy is reported on its own, not mixed into the motion figures.
-    box = frames.family_mask("box") if "box" in frames.families() else np.zeros(len(frames), bool)
-    test_mask = _subject_rows(frames, splits.test) & seen_motion & ~box
-    motion_mask = _subject_rows(frames, splits.test) & heldout_motion
-    train_rows = np.flatnonzero(train_mask)
-    # Calibration draws on every frame of the training subjects' seen motions (no stride).
-    calib_pool = np.flatnonzero(_subject_rows(frames, splits.train) & seen_motion)
-    if len(calib_pool) < config.calibration_samples:
-        raise TrainingError(
-            f"only {len(calib_pool)} training frames for int8 calibration; "
-            f"{config.calibration_samples} are needed: simulate more subjects or motions"
-        )
-
-    x_train_raw, y_train_raw = frames.x[train_rows], frames.y[train_rows]  # gathered once
-    input_transforms = default_input_transforms(frames.features)
-    x_norm = Normalisation.fit(
-        apply_input_transforms(x_train_raw, input_transforms),
-        config.input_normalisation,
-    )
-    y_train_t = y_train_raw
-    if config.output_transform == "sqrt":
-        y_train_t = np.sqrt(np.maximum(y_train_t, 0.0))
-    y_norm = Normalisation.fit(y_train_t, config.output_normalisation, min_scale=1e-3)
-    del y_train_t
-    spec = FeatureSpec(
-        features=frames.features,
-        outputs=frames.muscles,
-        input_normalisation=x_norm,
-        output_normalisation=y_norm,
-        output_transform=config.output_transform,
-        input_transforms=input_transforms,
-        input_range=tuple(
-            (float(lo), float(hi))
-            for lo, hi in zip(x_train_raw.min(0), x_train_raw.max(0), strict=True)
-        ),
-    )
-    x_train = torch.from_numpy(spec.model_inputs(x_train_raw))
-    y_train = torch.from_numpy(spec.targets_from_forces(y_train_raw))
-    del x_train_raw, y_train_raw
-    x_val = spec.model_inputs(frames.x[val_mask])
-    y_val = spec.targets_from_forces(frames.y[val_mask])
-
-    network = build_network(len(spec.features), len(muscles), config.hidden_units)
-    optimiser = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
-    generator = torch.Generator().manual_seed(config.seed)
-    history: list[dict[str, Any]] = []
-    best_loss, best_epoch, best_state = float("inf"), -1, dict(network.state_dict())
-    stopped = "planned_epochs"
-    planned = config.epochs or config.max_epochs  # fitted to the time budget after epoch 1
-    loop_started = time.perf_counter()
-    epoch = 0
-    while epoch < planned:
-        epoch_started = time.perf_counter()
-        lr = cosine_learning_rate(config.learning_rate, epoch, planned)
-        for group in optimiser.param_groups:
-            group["lr"] = lr
-        train_loss = run_epoch(
-            network, optimiser, x_train, y_train, config.batch_size, generator, network
-        )
-        val_loss = float(np.mean((predict(network, x_val) - y_val) ** 2))
-        seconds = time.perf_counter() - epoch_started
-        history.append({"epoch": epoch, "phase": "float", "train_loss": train_loss,
-                        "val_loss": val_loss, "lr": lr, "seconds": seconds})  # fmt: skip
-        if val_loss < best_loss * (1 - 1e-4):
-            best_loss, best_epoch = val_loss, epoch
-            best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
-        if epoch == 0 and config.epochs is None:
-            # The cosine schedule needs its length up front: as many epochs as the budget holds.
-            # Quantisation-aware epochs cost about 1.5 float epochs each and come out of it.
-            float_budget = config.time_budget_s - 1.5 * config.qat_epochs * seconds
-            planned = max(2, min(config.max_epochs, int(float_budget / seconds)))
-        report(
-            "training",
-            epoch + 1,
-            planned,
-            f"val {val_loss:.2e} (best {best_loss:.2e} @ {best_epoch + 1}), lr {lr:.1e}",
-        )
-        epoch += 1
-        if epoch - 1 - best_epoch >= config.patience_epochs:
-            stopped = "early_stopping"
-            break
-        if time.perf_counter() - loop_started > config.time_budget_s * 1.15:
-            stopped = "time_budget"  # a slower machine than epoch 1 promised
-            break
-    network.load_state_dict(best_state)
-    calib = calibration_rows(frames, calib_pool, config.calibration_samples, config.seed)
-    calib_x = spec.model_inputs(frames.x[calib])
-    if config.qat_epochs:
-        history += quantisation_aware_finetune(
-            network, x_train, y_train, x_val, y_val, calib_x, config, generator, report
-        )
-
-    report("evaluating", 0, 1, "")
-    # every evaluated set is a part of the test subjects' frames: predict those once
-    test_rows = np.flatnonzero(_subject_rows(frames, splits.test))
-    test_forces = spec.forces_from_outputs(predict(network, spec.model_inputs(frames.x[test_rows])))
-
-    def evaluated(mask: npt.NDArray[np.bool_]) -> dict[str, Any]:
-        rows = np.flatnonzero(mask)
-        predicted = test_forces[np.searchsorted(test_rows, rows)]
-        return force_metrics(frames.y[rows], predicted, muscles, fmax)
-
-    metrics_test = evaluated(test_mask)
-    metrics_motion = evaluated(motion_mask)
-    per_family = {}
-    for family in frames.families():
-        in_family = _subject_rows(frames, splits.test) & frames.family_mask(family)
-        if family != config.heldout_family and in_family.sum() > 1:
-            per_family[family] = evaluated(in_family)["summary"]
-    metrics = {
-        "r2_per_muscle": metrics_test["r2_per_muscle"],
-        "r2_per_muscle_heldout_motion": metrics_motion["r2_per_muscle"],
-        "heldout_subjects": metrics_test,
-        "heldout_subjects_per_family": per_family,  # the box frames' figures are here
-        "heldout_motion": {"family": config.heldout_family, **metrics_motion},
-    }
+    tested = _evaluate_test_subjects(data_dir, network, spec, splits, config, fmax, report)
+    metrics = tested.metrics(muscles, fmax, config.heldout_family)
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=_parent(out_dir)))
     try:
-        rng = np.random.default_rng([config.seed, 0x6A7E])
         layout = RunLayout(tmp)
         np.save(layout.calibration, calib_x)
         # the int8 gate checks held-out subjects on seen motions (part 0) and on the held-out
         # motion family (part 1): quantisation error is largest where the network extrapolates
-        parts = []
-        for rows in (np.flatnonzero(test_mask), np.flatnonzero(motion_mask)):
-            parts.append(np.sort(rng.choice(rows, min(config.gate_samples, len(rows)), False)))
-        gate = np.concatenate(parts)
+        gate_parts = [sample.columns() for sample in tested.gate]
         np.savez_compressed(
             layout.gate,
-            x=frames.x[gate].astype(np.float64),
-            y=frames.y[gate],
-            y_float=forces_of_rows(network, spec, frames.x[gate]),
-            subject_id=frames.subject_id[gate],
-            part=np.repeat(np.arange(2, dtype=np.int8), [len(p) for p in parts]),
+            x=np.concatenate([p[0] for p in gate_parts]).astype(np.float64),
+            y=np.concatenate([p[1] for p in gate_parts]),
+            y_float=np.concatenate([p[2] for p in gate_parts]),
+            subject_id=np.concatenate([p[3] for p in gate_parts]),
+            part=np.repeat(np.arange(2, dtype=np.int8), [len(p[0]) for p in gate_parts]),
             heldout_family=np.array(config.heldout_family),
         )
         torch.save(
@@ -517,35 +389,31 @@ def train(
             },
             "config": dataclasses.asdict(config),
             "dataset": fingerprint,
+            "input_view": {**view.to_dict(), "changed": prepared.viewed},
             "splits": {
                 "train": list(splits.train),
                 "val": list(splits.val),
                 "test": list(splits.test),
                 "heldout_family": config.heldout_family,
                 "frames": {
-                    "train": int(train_mask.sum()),
-                    "val": int(val_mask.sum()),
-                    "test": int(test_mask.sum()),
-                    "heldout_motion": int(motion_mask.sum()),
+                    "train": len(training_set),
+                    "val": len(x_val),
+                    "test": tested.seen.n,
+                    "heldout_motion": tested.heldout.n,
                 },
             },
             "training": {
+                **fitting,
                 "epochs": len(history),
-                "planned_epochs": planned,
-                "best_epoch": best_epoch,
-                "stopped": stopped,
                 "history": history,
                 "seconds": time.perf_counter() - started,
-                # frames through the optimiser per second of the float loop, and the process's
-                # peak resident memory (loading, training and evaluation together)
-                "train_frames_per_s": len(train_rows)
-                * sum(1 for h in history if h["phase"] == "float")
-                / max(sum(h["seconds"] for h in history if h["phase"] == "float"), 1e-9),
+                "in_memory": training_set.in_memory,
+                # the process's peak resident memory (preparation, training and evaluation)
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             },
             "metrics": {
-                "heldout_subjects": metrics_test["summary"],
-                "heldout_motion": metrics_motion["summary"],
+                "heldout_subjects": metrics["heldout_subjects"]["summary"],
+                "heldout_motion": {k: v for k, v in metrics["heldout_motion"]["summary"].items()},
             },
         }
         layout.metrics.write_text(json.dumps(json_safe(metrics), indent=1) + "\n")
@@ -553,13 +421,169 @@ def train(
         report("plotting", 0, 1, "")
         from host_training.plots import plot_run
 
-        plot_run(tmp, metrics, history, _example_traces(frames, network, spec, splits, config))
+        plot_run(tmp, metrics, history, tested.traces)
         os.chmod(tmp, 0o755)
         os.rename(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return metrics
+
+
+def _feature_spec(
+    prepared: PreparedData,
+    muscles: Sequence[str],
+    input_transforms: tuple[str, ...],
+    config: TrainConfig,
+) -> FeatureSpec:
+    """The feature spec: normalisations and input range from the training rows' statistics."""
+    return FeatureSpec(
+        features=DEFAULT_FEATURES,
+        outputs=tuple(muscles),
+        input_normalisation=prepared.transformed_stats.normalisation(config.input_normalisation),
+        output_normalisation=prepared.target_stats.normalisation(
+            config.output_normalisation, min_scale=1e-3
+        ),
+        output_transform=config.output_transform,
+        input_transforms=input_transforms,
+        input_range=tuple(
+            (float(lo), float(hi))
+            for lo, hi in zip(prepared.input_stats.lo, prepared.input_stats.hi, strict=True)
+        ),
+    )
+
+
+def _fit(
+    training_set: TrainingSet,
+    x_val: npt.NDArray[np.float32],
+    y_val: npt.NDArray[np.float32],
+    spec: FeatureSpec,
+    config: TrainConfig,
+    generator: Any,
+    report: ProgressFn,
+) -> tuple[Any, dict[str, Any]]:
+    """The float network: Adam, cosine decay over as many epochs as the budget holds, early
+    stopping on validation loss (the best epoch's weights are kept)."""
+    import torch
+
+    network = build_network(len(spec.features), len(spec.outputs), config.hidden_units)
+    optimiser = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
+    history: list[dict[str, Any]] = []
+    best_loss, best_epoch, best_state = float("inf"), -1, dict(network.state_dict())
+    stopped = "planned_epochs"
+    planned = config.epochs or config.max_epochs  # fitted to the time budget after epoch 1
+    loop_started = time.perf_counter()
+    epoch = 0
+    while epoch < planned:
+        epoch_started = time.perf_counter()
+        lr = cosine_learning_rate(config.learning_rate, epoch, planned)
+        for group in optimiser.param_groups:
+            group["lr"] = lr
+        train_loss = run_epoch(network, optimiser, training_set.batches(generator), network)
+        val_loss = float(np.mean((predict(network, x_val) - y_val) ** 2))
+        seconds = time.perf_counter() - epoch_started
+        history.append({"epoch": epoch, "phase": "float", "train_loss": train_loss,
+                        "val_loss": val_loss, "lr": lr, "seconds": seconds})  # fmt: skip
+        if val_loss < best_loss * (1 - 1e-4):
+            best_loss, best_epoch = val_loss, epoch
+            best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
+        if epoch == 0 and config.epochs is None:
+            # The cosine schedule needs its length up front: as many epochs as the budget holds.
+            # Quantisation-aware epochs cost about 1.5 float epochs each and come out of it.
+            float_budget = config.time_budget_s - 1.5 * config.qat_epochs * seconds
+            planned = max(2, min(config.max_epochs, int(float_budget / seconds)))
+        report(
+            "training",
+            epoch + 1,
+            planned,
+            f"val {val_loss:.2e} (best {best_loss:.2e} @ {best_epoch + 1}), lr {lr:.1e}",
+        )
+        epoch += 1
+        if epoch - 1 - best_epoch >= config.patience_epochs:
+            stopped = "early_stopping"
+            break
+        if time.perf_counter() - loop_started > config.time_budget_s * 1.15:
+            stopped = "time_budget"  # a slower machine than epoch 1 promised
+            break
+    network.load_state_dict(best_state)
+    return network, {"planned_epochs": planned, "best_epoch": best_epoch, "stopped": stopped,
+                     "history": history}  # fmt: skip
+
+
+@dataclass
+class _TestEvaluation:
+    """Everything the run reports about its test subjects, gathered shard by shard."""
+
+    seen: ForceMetricsAccumulator  # seen families, box frames apart
+    heldout: ForceMetricsAccumulator  # the held-out family
+    per_family: dict[str, ForceMetricsAccumulator]
+    gate: tuple[UniformSample, UniformSample]  # (x, y, y_float, subject) of part 0 and part 1
+    traces: list[dict[str, Any]]
+
+    def metrics(
+        self, muscles: Sequence[str], fmax: Sequence[float], heldout_family: str
+    ) -> dict[str, Any]:
+        test = self.seen.result(muscles, fmax)
+        motion = self.heldout.result(muscles, fmax)
+        return {
+            "r2_per_muscle": test["r2_per_muscle"],
+            "r2_per_muscle_heldout_motion": motion["r2_per_muscle"],
+            "heldout_subjects": test,
+            "heldout_subjects_per_family": {  # the box frames' figures are here
+                f: acc.result(muscles, fmax)["summary"]
+                for f, acc in sorted(self.per_family.items())
+                if acc.n > 1
+            },
+            "heldout_motion": {"family": heldout_family, **motion},
+        }
+
+
+def _evaluate_test_subjects(
+    data_dir: Path,
+    network: Any,
+    spec: FeatureSpec,
+    splits: Splits,
+    config: TrainConfig,
+    fmax: Sequence[float],
+    report: ProgressFn,
+) -> _TestEvaluation:
+    """Predict every test-subject frame, one shard at a time, into the accumulators."""
+    n = len(spec.outputs)
+    result = _TestEvaluation(
+        seen=ForceMetricsAccumulator(n, config.seed),
+        heldout=ForceMetricsAccumulator(n, config.seed),
+        per_family={},
+        gate=(
+            UniformSample(config.gate_samples, config.seed),
+            UniformSample(config.gate_samples, config.seed + 1),
+        ),
+        traces=[],
+    )
+    parts = iter_frames(data_dir, spec.features, spec.outputs, splits.test,
+                        lambda i, k: report("evaluating", i, k, ""))  # fmt: skip
+    for part in parts:
+        predicted = forces_of_rows(network, spec, part.x)
+        heldout = part.family_mask(config.heldout_family)
+        box = part.family_mask("box")
+        for accumulator, sample, rows in (
+            (result.seen, result.gate[0], ~heldout & ~box),
+            (result.heldout, result.gate[1], heldout),
+        ):
+            accumulator.add(part.y[rows], predicted[rows])
+            sample.add(part.x[rows], part.y[rows], predicted[rows], part.subject_id[rows])
+        for family in part.families():
+            if family != config.heldout_family:
+                rows = part.family_mask(family)
+                acc = result.per_family.setdefault(family, ForceMetricsAccumulator(n, config.seed))
+                acc.add(part.y[rows], predicted[rows])
+        if splits.test[0] in part.subject_id and not result.traces:
+            result.traces = _example_traces(part, predicted, splits.test[0], config)
+    if not result.seen.n or not result.heldout.n:
+        raise TrainingError(
+            f"{data_dir}: the test subjects {list(splits.test)[:5]} have no frames of the "
+            f"seen families or of {config.heldout_family!r}"
+        )
+    return result
 
 
 def _parent(path: Path) -> Path:
@@ -574,26 +598,25 @@ def forces_of_rows(network: Any, spec: FeatureSpec, x: npt.NDArray[Any]) -> npt.
 
 
 def _example_traces(
-    frames: Frames, network: Any, spec: FeatureSpec, splits: Splits, config: TrainConfig
+    part: Frames, predicted: npt.NDArray[np.float32], subject: int, config: TrainConfig
 ) -> list[dict[str, Any]]:
     """Predicted vs simulated forces over one held-out subject's trials (one seen-family motion,
     one of the held-out family), for the trace plot."""
-    subject = splits.test[0]
-    rows = frames.subject_id == subject
+    rows = part.subject_id == subject
     traces = []
     for family in ("single_plane", config.heldout_family):
-        codes = [i for i, m in enumerate(frames.motion_ids) if motion_family(m) == family]
+        codes = [i for i, m in enumerate(part.motion_ids) if motion_family(m) == family]
         if not codes:
             continue
-        mask = rows & (frames.motion_code == codes[min(2, len(codes) - 1)])
+        mask = rows & (part.motion_code == codes[min(2, len(codes) - 1)])
         if not mask.any():
             continue
         traces.append(
             {
-                "title": f"subject {subject}, {frames.motion_ids[codes[min(2, len(codes) - 1)]]}",
-                "t_s": frames.frame[mask] / 100.0,
-                "simulated_n": frames.y[mask],
-                "predicted_n": forces_of_rows(network, spec, frames.x[mask]),
+                "title": f"subject {subject}, {part.motion_ids[codes[min(2, len(codes) - 1)]]}",
+                "t_s": part.frame[mask] / 100.0,
+                "simulated_n": part.y[mask],
+                "predicted_n": predicted[mask],
             }
         )
     return traces
@@ -672,30 +695,40 @@ def load_run(path: Path) -> Run:
 
 
 def evaluate(run: Run, data_dir: Path, progress: ProgressFn | None = None) -> dict[str, Any]:
-    """The run's metrics on every frame of another dataset, overall and per motion family."""
+    """The run's metrics on every frame of another dataset, overall and per motion family
+    (read one shard at a time: memory independent of the dataset's size)."""
     report = progress or (lambda *_: None)
     muscles = run.spec.outputs
     fmax = list(run.fmax_n)
-    frames = load_frames(
-        data_dir,
-        run.spec.features,
-        muscles,
-        progress=lambda i, n: report("loading shards", i, n, ""),
-    )
-    predicted = run.forces(frames.x)
+    n = len(muscles)
+    overall = ForceMetricsAccumulator(n)
+    per_family: dict[str, ForceMetricsAccumulator] = {}
+    out_of_range: dict[str, int] = {}
+    parts = iter_frames(data_dir, run.spec.features, muscles,
+                        progress=lambda i, k: report("evaluating shards", i, k, ""))  # fmt: skip
+    for part in parts:
+        predicted = run.forces(part.x)
+        overall.add(part.y, predicted)
+        for family in part.families():
+            rows = part.family_mask(family)
+            per_family.setdefault(family, ForceMetricsAccumulator(n)).add(
+                part.y[rows], predicted[rows]
+            )
+        for name, count in run.spec.out_of_range(part.x).items():
+            out_of_range[name] = out_of_range.get(name, 0) + count
+    if not overall.n:
+        raise DatasetError(f"{data_dir}: no frames to evaluate")
     result: dict[str, Any] = {
         "dataset": dataset_fingerprint(data_dir),
         "run": str(run.path),
-        "all_frames": force_metrics(frames.y, predicted, muscles, fmax),
-        "per_family": {},
-        "out_of_training_range": run.spec.out_of_range(frames.x),
+        "all_frames": overall.result(muscles, fmax),
+        "per_family": {
+            f: acc.result(muscles, fmax)["summary"]
+            for f, acc in sorted(per_family.items())
+            if acc.n > 1
+        },
+        "out_of_training_range": out_of_range,
     }
-    for family in frames.families():
-        mask = frames.family_mask(family)
-        if mask.sum() > 1:
-            result["per_family"][family] = force_metrics(
-                frames.y[mask], predicted[mask], muscles, fmax
-            )["summary"]
     result["r2_per_muscle"] = result["all_frames"]["r2_per_muscle"]
     return result
 

@@ -95,12 +95,32 @@ class Normalisation:
         min_scale: float = 1e-6,
         range_margin: float = 0.02,
     ) -> Normalisation:
+        return cls.from_statistics(
+            method,
+            mean=values.mean(axis=0, dtype=np.float64),
+            std=values.std(axis=0, dtype=np.float64),
+            lo=values.min(axis=0).astype(np.float64),
+            hi=values.max(axis=0).astype(np.float64),
+            min_scale=min_scale,
+            range_margin=range_margin,
+        )
+
+    @classmethod
+    def from_statistics(
+        cls,
+        method: str,
+        mean: npt.NDArray[Any],
+        std: npt.NDArray[Any],
+        lo: npt.NDArray[Any],
+        hi: npt.NDArray[Any],
+        min_scale: float = 1e-6,
+        range_margin: float = 0.02,
+    ) -> Normalisation:
+        """From per-column statistics gathered elsewhere (a dataset read shard by shard)."""
         if method == "standard":
-            offset = values.mean(axis=0, dtype=np.float64)
-            scale = values.std(axis=0, dtype=np.float64)
+            offset, scale = np.asarray(mean, np.float64), np.asarray(std, np.float64)
         elif method == "range":
-            lo = values.min(axis=0).astype(np.float64)
-            hi = values.max(axis=0).astype(np.float64)
+            lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
             offset, scale = (hi + lo) / 2, (hi - lo) / 2 * (1 + range_margin)
         else:
             raise FeatureSpecError(

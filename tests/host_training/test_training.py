@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from edge_runtime.contracts.feature_spec import DEFAULT_FEATURES, FeatureSpec
+from host_training.calibration import calibration_rows
 from host_training.errors import DatasetError
 from host_training.frames import load_frames
 from host_training.metrics import force_metrics
@@ -19,7 +20,6 @@ from host_training.motions import motion_family
 from host_training.training import (
     TrainConfig,
     TrainingError,
-    calibration_rows,
     evaluate,
     load_run,
     split_subjects,
