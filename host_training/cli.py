@@ -282,9 +282,21 @@ def train_command(
     seed: Annotated[int, typer.Option(min=0)] = 0,
     hub_view_share: Annotated[
         float,
-        typer.Option(help="Share of training trajectories shown as the hub measures them "
-                     "(fused-angle error, its derivative filter).", min=0.0, max=1.0),
+        typer.Option(
+            help="Share of training trajectories shown as the hub measures them "
+            "(fused-angle error, its derivative filter).",
+            min=0.0,
+            max=1.0,
+        ),
     ] = 0.5,
+    memory_budget_mb: Annotated[
+        float,
+        typer.Option(
+            help="Training rows held in memory: all when they fit in half of it, "
+            "else streamed from a cache beside the run.",
+            min=1,
+        ),
+    ] = 4096.0,
 ) -> None:
     """Fit kinematics + anthropometrics -> 72 forces (N); write model.onnx, weights.pt,
     manifest.json, metrics.json, calibration and held-out gate data, and plots/."""
@@ -299,7 +311,7 @@ def train_command(
     config = dataclasses.replace(
         TrainConfig(), hidden_units=units, time_budget_s=time_budget_s, max_epochs=max_epochs,
         patience_epochs=patience, epochs=epochs, heldout_family=heldout_family, seed=seed,
-        hub_view_share=hub_view_share,
+        hub_view_share=hub_view_share, memory_budget_mb=memory_budget_mb,
     )  # fmt: skip
     progress, report = _stage_progress()
     try:

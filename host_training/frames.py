@@ -1,8 +1,9 @@
 """Loading a dataset's frames for learning: model inputs, force targets, subject and motion keys.
 
-Only the columns the network needs are read, shard by shard, into float32 arrays (a 1,000-subject
-default dataset is ~9.3 M frames, ~3.2 GB in memory). Subject splits and the held-out motion
-family are masks over these arrays.
+Only the columns the network needs are read, into float32 arrays: one shard at a time
+(``iter_frames``, what training and evaluation use: memory for one shard whatever the dataset's
+size) or every shard together (``load_frames``, for tests and small tools: a 1,000-subject default
+dataset is ~9.3 M frames, ~3.2 GB). The held-out motion family and the families are masks.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from edge_runtime.contracts.accuracy import varying_columns
 
-PERCENTILE_SAMPLE_ROWS = 200_000  # truth rows kept to find the muscles that vary (below)
+PERCENTILE_SAMPLE_ROWS = 50_000  # truth rows kept to find the muscles that vary (below)
 
 
 class ForceMetricsAccumulator:

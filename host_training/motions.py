@@ -30,11 +30,12 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from edge_runtime.contracts.training_run import MOTION_FAMILIES
 from host_training.anatomy import INDEPENDENT_COORDINATES, Anatomy
 from host_training.errors import DatasetError, UnknownMotionSetError
 from host_training.everyday import FAMILY_DEFINITIONS, TRAJECTORY_FAMILIES, box_frames
 
-__all__ = ["UnknownMotionSetError"]  # re-exported: callers meet it here
+__all__ = ["MOTION_FAMILIES", "UnknownMotionSetError"]  # re-exported: callers meet it here
 
 FloatArray = npt.NDArray[np.float64]
 SAMPLE_RATE_HZ = 100.0
@@ -321,8 +322,6 @@ def motion_set(name: str, seed: int, subject_id: int) -> list[MotionSpec]:
     return MOTION_SETS[name](seed, subject_id)
 
 
-MOTION_FAMILIES = ("single_plane", "diagonal", "circumduction", "hold", "random_smooth",
-                   "point_to_point", "oscillation", "sway_hold", "multi_axis", "box")  # fmt: skip
 _FAMILY_PREFIXES = {"single_": "single_plane", "diagonal_": "diagonal",
                     "circumduction_": "circumduction", "hold_": "hold",
                     "random_smooth_": "random_smooth", "point_to_point_": "point_to_point",

@@ -10,6 +10,8 @@
   early stopping on validation loss (the best epoch's weights are kept).
 - Training frames are every ``frame_stride``-th frame: at 100 Hz neighbouring frames are nearly
   identical, so a stride of 2 halves the epoch time without losing information.
+- A share of the training trajectories is shown as the hub measures it (``hub_view``), and the
+  data are read in bounded memory (``training_data``): the stages are in ``train``'s docstring.
 
 A run directory is written whole or not at all (built in a hidden temporary directory, renamed).
 """

@@ -229,12 +229,21 @@ class TrainingSet:
         return self.prepared.n_train
 
     def _load(self, indices: Sequence[int]) -> tuple[Any, Any]:
+        """The files' rows as model inputs and targets, converted file by file into one
+        preallocated buffer (no full-size temporary copies)."""
         import torch
 
-        x = np.concatenate([np.load(self.prepared.cache_files[i][0]) for i in indices])
-        y = np.concatenate([np.load(self.prepared.cache_files[i][1]) for i in indices])
-        return (torch.from_numpy(self.spec.model_inputs(x)),
-                torch.from_numpy(self.spec.targets_from_forces(y)))  # fmt: skip
+        rows = sum(self.prepared.rows_per_file[i] for i in indices)
+        x = np.empty((rows, len(self.spec.features)), dtype=np.float32)
+        y = np.empty((rows, len(self.spec.outputs)), dtype=np.float32)
+        at = 0
+        for i in indices:
+            x_path, y_path = self.prepared.cache_files[i]
+            n = self.prepared.rows_per_file[i]
+            x[at : at + n] = self.spec.model_inputs(np.load(x_path))
+            y[at : at + n] = self.spec.targets_from_forces(np.load(y_path))
+            at += n
+        return torch.from_numpy(x), torch.from_numpy(y)
 
     def _buffers(self, generator: Any) -> Iterator[tuple[Any, Any]]:
         import torch

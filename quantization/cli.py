@@ -24,6 +24,7 @@ from edge_runtime.common.text import report_error
 from edge_runtime.contracts.bundle import load_private_key
 from edge_runtime.contracts.errors import ContractError
 from edge_runtime.contracts.model_bundle import VerifiedBundle, verify_model_bundle
+from edge_runtime.contracts.training_run import MOTION_FAMILIES, RunError, RunLayout, RunManifest
 
 # importable here: onnx2tf loads lazily
 from quantization.errors import QuantizationError
@@ -108,12 +109,16 @@ def quantize_run(
     tolerance: float = R2_TOLERANCE,
     on_line: Callable[[str], None] = lambda line: None,
     family_tolerance: float | None = None,
+    gate_family: str | None = None,
 ) -> VerifiedBundle:
     """Run the conversion pipeline in the toolchain venv and check its bundle as a hub would.
     ``on_line`` gets the pipeline's own progress lines (``[quantize] ...``). Raises
-    QuantizationError naming the failed check; no bundle is left behind then."""
+    QuantizationError naming the failed check; no bundle is left behind then. ``gate_family``:
+    the motion family the int8 gate must judge (the run must have held it out)."""
     if out_dir.exists():
         raise QuantizationError(f"{out_dir} already exists: choose a new bundle directory")
+    if gate_family is not None:
+        check_gate_family(run, gate_family)
     try:
         public_key = load_private_key(key).public_key()  # a bad key fails before converting
         python = quant_python()
@@ -138,6 +143,24 @@ def quantize_run(
         ) from exc
 
 
+def check_gate_family(run: Path, family: str) -> None:
+    """The gate can judge int8 on ``family`` only if the run never trained on it."""
+    if family not in MOTION_FAMILIES:
+        raise QuantizationError(
+            f"motion family {family!r} does not exist; known families: {list(MOTION_FAMILIES)}"
+        )
+    try:
+        heldout = RunManifest.read(RunLayout(run)).heldout_family
+    except RunError as exc:
+        raise QuantizationError(str(exc)) from None
+    if heldout != family:
+        raise QuantizationError(
+            f"{run} was trained on {family!r} (its held-out family is {heldout!r}): the gate "
+            f"cannot judge int8 on motion the network has seen; train a run with "
+            f"--heldout-family {family}"
+        )
+
+
 @quantize_app.callback(invoke_without_command=True)
 def quantize(
     run: Annotated[Path, typer.Option(help="Run directory (from `cervical train`).")],
@@ -156,6 +179,10 @@ def quantize(
         float | None,
         typer.Option(help="The same on the held-out motion family (default 0.05).", min=0),
     ] = None,
+    gate_family: Annotated[
+        str | None,
+        typer.Option(help="Motion family the gate must judge (the run must have held it out)."),
+    ] = None,
 ) -> None:
     """Full-integer int8 TFLite (int8 I/O, per-channel), op check against the hub runtimes,
     accuracy gate on held-out subjects and on the run's held-out motion family, golden vectors,
@@ -165,7 +192,7 @@ def quantize(
         checked = quantize_run(
             run, out_dir, key, envelope, version, tolerance,
             on_line=lambda line: err.print(line, highlight=False, markup=False),
-            family_tolerance=family_tolerance,
+            family_tolerance=family_tolerance, gate_family=gate_family,
         )  # fmt: skip
     except QuantizationError as exc:
         report_error(exc)

@@ -98,6 +98,12 @@ class MuscleEntry:
     groups: tuple[str, ...]
 
 
+# Every motion family a dataset can hold (host_training.motions draws them): a run's held-out
+# family and the families a gate or benchmark asks for are names from this list.
+MOTION_FAMILIES = ("single_plane", "diagonal", "circumduction", "hold", "random_smooth",
+                   "point_to_point", "oscillation", "sway_hold", "multi_axis", "box")  # fmt: skip
+
+
 @dataclass(frozen=True)
 class RunManifest:
     """The manifest's parts every reader relies on, validated; ``document`` is all of it."""
@@ -109,6 +115,13 @@ class RunManifest:
     @property
     def fmax_n(self) -> tuple[float, ...]:
         return tuple(m.fmax_n for m in self.muscles)
+
+    @property
+    def heldout_family(self) -> str | None:
+        """The motion family the run never trained on (None in a manifest without splits)."""
+        splits = self.document.get("splits")
+        family = splits.get("heldout_family") if isinstance(splits, Mapping) else None
+        return family if isinstance(family, str) else None
 
     @classmethod
     def read(cls, layout: RunLayout) -> RunManifest:

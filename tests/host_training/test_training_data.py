@@ -97,8 +97,8 @@ def test_streamed_epochs_visit_every_row_once(learning_dataset: Path, tmp_path: 
     xb, yb = epoch(streamed, 0)
     xc, _ = epoch(streamed, 1)
     assert len(xa) == len(xb) == prepared.n_train
-    key = lambda x, y: np.lexsort(np.hstack([x, y]).T)  # noqa: E731
-    np.testing.assert_array_equal(np.hstack([xa, ya])[key(xa, ya)], np.hstack([xb, yb])[key(xb, yb)])
+    a, b = np.hstack([xa, ya]), np.hstack([xb, yb])
+    np.testing.assert_array_equal(a[np.lexsort(a.T)], b[np.lexsort(b.T)])
     assert not np.array_equal(xb, xc)  # another order in another epoch
 
 

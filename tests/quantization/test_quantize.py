@@ -222,6 +222,14 @@ def test_quantize_refuses_bad_input(
     r = cervical("quantize", "--run", str(learning_run), "--out", str(tmp_path / "b"),
                  "--key", str(keys[0]), "--envelope", str(bad))  # fmt: skip
     assert r.returncode == 2 and "planar_radius_rad" in r.stderr
+    # the gate asked for a family the run trained on, or for a family that does not exist
+    base = ("quantize", "--run", str(learning_run), "--out", str(tmp_path / "b"),
+            "--key", str(keys[0]), *env)  # fmt: skip
+    r = cervical(*base, "--gate-family", "diagonal")
+    assert r.returncode == 2 and "was trained on 'diagonal'" in r.stderr
+    assert "--heldout-family diagonal" in r.stderr
+    r = cervical(*base, "--gate-family", "cartwheel")
+    assert r.returncode == 2 and "motion family 'cartwheel' does not exist" in r.stderr
     assert not (tmp_path / "b").exists()
 
 
