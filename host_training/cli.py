@@ -289,6 +289,10 @@ def train_command(
             max=1.0,
         ),
     ] = 0.5,
+    frame_stride: Annotated[
+        int,
+        typer.Option(help="Train on every n-th frame of each trajectory (box frames: all).", min=1),
+    ] = 2,
     memory_budget_mb: Annotated[
         float,
         typer.Option(
@@ -311,7 +315,7 @@ def train_command(
     config = dataclasses.replace(
         TrainConfig(), hidden_units=units, time_budget_s=time_budget_s, max_epochs=max_epochs,
         patience_epochs=patience, epochs=epochs, heldout_family=heldout_family, seed=seed,
-        hub_view_share=hub_view_share, memory_budget_mb=memory_budget_mb,
+        hub_view_share=hub_view_share, memory_budget_mb=memory_budget_mb, frame_stride=frame_stride,
     )  # fmt: skip
     progress, report = _stage_progress()
     try:

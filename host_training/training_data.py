@@ -5,7 +5,8 @@ not read here, evaluation streams them later) and, per shard:
 
 - shows a share of the training subjects' trajectories as the hub measures them
   (``hub_view``; deterministic, so it is done once, not per epoch);
-- writes the training rows (every ``frame_stride``-th frame of the seen families) to a cache
+- writes the training rows (every ``frame_stride``-th frame of the seen families' trajectories,
+  every box frame) to a cache
   of .npy files beside the run, and gathers the statistics the normalisation needs (min, max,
   mean and variance per column, merged shard by shard);
 - keeps the validation rows (every 5th frame), a uniform sample of at most ``MAX_VAL_ROWS`` of
@@ -175,7 +176,9 @@ def prepare(
                                 part.frame, part.motion_ids, is_train, view, seed)  # fmt: skip
         for key in viewed:
             viewed[key] += counts[key]
-        rows = np.flatnonzero(is_train & (part.frame % frame_stride == 0))
+        # box frames are independent points, not a time series: the stride never thins them
+        strided = (part.frame % frame_stride == 0) | part.family_mask("box")
+        rows = np.flatnonzero(is_train & strided)
         if len(rows):
             x, y = part.x[rows], part.y[rows]
             input_stats.add(x)

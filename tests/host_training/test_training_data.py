@@ -162,3 +162,35 @@ def test_a_run_trained_streaming(learning_dataset: Path, tmp_path: Path) -> None
     assert manifest["input_view"]["changed"]["trajectories"] > 0
     assert metrics["heldout_subjects"]["summary"]["r2_median"] > 0.5
     assert not list(tmp_path.glob(".streamed*"))  # the cache is gone with the run written
+
+
+def test_box_frames_are_never_thinned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The frame stride thins trajectories (neighbouring frames are alike); box frames are
+    independent points and all of them are trained on. The held-out family never is."""
+    import host_training.training_data as td
+    from host_training.frames import Frames
+
+    n, muscles = 100, _muscles()
+    rng = np.random.default_rng(0)
+    ids = ["oscillation_0", "box_0", "circumduction_0"]
+    code = np.repeat(np.arange(3, dtype=np.int32), n)
+    part = Frames(
+        x=rng.normal(0, 0.3, (3 * n, len(DEFAULT_FEATURES))).astype(np.float32),
+        y=rng.uniform(0, 50, (3 * n, len(muscles))).astype(np.float32),
+        subject_id=np.zeros(3 * n, np.int64),
+        motion_code=code,
+        frame=np.tile(np.arange(n, dtype=np.int32), 3),
+        motion_ids=ids,
+        features=DEFAULT_FEATURES,
+        muscles=tuple(muscles),
+    )
+    monkeypatch.setattr(td, "iter_frames", lambda *a, **k: iter([part]))
+    prepared = td.prepare(
+        tmp_path, DEFAULT_FEATURES, muscles, [0], [1], "circumduction", tmp_path / "c",
+        frame_stride=4, input_transforms=default_input_transforms(DEFAULT_FEATURES),
+        output_transform="sqrt", view=HubInputView(share=0.0), calibration_samples=10,
+        n_shards=1, seed=0,
+    )  # fmt: skip
+    assert prepared.n_train == n // 4 + n  # a quarter of the trajectory, every box frame
+    cached = np.load(prepared.cache_files[0][0])
+    np.testing.assert_array_equal(cached[n // 4 :], part.x[n : 2 * n])
