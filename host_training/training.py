@@ -415,7 +415,7 @@ def train(
             },
             "metrics": {
                 "heldout_subjects": metrics["heldout_subjects"]["summary"],
-                "heldout_motion": {k: v for k, v in metrics["heldout_motion"]["summary"].items()},
+                "heldout_motion": metrics["heldout_motion"]["summary"],
             },
         }
         layout.metrics.write_text(json.dumps(json_safe(metrics), indent=1) + "\n")
