@@ -60,8 +60,6 @@ class HubInputView:
     drift_deg: tuple[float, float, float] = (0.3, 0.3, 0.5)
     drift_time_constant_s: float = 2.0
     white_deg: float = 0.04
-    derivative_window_s: float = DERIVATIVE_WINDOW_S  # recorded; the contract's filter is used
-    derivative_polyorder: int = DERIVATIVE_POLYORDER
 
     def __post_init__(self) -> None:
         numbers = (*self.offset_deg, *self.drift_deg, self.white_deg)
@@ -77,7 +75,10 @@ class HubInputView:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The settings, and the hub's derivative filter they are seen through (the contract's,
+        recorded for provenance; it is not a setting of the view)."""
+        return {**asdict(self), "derivative_window_s": DERIVATIVE_WINDOW_S,
+                "derivative_polyorder": DERIVATIVE_POLYORDER}  # fmt: skip
 
     def angle_error_rad(self, n: int, rng: np.random.Generator) -> npt.NDArray[np.float64]:
         """(n, 3) error of the fused angles over n samples at the dataset's rate."""
