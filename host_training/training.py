@@ -61,10 +61,18 @@ from host_training.frames import (
 from host_training.hub_view import HubInputView
 from host_training.metrics import ForceMetricsAccumulator, json_safe
 from host_training.motions import motion_family
+from host_training.network import (
+    NetworkConfig,
+    NetworkError,
+    export_onnx,
+    forces_of_rows,
+    load_weights,
+    predict,
+    save_weights,
+)
 from host_training.training_data import PreparedData, TrainingSet, UniformSample, prepare
 
 # the run directory's files: edge_runtime.contracts.training_run.RunLayout
-ONNX_OPSET = 17
 
 
 class TrainingError(HostTrainingError, ValueError):
@@ -118,6 +126,10 @@ class TrainConfig:
         if problems:
             raise TrainingError("invalid training settings: " + ", ".join(problems))
 
+    @property
+    def network(self) -> NetworkConfig:
+        return NetworkConfig(self.hidden_units)
+
 
 @dataclass(frozen=True)
 class Splits:
@@ -150,30 +162,6 @@ def cosine_learning_rate(peak: float, epoch: int, epochs: int, floor: float = 0.
     """Cosine decay from ``peak`` to ``floor * peak`` over ``epochs`` epochs."""
     progress = min(1.0, epoch / max(1, epochs - 1))
     return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def build_network(n_inputs: int, n_outputs: int, hidden_units: tuple[int, ...]) -> Any:
-    import torch
-
-    layers: list[Any] = []
-    width = n_inputs
-    for units in hidden_units:
-        layers += [torch.nn.Linear(width, units), torch.nn.ReLU()]
-        width = units
-    layers.append(torch.nn.Linear(width, n_outputs))
-    return torch.nn.Sequential(*layers)
-
-
-def predict(network: Any, x_std: npt.NDArray[np.float32], batch: int = 65536) -> npt.NDArray[Any]:
-    """Standardised outputs of the network for standardised inputs, in batches."""
-    import torch
-
-    network.eval()
-    outs = []
-    with torch.inference_mode():
-        for i in range(0, len(x_std), batch):
-            outs.append(network(torch.from_numpy(x_std[i : i + batch])).numpy())
-    return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
 
 
 def _git_commit() -> str:
@@ -350,46 +338,9 @@ def train(
     tested = _evaluate_test_subjects(data_dir, network, spec, splits, config, fmax, report)
     metrics = tested.metrics(muscles, fmax, config.heldout_family)
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=_parent(out_dir)))
-    try:
-        layout = RunLayout(tmp)
-        np.save(layout.calibration, calib_x)
-        # the int8 gate checks held-out subjects on seen motions (part 0) and on the held-out
-        # motion family (part 1): quantisation error is largest where the network extrapolates
-        gate_parts = [sample.columns() for sample in tested.gate]
-        np.savez_compressed(
-            layout.gate,
-            x=np.concatenate([p[0] for p in gate_parts]).astype(np.float64),
-            y=np.concatenate([p[1] for p in gate_parts]),
-            y_float=np.concatenate([p[2] for p in gate_parts]),
-            subject_id=np.concatenate([p[3] for p in gate_parts]),
-            part=np.repeat(np.arange(2, dtype=np.int8), [len(p[0]) for p in gate_parts]),
-            heldout_family=np.array(config.heldout_family),
-        )
-        torch.save(
-            {
-                "state_dict": network.state_dict(),
-                "hidden_units": list(config.hidden_units),
-                "n_inputs": spec.n_inputs,
-                "n_outputs": len(muscles),
-                "features": list(spec.features),  # the column order the weights expect
-            },
-            layout.weights,
-        )
-        export_onnx(network, spec.n_inputs, layout.onnx)
-        manifest = {
-            "format": RUN_FORMAT,
-            "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-            "git_commit": _git_commit(),
-            "feature_spec": spec.to_dict(),
-            "muscles": _muscle_entries(muscles, fmax),
-            "architecture": {
-                "kind": "mlp",
-                "hidden_units": list(config.hidden_units),
-                "activation": "relu",
-                "onnx_opset": ONNX_OPSET,
-            },
-            "config": dataclasses.asdict(config),
+    _write_run(
+        out_dir, network, spec, config, fmax, calib_x, tested, metrics,
+        manifest={
             "dataset": fingerprint,
             "input_view": {**view.to_dict(), "changed": prepared.viewed},
             "splits": {
@@ -413,23 +364,70 @@ def train(
                 # the process's peak resident memory (preparation, training and evaluation)
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             },
+        },
+        report=report,
+    )  # fmt: skip
+    return metrics
+
+
+def _write_run(
+    out_dir: Path,
+    network: Any,
+    spec: FeatureSpec,
+    config: TrainConfig,
+    fmax: Sequence[float],
+    calib_x: npt.NDArray[np.float32],
+    tested: _TestEvaluation,
+    metrics: dict[str, Any],
+    manifest: dict[str, Any],
+    report: ProgressFn,
+) -> None:
+    """Write the run directory whole or not at all: built in a hidden temporary directory beside
+    ``out_dir``, renamed into place. ``manifest`` holds the run's own sections (dataset, splits,
+    training); the network, feature spec, muscles and metrics are added here."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=_parent(out_dir)))
+    try:
+        layout = RunLayout(tmp)
+        np.save(layout.calibration, calib_x)
+        # the int8 gate checks held-out subjects on seen motions (part 0) and on the held-out
+        # motion family (part 1): quantisation error is largest where the network extrapolates
+        gate_parts = [sample.columns() for sample in tested.gate]
+        np.savez_compressed(
+            layout.gate,
+            x=np.concatenate([p[0] for p in gate_parts]).astype(np.float64),
+            y=np.concatenate([p[1] for p in gate_parts]),
+            y_float=np.concatenate([p[2] for p in gate_parts]),
+            subject_id=np.concatenate([p[3] for p in gate_parts]),
+            part=np.repeat(np.arange(2, dtype=np.int8), [len(p[0]) for p in gate_parts]),
+            heldout_family=np.array(config.heldout_family),
+        )
+        save_weights(network, config.network, spec, layout.weights)
+        export_onnx(network, spec.n_inputs, layout.onnx)
+        document = {
+            "format": RUN_FORMAT,
+            "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+            "git_commit": _git_commit(),
+            "feature_spec": spec.to_dict(),
+            "muscles": _muscle_entries(spec.outputs, fmax),
+            "architecture": config.network.to_dict(),
+            "config": dataclasses.asdict(config),
+            **manifest,
             "metrics": {
                 "heldout_subjects": metrics["heldout_subjects"]["summary"],
                 "heldout_motion": metrics["heldout_motion"]["summary"],
             },
         }
         layout.metrics.write_text(json.dumps(json_safe(metrics), indent=1) + "\n")
-        layout.manifest.write_text(json.dumps(manifest, indent=1) + "\n")
+        layout.manifest.write_text(json.dumps(document, indent=1) + "\n")
         report("plotting", 0, 1, "")
         from host_training.plots import plot_run
 
-        plot_run(tmp, metrics, history, tested.traces)
+        plot_run(tmp, metrics, document["training"]["history"], tested.traces)
         os.chmod(tmp, 0o755)
         os.rename(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return metrics
 
 
 def _feature_spec(
@@ -468,7 +466,7 @@ def _fit(
     stopping on validation loss (the best epoch's weights are kept)."""
     import torch
 
-    network = build_network(len(spec.features), len(spec.outputs), config.hidden_units)
+    network = config.network.build(len(spec.features), len(spec.outputs))
     optimiser = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
     history: list[dict[str, Any]] = []
     best_loss, best_epoch, best_state = float("inf"), -1, dict(network.state_dict())
@@ -593,12 +591,6 @@ def _parent(path: Path) -> Path:
     return path.parent
 
 
-def forces_of_rows(network: Any, spec: FeatureSpec, x: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
-    """Forces (N) from raw inputs: standardise, run, de-standardise."""
-    outputs = predict(network, spec.model_inputs(x))
-    return spec.forces_from_outputs(outputs).astype(np.float32)
-
-
 def _example_traces(
     part: Frames, predicted: npt.NDArray[np.float32], subject: int, config: TrainConfig
 ) -> list[dict[str, Any]]:
@@ -624,30 +616,6 @@ def _example_traces(
     return traces
 
 
-def export_onnx(network: Any, n_inputs: int, path: Path) -> None:
-    """ONNX (opset 17, dynamic batch; the legacy TorchScript exporter, which onnx2tf reads)."""
-    import warnings
-
-    import torch
-
-    network.eval()
-    dummy = torch.zeros(1, n_inputs)
-    with warnings.catch_warnings():
-        # Deliberate: the TorchScript exporter's graphs are what onnx2tf 1.29 converts cleanly;
-        # it announces its own deprecation (and that of helpers it calls) on every export.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            network,
-            (dummy,),
-            str(path),
-            dynamo=False,
-            opset_version=ONNX_OPSET,
-            input_names=["x"],
-            output_names=["y"],
-            dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
-        )
-
-
 @dataclass(frozen=True)
 class Run:
     """A finished run directory, loaded for evaluation or quantisation."""
@@ -663,36 +631,16 @@ class Run:
 
 
 def load_run(path: Path) -> Run:
-    import torch
-
     layout = RunLayout(path)
     try:
         manifest = RunManifest.read(layout)
     except RunError as exc:
         raise TrainingError(str(exc)) from None
     spec = manifest.spec
-    try:  # torch raises many types for a damaged file (UnpicklingError, zip errors, ...)
-        saved = torch.load(layout.weights, map_location="cpu", weights_only=True)
-        if not isinstance(saved, dict):
-            raise TypeError(f"a {type(saved).__name__}, not the saved network")
-        network = build_network(saved["n_inputs"], saved["n_outputs"], tuple(saved["hidden_units"]))
-        network.load_state_dict(saved["state_dict"])
-    except Exception as exc:
-        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise TrainingError(f"{layout.weights}: the weights cannot be loaded ({first})") from None
-    if not all(torch.isfinite(v).all() for v in network.state_dict().values()):
-        raise TrainingError(f"{layout.weights}: the weights hold non-finite values")
-    trained_on = saved.get("features")
-    if trained_on is not None and tuple(trained_on) != spec.features:
-        raise TrainingError(
-            f"{layout.manifest}: the feature spec lists the inputs in another order than the "
-            "weights were trained on (the manifest was edited?)"
-        )
-    if (saved["n_inputs"], saved["n_outputs"]) != (spec.n_inputs, len(spec.outputs)):
-        raise TrainingError(f"{path}: the weights' shape does not match the feature spec")
-    middle = np.array([[(lo + hi) / 2 for lo, hi in spec.input_range]], dtype=np.float32)
-    if not np.isfinite(forces_of_rows(network, spec, middle)).all():
-        raise TrainingError(f"{layout.weights}: the network gives non-finite forces")
+    try:
+        network = load_weights(layout.weights, spec)
+    except NetworkError as exc:
+        raise TrainingError(str(exc)) from None
     return Run(path, dict(manifest.document), spec, network, manifest.fmax_n)
 
 
