@@ -45,7 +45,11 @@ def move_aside(path: Path) -> Path:
 
 def population(out_dir: Path, stage: StageReporter) -> Path:
     from host_training.errors import HostTrainingError
-    from host_training.population import population_metadata, population_size, write_population
+    from host_training.population.sampling import (
+        population_metadata,
+        population_size,
+        write_population,
+    )
 
     path = out_dir / POPULATION_FILE
     if path.is_file():
@@ -87,8 +91,8 @@ def dataset(
     skipped, so an interrupted demo resumes here."""
     import pyarrow.parquet as pq
 
-    from host_training.dataset import make_config
-    from host_training.simulate import run_simulation
+    from host_training.simulation.cluster import run_simulation
+    from host_training.simulation.dataset import make_config
 
     path = out_dir / DATA_DIR
     # the population's extreme subjects too: any patient is inside the network's training range
@@ -135,7 +139,7 @@ def _dataset_matches(path: Path, wanted: dict[str, Any]) -> bool:
 
 
 def _run_matches(run: Path, data: Path, config: dict[str, Any]) -> bool:
-    from host_training.frames import dataset_fingerprint
+    from host_training.simulation.frames import dataset_fingerprint
 
     try:
         manifest = json.loads((run / "manifest.json").read_text())
@@ -154,7 +158,7 @@ def training(out_dir: Path, scale: DemoScale, data: Path, stage: StageReporter) 
     SHA-256) is reused."""
     import dataclasses
 
-    from host_training.training import train
+    from host_training.learning.training import train
 
     run = out_dir / RUN_DIR
     config = scale.training_config()
@@ -192,7 +196,7 @@ def signing_key(out_dir: Path, stage: StageReporter) -> tuple[Path, Path]:
 
 
 def envelope_grid(out_dir: Path, scale: DemoScale, stage: StageReporter) -> Path:
-    from host_training.envelope import (
+    from host_training.rom.envelope import (
         COARSE_GRID_AXES,
         DEFAULT_GRID_AXES,
         EnvelopeResolution,

@@ -90,7 +90,7 @@ def _recording(path: Path) -> None:
 
 
 def _trc(path: Path) -> None:
-    from host_training.markers import write_trc
+    from host_training.model.markers import write_trc
 
     t = np.arange(60) / 60.0
     local = {"HF": (0.1, 0.25, 0.0), "HL": (0.0, 0.22, -0.08), "HR": (0.0, 0.22, 0.08),
@@ -111,9 +111,9 @@ def _session_record(path: Path) -> None:
 
 
 def _dataset_and_run(root: Path, console: Console) -> tuple[Path, Path, dict[str, Any]]:
-    from host_training.dataset import make_config, prepare_output, simulate_shard
-    from host_training.population import write_population
-    from host_training.training import TrainConfig, load_run, train
+    from host_training.learning.training import TrainConfig, load_run, train
+    from host_training.population.sampling import write_population
+    from host_training.simulation.dataset import make_config, prepare_output, simulate_shard
 
     console.print("fuzz: making a small dataset and run to corrupt (a minute)", markup=False)
     population = write_population(root / "population-big.parquet", 16, seed=3)
@@ -143,7 +143,7 @@ def make_seeds(
     pubkey: Path | None,
 ) -> dict[str, Seed]:
     from edge_runtime.contracts.anthropometrics import Anthropometrics, write_profile
-    from host_training.population import write_population
+    from host_training.population.sampling import write_population
 
     seeds: dict[str, Seed] = {}
     _recording(root / "recording.csv")

@@ -63,14 +63,14 @@ def orientation(path: Path, _: dict[str, Any]) -> bool:
 
 
 def trc(path: Path, _: dict[str, Any]) -> bool:
-    from host_training.markers import read_trc
+    from host_training.model.markers import read_trc
 
     data = read_trc(path)  # NaN: a marker not seen in that frame
     return _any_nonfinite(data.t_s) or _any_nonfinite(*data.positions_m.values(), allow_nan=True)
 
 
 def marker_map(path: Path, _: dict[str, Any]) -> bool:
-    from host_training.markers import MarkerMap
+    from host_training.model.markers import MarkerMap
 
     m = MarkerMap.read(path)
     return _any_nonfinite(m.neutral_s, m.max_fill_s)
@@ -100,7 +100,7 @@ def hub_config(path: Path, _: dict[str, Any]) -> bool:
 
 def population(path: Path, _: dict[str, Any]) -> bool:
     from edge_runtime.contracts.anthropometrics import NUMERIC_FIELDS
-    from host_training.population import (
+    from host_training.population.sampling import (
         population_extremes,
         population_metadata,
         population_size,
@@ -115,7 +115,7 @@ def population(path: Path, _: dict[str, Any]) -> bool:
 
 
 def dataset(path: Path, seed: dict[str, Any]) -> bool:
-    from host_training.frames import dataset_fingerprint, load_frames
+    from host_training.simulation.frames import dataset_fingerprint, load_frames
 
     dataset_fingerprint(path)
     frames = load_frames(path, seed["features"], seed["muscles"])
@@ -123,7 +123,7 @@ def dataset(path: Path, seed: dict[str, Any]) -> bool:
 
 
 def run(path: Path, seed: dict[str, Any]) -> bool:
-    from host_training.training import load_run
+    from host_training.learning.training import load_run
 
     loaded = load_run(path)
     rows = np.asarray(seed["rows"], dtype=np.float32)

@@ -3,7 +3,7 @@
 For each motion family in turn (leave one family out), a network is trained without that family
 (``cervical train --heldout-family F`` with the stated time budget) and evaluated on it, for
 the held-out subjects: worst and median muscle R² over the muscles whose force varies in that
-family (``host_training.metrics``), the worst muscle's RMSE in % of Fmax, float and int8 (the
+family (``learning.metrics``), the worst muscle's RMSE in % of Fmax, float and int8 (the
 run converted and gated as ``cervical quantize`` does, no bundle written). With ``--run R`` the
 given run is evaluated on its own held-out family instead, without training, and end to end:
 everyday motions of unseen subjects through simulated IMUs and the hub's IMU path
@@ -25,8 +25,8 @@ import typer
 
 from edge_runtime.common.text import report_error
 from host_training.errors import DatasetError
-from host_training.frames import dataset_families
-from host_training.motions import MOTION_FAMILIES
+from host_training.simulation.frames import dataset_families
+from host_training.simulation.motions import MOTION_FAMILIES
 
 Progress = Callable[[str], None]
 
@@ -76,7 +76,7 @@ def leave_one_family_out(
     data: Path, families: list[str] | None, budget_s: float, runs_dir: Path, int8: bool,
     progress: Progress,
 ) -> dict[str, Any]:  # fmt: skip
-    from host_training.training import TrainConfig, train
+    from host_training.learning.training import TrainConfig, train
     from quantization.cli import gate_run
 
     available = dataset_families(data)

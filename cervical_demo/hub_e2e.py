@@ -25,8 +25,8 @@ import numpy.typing as npt
 
 from edge_runtime.contracts.neck_angles import rotation_from_neck_angles
 from edge_runtime.synthetic import HOLD_S, NEUTRAL_S, RATE_HZ, STROKE_OUT_S, WARMUP_S
-from host_training.everyday import minimum_jerk
-from host_training.metrics import force_metrics
+from host_training.learning.metrics import force_metrics
+from host_training.simulation.everyday import minimum_jerk
 
 FloatArray = npt.NDArray[np.float64]
 # the settling, neutral and nod timings of the assessment protocol's own simulation
@@ -51,7 +51,7 @@ class SubjectSession:
 def unseen_subjects(population: Path, simulated: set[int], n: int) -> list[int]:
     """The last ``n`` ids of the population that the dataset did not simulate."""
     from host_training.errors import DatasetError
-    from host_training.population import population_size
+    from host_training.population.sampling import population_size
 
     size = population_size(population)
     ids = [i for i in range(size - 1, -1, -1) if i not in simulated][:n]
@@ -82,10 +82,10 @@ def _calibration_rotations() -> FloatArray:
 
 def subject_session(subject_id: int, population: Path, seed: int) -> tuple[Any, SubjectSession]:
     """The subject's anthropometrics and session (module docstring)."""
-    from host_training.motions import PlaneSplit, everyday_motions, trajectory
-    from host_training.personalise import personalise
-    from host_training.population import subject_anthropometrics
-    from host_training.solvers import FastSolver
+    from host_training.model.personalise import personalise
+    from host_training.population.sampling import subject_anthropometrics
+    from host_training.simulation.motions import PlaneSplit, everyday_motions, trajectory
+    from host_training.simulation.solvers import FastSolver
 
     anthro = subject_anthropometrics(population, subject_id)
     anatomy = personalise(anthro)
@@ -141,7 +141,7 @@ def evaluate_end_to_end(
     from edge_runtime.contracts.feature_spec import feature_matrix
     from edge_runtime.contracts.force_model import ForceModel
     from edge_runtime.contracts.training_run import RunLayout
-    from host_training.training import load_run
+    from host_training.learning.training import load_run
 
     run = load_run(run_dir)
     config = run.manifest["dataset"]["config"]

@@ -22,7 +22,7 @@ SOLVER = "fast"
 class DemoScale:
     name: str
     subjects: int  # simulated: population ids 0..subjects-1
-    motions: str  # motion set name (host_training.motions)
+    motions: str  # motion set name (host_training.simulation.motions)
     shard_subjects: int
     hidden_units: tuple[int, ...]
     train_budget_s: float  # the training loop's wall-clock budget
@@ -40,7 +40,7 @@ class DemoScale:
         return dataclasses.asdict(self)
 
     def training_config(self) -> Any:
-        from host_training.training import TrainConfig
+        from host_training.learning.training import TrainConfig
 
         return dataclasses.replace(
             TrainConfig(),

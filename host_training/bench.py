@@ -31,9 +31,9 @@ def _median_ms(fn: Callable[[], Any], repeats: int) -> float:
 
 
 def _one_subject(person: Any, out: Path, ref_file: Path, loaded: Any) -> dict[str, float]:
-    from host_training.model_builder import build_model, write_model
-    from host_training.opensim_env import opensim
-    from host_training.personalise import personalise
+    from host_training.model.builder import build_model, write_model
+    from host_training.model.opensim_env import opensim
+    from host_training.model.personalise import personalise
 
     osim = opensim()
     t0 = time.perf_counter()
@@ -61,10 +61,10 @@ def _one_subject(person: Any, out: Path, ref_file: Path, loaded: Any) -> dict[st
 
 def measure(subjects: int, population_rows: int) -> dict[str, float]:
     """The figures of ``cervical bench model`` (ms per subject unless the key says otherwise)."""
-    from host_training.model_builder import build_model, write_model
-    from host_training.opensim_env import opensim
-    from host_training.personalise import personalise
-    from host_training.population import subject_anthropometrics, write_population
+    from host_training.model.builder import build_model, write_model
+    from host_training.model.opensim_env import opensim
+    from host_training.model.personalise import personalise
+    from host_training.population.sampling import subject_anthropometrics, write_population
 
     osim = opensim()
     with tempfile.TemporaryDirectory() as tmp:
@@ -140,10 +140,14 @@ def compare_solvers(
 ) -> dict[str, Any]:
     """OpenSim reference vs fast solver on the same trials, side by side (see bench_simulate)."""
     from edge_runtime.contracts.anthropometrics import NUMERIC_FIELDS, Anthropometrics
-    from host_training.motions import PlaneSplit, motion_set, trajectory
-    from host_training.personalise import personalise
-    from host_training.population import iter_blocks, load_statistics
-    from host_training.solvers import FastSolver, OpenSimSolver, opensim_spline_kinematics
+    from host_training.model.personalise import personalise
+    from host_training.population.sampling import iter_blocks, load_statistics
+    from host_training.simulation.motions import PlaneSplit, motion_set, trajectory
+    from host_training.simulation.solvers import (
+        FastSolver,
+        OpenSimSolver,
+        opensim_spline_kinematics,
+    )
 
     block = next(iter_blocks(subjects, seed, 0.5, load_statistics()))
     ref_s = fast_s = 0.0

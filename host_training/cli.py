@@ -43,7 +43,7 @@ def population_sample(
 ) -> None:
     """Draw N adults (sex, stature_m, body_mass_kg, neck_length_m, shoulder_width_m,
     head_mass_kg) jointly from ANSUR II statistics; ids 0..N-1, a smaller N is a prefix."""
-    from host_training.population import write_population
+    from host_training.population.sampling import write_population
 
     with Progress(
         TextColumn("sampling"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -69,7 +69,7 @@ def population_show(
     subject: Annotated[int, typer.Option(help="Subject id.")] = 0,
 ) -> None:
     """Print one subject's anthropometrics (SI units)."""
-    from host_training.population import population_size, subject_anthropometrics
+    from host_training.population.sampling import population_size, subject_anthropometrics
 
     try:
         population_size(population)  # the whole file checked, not only this subject's row
@@ -92,9 +92,9 @@ def model_build(
     ] = False,
 ) -> None:
     """Build a loadable .osim: the reference model, or one subject's personalised model."""
-    from host_training.model_builder import build_model, write_model
-    from host_training.personalise import personalise
-    from host_training.population import subject_anthropometrics
+    from host_training.model.builder import build_model, write_model
+    from host_training.model.personalise import personalise
+    from host_training.population.sampling import subject_anthropometrics
 
     if reference == (population is not None):
         raise _fail(ValueError("give either --reference or --population with --subject"))
@@ -121,7 +121,7 @@ def model_build(
 @model_app.command("info")
 def model_info(path: Annotated[Path, typer.Argument(help=".osim file.")]) -> None:
     """Print bodies, coordinates (ranges in deg), muscle count and total max isometric force (N)."""
-    from host_training.opensim_env import opensim
+    from host_training.model.opensim_env import opensim
 
     if not path.is_file():
         raise _fail(FileNotFoundError(f"{path}: no such file"))
@@ -196,8 +196,8 @@ def simulate(
     shards; re-running skips finished shards."""
     from rich.progress import TimeRemainingColumn
 
-    from host_training.dataset import make_config
-    from host_training.simulate import run_simulation
+    from host_training.simulation.cluster import run_simulation
+    from host_training.simulation.dataset import make_config
 
     try:
         config = make_config(
@@ -306,7 +306,7 @@ def train_command(
     manifest.json, metrics.json, calibration and held-out gate data, and plots/."""
     import dataclasses
 
-    from host_training.training import TrainConfig, train
+    from host_training.learning.training import TrainConfig, train
 
     try:
         units = tuple(int(u) for u in hidden.split(","))
@@ -360,8 +360,8 @@ def evaluate_command(
     import json
 
     from edge_runtime.common.atomic import atomic_path
-    from host_training.metrics import json_safe
-    from host_training.training import evaluate, load_run
+    from host_training.learning.metrics import json_safe
+    from host_training.learning.training import evaluate, load_run
 
     progress, report = _stage_progress()
     try:

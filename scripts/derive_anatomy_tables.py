@@ -1,8 +1,8 @@
 """Derive the project's anatomy tables from the published HYOID 1.2 model.
 
 A developer tool, run by hand when the tables are re-derived; nothing at run time reads the
-reference model. It writes ``host_training/anatomy/*.csv`` with a ``source`` column on every row,
-applying the documented fixes (see ``host_training/anatomy/NOTES.md``).
+reference model. It writes ``host_training/model/anatomy/*.csv`` with a ``source`` column on
+every row, applying the documented fixes (see ``host_training/model/anatomy/NOTES.md``).
 
     .venv/bin/python scripts/derive_anatomy_tables.py \
         ../shared/reference/hyoid-1.2/HYOID_1.2_ScaledStrenght_UpdatedInertia.osim
@@ -18,8 +18,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from host_training.anatomy import ANATOMY_DIR, neck_slice_inertia_kg_m2
-from host_training.opensim_env import opensim
+from host_training.model.anatomy import ANATOMY_DIR, neck_slice_inertia_kg_m2
+from host_training.model.opensim_env import opensim
 
 SOURCE = "HYOID 1.2 (Mortensen 2018)"
 CERVICAL = ("cerv7", "cerv6", "cerv5", "cerv4", "cerv3", "cerv2", "cerv1")

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from host_training.population import (
+from host_training.population.sampling import (
     QUANTILE_PROBABILITIES,
     STATISTICS_PATH,
     SURVEY_VARIABLES,

@@ -36,8 +36,8 @@ LEARNING_SUBJECTS = 24  # tiny motions: ~500 frames each, enough for >= 5,000 ca
 @pytest.fixture(scope="session")
 def learning_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small real dataset (fast solver, tiny motion set) simulated in-process."""
-    from host_training.dataset import make_config, prepare_output, simulate_shard
-    from host_training.population import write_population
+    from host_training.population.sampling import write_population
+    from host_training.simulation.dataset import make_config, prepare_output, simulate_shard
 
     root = tmp_path_factory.mktemp("learning")
     population = write_population(root / "population.parquet", LEARNING_SUBJECTS, seed=11)
@@ -52,8 +52,8 @@ def learning_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def envelope_grid_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A two-node envelope grid (a light and the reference body: weaker and stronger muscles),
     coarse directions: ~10 s of simulation."""
-    from host_training.envelope import EnvelopeResolution, simulate_envelope_grid
-    from host_training.personalise import reference_anthropometrics
+    from host_training.model.personalise import reference_anthropometrics
+    from host_training.rom.envelope import EnvelopeResolution, simulate_envelope_grid
 
     ref = reference_anthropometrics()
     axes = {
@@ -71,7 +71,7 @@ def envelope_grid_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def learning_run(learning_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A short but real training run on ``learning_dataset`` (small network, 20 s budget)."""
-    from host_training.training import TrainConfig, train
+    from host_training.learning.training import TrainConfig, train
 
     run = tmp_path_factory.mktemp("runs") / "r1"
     config = TrainConfig(hidden_units=(64, 64), time_budget_s=20, max_epochs=40,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from host_training.opensim_env import opensim
+from host_training.model.opensim_env import opensim
 
 CERVICAL = str(Path(sys.executable).with_name("cervical"))
 
@@ -154,7 +154,7 @@ def test_a_population_with_wrong_subject_ids_is_refused(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from host_training.population import write_population
+    from host_training.population.sampling import write_population
 
     good = tmp_path / "good.parquet"
     write_population(good, 50, seed=1)

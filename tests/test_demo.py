@@ -61,7 +61,7 @@ def test_tiny_demo_runs_every_stage_and_leaves_its_outputs(
     from edge_runtime.contracts.bundle import load_public_key
     from edge_runtime.contracts.model_bundle import verify_model_bundle
     from edge_runtime.hub.storage import HubStore
-    from host_training.population import population_size
+    from host_training.population.sampling import population_size
 
     out, stdout, summary = demo
     assert [f"[{i}/6]" in stdout for i in range(1, 7)] == [True] * 6

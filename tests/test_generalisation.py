@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from host_training.population import write_population
+from host_training.population.sampling import write_population
 from tests.conftest import LEARNING_SUBJECTS, QUANT_PYTHON
 
 CERVICAL = str(Path(sys.executable).parent / "cervical")

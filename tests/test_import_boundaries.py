@@ -63,9 +63,9 @@ def test_package_respects_import_boundaries(package: str) -> None:
 
 def test_checker_catches_a_forbidden_import(tmp_path: Path) -> None:
     bad = tmp_path / "m.py"
-    bad.write_text("import opensim\nfrom host_training.anatomy import load_anatomy\n")
+    bad.write_text("import opensim\nfrom host_training.model.anatomy import load_anatomy\n")
     modules = [m for m, _ in _imports(bad)]
-    assert modules == ["opensim", "host_training.anatomy"]
+    assert modules == ["opensim", "host_training.model.anatomy"]
     assert {m.split(".")[0] for m in modules} <= FORBIDDEN["edge_runtime"]
 
 
@@ -79,3 +79,40 @@ def test_the_shared_helpers_import_only_the_standard_library_and_base_dependenci
         for module, line in _imports(path):
             top = module.split(".")[0]
             assert top in sys.stdlib_module_names or top in allowed, f"{path}:{line} {module}"
+
+
+# host_training's stages in pipeline order: a stage imports only from the stages before it (and
+# from the package's cross-stage modules: errors, and the CLI helpers the ROM CLI shares).
+HOST_STAGES = ("population", "model", "simulation", "learning", "rom")
+
+
+def _stage_violations(root: Path) -> list[str]:
+    bad = []
+    for rank, stage in enumerate(HOST_STAGES):
+        for path in sorted((root / stage).rglob("*.py")):
+            for module, line in _imports(path):
+                parts = module.split(".")
+                if parts[0] != "host_training" or len(parts) < 2 or parts[1] not in HOST_STAGES:
+                    continue
+                if HOST_STAGES.index(parts[1]) > rank:
+                    bad.append(f"{path.relative_to(root.parent)}:{line} imports {module}")
+    return bad
+
+
+def test_host_training_stages_import_only_earlier_stages() -> None:
+    root = REPO / "host_training"
+    assert sorted(p.name for p in root.iterdir() if (p / "__init__.py").is_file()) == sorted(
+        HOST_STAGES
+    )
+    assert _stage_violations(root) == []
+
+
+def test_stage_checker_catches_an_import_from_a_later_stage(tmp_path: Path) -> None:
+    for stage in HOST_STAGES:
+        (tmp_path / "host_training" / stage).mkdir(parents=True)
+    (tmp_path / "host_training" / "model" / "m.py").write_text(
+        "from host_training.learning.training import train\n"
+    )
+    assert _stage_violations(tmp_path / "host_training") == [
+        "host_training/model/m.py:1 imports host_training.learning.training"
+    ]

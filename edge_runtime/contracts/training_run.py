@@ -98,8 +98,8 @@ class MuscleEntry:
     groups: tuple[str, ...]
 
 
-# Every motion family a dataset can hold (host_training.motions draws them): a run's held-out
-# family and the families a gate or benchmark asks for are names from this list.
+# Every motion family a dataset can hold (host_training.simulation.motions draws them): a
+# run's held-out family and the families a gate or benchmark asks for are names from this list.
 MOTION_FAMILIES = ("single_plane", "diagonal", "circumduction", "hold", "random_smooth",
                    "point_to_point", "oscillation", "sway_hold", "multi_axis", "box")  # fmt: skip
 

@@ -12,12 +12,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from edge_runtime.contracts.feature_spec import DEFAULT_FEATURES
-from host_training.dataset import muscle_names
 from host_training.errors import DatasetError, PopulationFileError
-from host_training.frames import load_frames
-from host_training.markers import MarkerError, read_trc, write_trc
-from host_training.population import METADATA_KEY, population_metadata, write_population
-from host_training.training import TrainingError, load_run
+from host_training.learning.training import TrainingError, load_run
+from host_training.model.markers import MarkerError, read_trc, write_trc
+from host_training.population.sampling import METADATA_KEY, population_metadata, write_population
+from host_training.simulation.dataset import muscle_names
+from host_training.simulation.frames import load_frames
 
 
 def test_population_metadata_that_is_not_json_is_refused(tmp_path: Path) -> None:

@@ -245,12 +245,12 @@ def test_bench_model_runtime_json(bundle: Path, learning_run: Path) -> None:
 
 
 def test_simulated_int8_matches_the_converted_model(bundle: Path, learning_run: Path) -> None:
-    """The quantisation-aware fine-tuning's simulation of int8 (host_training.qat) against the
+    """The quantisation-aware fine-tuning's simulation of int8 (learning.qat) against the
     real int8 model onnx2tf made and LiteRT runs: the same grid, so they differ by rounding only."""
     import torch
 
-    from host_training.qat import activation_ranges, int8_forward
-    from host_training.training import load_run
+    from host_training.learning.qat import activation_ranges, int8_forward
+    from host_training.learning.training import load_run
 
     run = load_run(learning_run)
     calib = np.load(learning_run / "calibration.npy")
@@ -283,9 +283,9 @@ def test_assess_marker_session_end_to_end(
     from edge_runtime.contracts.model_bundle import verify_model_bundle
     from edge_runtime.contracts.rom_assessment import SECTORS
     from edge_runtime.synthetic import protocol_angles, sector_limit_rad
-    from host_training.markers import write_trc
-    from host_training.personalise import reference_anthropometrics
-    from tests.host_training.test_markers import MAP_TOML, synthetic_markers
+    from host_training.model.markers import write_trc
+    from host_training.model.personalise import reference_anthropometrics
+    from tests.host_training.model.test_markers import MAP_TOML, synthetic_markers
 
     profile = reference_anthropometrics()
     grid = verify_model_bundle(bundle, load_public_key(keys[1]), run_golden=False).envelope

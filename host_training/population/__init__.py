@@ -1,0 +1,1 @@
+"""Seeded populations of adult anthropometrics (ANSUR II statistics, Gaussian copula)."""

@@ -1,0 +1,143 @@
+"""Offline assessment of a marker session with the hub's own contracts: features, int8 inference
+with a verified bundle, and the range-of-motion assessment against the personal envelope.
+
+Report directory (written to a temporary sibling and renamed, so it appears complete or not at
+all; an existing directory is never overwritten):
+
+- ``forces.parquet``: t_s, valid, out_of_range, the nine neck kinematics columns and one force
+  column per muscle (N; NaN where the markers could not give a posture);
+- ``forces.png``: the neck angles and the largest muscle forces over time;
+- ``assessment.json`` and ``assessment.png``: the assessment record and its picture;
+- ``envelope.json``: the personal envelope used;
+- ``markers.json``: the gap report per marker and the frames without a posture.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from edge_runtime.contracts.anthropometrics import Anthropometrics
+from edge_runtime.contracts.feature_spec import feature_matrix
+from edge_runtime.contracts.force_model import ForceModel
+from edge_runtime.contracts.model_bundle import VerifiedBundle
+from edge_runtime.contracts.neck_angles import (
+    NECK_ACCELERATION_NAMES,
+    NECK_ANGLE_NAMES,
+    NECK_VELOCITY_NAMES,
+    neck_angles_from_rotation,
+    neck_kinematics,
+)
+from edge_runtime.contracts.rom_assessment import assess_session
+from host_training.model.markers import (
+    MarkerError,
+    MarkerMap,
+    neck_rotation_from_markers,
+    read_trc,
+)
+from host_training.rom.plots import plot_assessment
+
+INFERENCE_BATCH = 4096
+
+
+def assess_marker_session(
+    markers: Path, mapping_path: Path, bundle: VerifiedBundle, profile: Anthropometrics, out: Path
+) -> dict[str, Any]:
+    """Run the whole offline path and write the report directory; returns a short summary."""
+    if out.exists():
+        raise MarkerError(f"{out} already exists: choose a new report directory")
+    if bundle.envelope is None:
+        raise MarkerError(f"{bundle.path}: the bundle carries no motion envelope")
+    mapping = MarkerMap.read(mapping_path)
+    data = read_trc(markers)
+    kin = neck_rotation_from_markers(data, mapping, markers)
+    t = kin.t_s
+    angles = np.where(kin.valid[:, None], neck_angles_from_rotation(
+        np.where(kin.valid[:, None, None], kin.neck_rotation, np.eye(3))), np.nan)  # fmt: skip
+    neck = neck_kinematics(angles, 1.0 / float(np.median(np.diff(t))), kin.valid)
+    spec = bundle.spec
+    model = ForceModel(bundle.model, spec)
+    forces = np.full((len(t), len(spec.outputs)), np.nan)
+    out_of_range = np.zeros(len(t), dtype=bool)
+    rows = np.flatnonzero(kin.valid)
+    if rows.size:
+        x = feature_matrix(neck[rows], profile, spec.features)
+        lo = np.array([r[0] for r in spec.input_range])
+        hi = np.array([r[1] for r in spec.input_range])
+        out_of_range[rows] = np.any((x < lo) | (x > hi), axis=1)
+        for i in range(0, rows.size, INFERENCE_BATCH):
+            forces[rows[i : i + INFERENCE_BATCH]] = model.forces(x[i : i + INFERENCE_BATCH])
+    envelope, clamped = bundle.envelope.for_subject(profile)
+    assessment = assess_session(t, angles, envelope, mapping.assessment)
+
+    parent = out.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=parent))
+    try:
+        columns: dict[str, Any] = {"t_s": t, "valid": kin.valid, "out_of_range": out_of_range}
+        for j, name in enumerate(NECK_ANGLE_NAMES + NECK_VELOCITY_NAMES + NECK_ACCELERATION_NAMES):
+            columns[name] = neck[:, j]
+        for j, muscle in enumerate(spec.outputs):
+            columns[f"{muscle}_n"] = forces[:, j]
+        pq.write_table(pa.table(columns), work / "forces.parquet")
+        _plot_forces(t, angles, forces, spec.outputs, work / "forces.png")
+        (work / "assessment.json").write_text(json.dumps(assessment.to_dict(), indent=1) + "\n")
+        plot_assessment(assessment, envelope, work / "assessment.png")
+        (work / "envelope.json").write_text(json.dumps(envelope.to_dict(), indent=1) + "\n")
+        marker_report = {
+            "markers": [asdict(g) for g in kin.gaps],
+            "frames": len(t),
+            "frames_without_posture": int((~kin.valid).sum()),
+            "frames_out_of_training_range": int(out_of_range.sum()),
+            "envelope_clamped_fields": clamped,
+            "bundle_version": bundle.version,
+        }
+        (work / "markers.json").write_text(
+            json.dumps(marker_report, indent=1, default=float) + "\n"
+        )
+        work.rename(out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return {
+        "frames": len(t),
+        "frames_without_posture": int((~kin.valid).sum()),
+        "flagged": list(assessment.flagged),
+        "insufficient_data": list(assessment.insufficient),
+        "filled_gaps": sum(g.filled for g in kin.gaps),
+        "unfilled_gaps": sum(g.unfilled for g in kin.gaps),
+        "peak_force_n": float(np.nanmax(forces)) if rows.size else math.nan,
+    }
+
+
+def _plot_forces(
+    t: np.ndarray, angles: np.ndarray, forces: np.ndarray, muscles: Any, path: Path, top: int = 8
+) -> None:
+    fig, (ax_a, ax_f) = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
+    for j, name in enumerate(NECK_ANGLE_NAMES):
+        ax_a.plot(t, np.degrees(angles[:, j]), label=name.replace("_rad", " (deg)"))
+    ax_a.set_ylabel("neck angle (deg)")
+    ax_a.legend(fontsize=8)
+    peak = np.nan_to_num(np.nanmax(forces, axis=0), nan=0.0) if len(forces) else np.zeros(0)
+    for j in np.argsort(peak)[::-1][:top]:
+        ax_f.plot(t, forces[:, j], label=muscles[j], lw=1)
+    ax_f.set_ylabel("muscle force (N)")
+    ax_f.set_xlabel("time (s)")
+    ax_f.legend(fontsize=7, ncol=2)
+    ax_f.set_title(f"the {top} muscles with the largest peak force (int8 model)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

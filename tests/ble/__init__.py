@@ -1,1 +1,0 @@
-"""Bluetooth: the GATT codecs and security, the hub and gateway over the virtual radio."""

@@ -1,0 +1,133 @@
+"""What the clinician reviews: derived tables rebuilt from the records, adherence and open flags,
+warnings, and the exports (FHIR R4 checked by the fhir.resources models, CSV, PDF read back)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.observation import Observation
+from pypdf import PdfReader
+from sqlalchemy import update
+
+from ble_gateway.store import ClinicStore, session_directions, sessions, store_meta
+from ble_gateway.web import exports
+from ble_gateway.web.accounts import Accounts
+from ble_gateway.web.review import (
+    MIN_WEAR_S_PER_DAY,
+    Period,
+    patient_history,
+    patients_overview,
+)
+from ble_gateway.web.synthetic import fill_history
+from edge_runtime.contracts.rom_assessment import SECTORS
+from tests.ble_gateway.web.web_fixtures import PATIENT, clinic, sign_in, web_app
+
+
+def test_derived_tables_are_rebuilt_from_the_records(tmp_path: Path) -> None:
+    store = clinic(tmp_path, days=40)
+    n_sessions, n_directions = store.count(sessions), store.count(session_directions)
+    assert n_sessions > 25 and n_directions >= 10 * (n_sessions - 5)
+    with store.engine.begin() as db:  # an older cache shape, partly lost
+        db.execute(update(store_meta).values(value="1"))
+        db.execute(sessions.delete())
+    store.close()
+    again = ClinicStore(tmp_path / "clinic.db")
+    assert again.count(sessions) == n_sessions
+    assert again.count(session_directions) == n_directions
+    # the review queries need no web accounts (a store that only ever synced)
+    bare = ClinicStore(tmp_path / "bare.db")
+    fill_history(bare, 5, PATIENT)
+    assert len(patient_history(bare.engine, PATIENT.code).sessions) >= 1
+
+
+def test_adherence_open_flags_and_reviews(tmp_path: Path) -> None:
+    store = clinic(tmp_path, days=60)
+    today = datetime.now(UTC).date()
+    [summary] = patients_overview(store.engine, today)
+    history = patient_history(store.engine, PATIENT.code)
+    wear_s: dict[date, float] = {}
+    for s in history.sessions:
+        wear_s[s.started_utc.date()] = wear_s.get(s.started_utc.date(), 0.0) + s.usable_s
+    worn = {d for d, usable_s in wear_s.items() if usable_s >= MIN_WEAR_S_PER_DAY}
+    assert len(worn) < len(wear_s)  # an uncalibrated day has sessions but no usable data
+    for window in (14, 30):
+        expected = sum(1 for d in worn if today - timedelta(days=window) < d <= today)
+        assert summary.days_with_data[window] == expected
+    flagged = [s for s in history.sessions if s.flagged]
+    assert flagged and summary.open_flags["right_rotation"] == sum(
+        "right_rotation" in s.flagged for s in history.sessions
+    )
+    # a review closes that session's flags
+    first = flagged[0]
+    assert Accounts(store.engine).mark_reviewed(first.device_id, first.session_id, "dr.lee")
+    [after] = patients_overview(store.engine, today)
+    closed = {d: summary.open_flags[d] - after.open_flags.get(d, 0) for d in summary.open_flags}
+    assert closed == {d: int(d in first.flagged) for d in summary.open_flags}
+    # a device that stopped: nothing in the windows
+    [late] = patients_overview(store.engine, today + timedelta(days=45))
+    assert late.days_with_data == {14: 0, 30: 0}
+
+
+def test_period_limits_the_history_and_warnings_name_what_went_wrong(tmp_path: Path) -> None:
+    store = clinic(tmp_path, days=120, seed=3)
+    everything = patient_history(store.engine, PATIENT.code)
+    last_month = Period(date.today() - timedelta(days=29), date.today())
+    recent = patient_history(store.engine, PATIENT.code, last_month)
+    assert 0 < len(recent.sessions) < len(everything.sessions)
+    assert all(s.started_utc.date() >= last_month.start for s in recent.sessions)  # type: ignore[operator]
+    warnings = " ".join(everything.warnings())
+    if any(s.out_of_range_frames for s in everything.sessions):
+        assert "outside the force model's training range" in warnings
+    if any(not s.assessed for s in everything.sessions):
+        assert "without a range-of-motion assessment" in warnings
+
+
+def test_fhir_bundle_is_valid_r4_with_units_and_reference_ranges(tmp_path: Path) -> None:
+    store = clinic(tmp_path, days=10)
+    history = patient_history(store.engine, PATIENT.code)
+    document = exports.fhir_bundle(history)
+    bundle = Bundle.model_validate(json.loads(json.dumps(document)))  # structure and types
+    observations = [
+        e.resource for e in bundle.entry if e.resource.get_resource_type() == "Observation"
+    ]
+    assert len(observations) == len(SECTORS) * len(history.assessed)
+    right = [o for o in observations if o.code.coding[0].code == "right_rotation"]
+    latest = history.directions[history.assessed[-1].key]["right_rotation"]
+    obs: Observation = right[-1]
+    assert obs.valueQuantity.code == "deg" and obs.valueQuantity.system == exports.UCUM
+    assert float(obs.valueQuantity.value) == round(latest.reached_deg, 2)
+    low = float(obs.referenceRange[0].low.value)
+    assert low == round(latest.expected_deg - latest.threshold_deg, 2)
+    assert obs.interpretation[0].coding[0].code == ("L" if latest.status == "deficit" else "N")
+    assert obs.subject.reference == bundle.entry[0].fullUrl  # the Patient
+    # stable identities: the same export twice names the same resources
+    again = exports.fhir_bundle(history)
+    assert [e["fullUrl"] for e in again["entry"]] == [e["fullUrl"] for e in document["entry"]]
+
+
+def test_csv_and_pdf_exports(tmp_path: Path) -> None:
+    store = clinic(tmp_path, days=30)
+    history = patient_history(store.engine, PATIENT.code)
+    rows = list(csv.DictReader(io.StringIO(exports.sessions_csv(history))))
+    assert len(rows) == len(history.sessions)
+    last = history.sessions[-1]
+    assert rows[-1]["session_id"] == last.session_id
+    assert rows[-1]["flagged"] == " ".join(last.flagged)
+    if last.assessed:
+        reached = history.directions[last.key]["left_bend"].reached_deg
+        assert float(rows[-1]["left_bend_reached_deg"]) == reached
+    assert exports._safe_cell("=HYPERLINK(1)") == "'=HYPERLINK(1)"  # no formula injection
+    client = TestClient(web_app(store))
+    sign_in(client)
+    response = client.get(f"/patients/{PATIENT.code}/report.pdf")
+    assert response.headers["content-type"] == "application/pdf"
+    pages = PdfReader(io.BytesIO(response.content)).pages
+    text = " ".join(" ".join(p.extract_text().split()) for p in pages)  # lines joined
+    assert f"patient {PATIENT.code}" in text
+    assert "right rotation" in text and "Warnings" in text
