@@ -111,7 +111,8 @@ def _session_record(path: Path) -> None:
 
 
 def _dataset_and_run(root: Path, console: Console) -> tuple[Path, Path, dict[str, Any]]:
-    from host_training.learning.training import TrainConfig, load_run, train
+    from host_training.learning.run import load_run
+    from host_training.learning.training import TrainConfig, train
     from host_training.population.sampling import write_population
     from host_training.simulation.dataset import make_config, prepare_output, simulate_shard
 

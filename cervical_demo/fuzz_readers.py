@@ -123,7 +123,7 @@ def dataset(path: Path, seed: dict[str, Any]) -> bool:
 
 
 def run(path: Path, seed: dict[str, Any]) -> bool:
-    from host_training.learning.training import load_run
+    from host_training.learning.run import load_run
 
     loaded = load_run(path)
     rows = np.asarray(seed["rows"], dtype=np.float32)

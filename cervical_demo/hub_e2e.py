@@ -141,7 +141,7 @@ def evaluate_end_to_end(
     from edge_runtime.contracts.feature_spec import feature_matrix
     from edge_runtime.contracts.force_model import ForceModel
     from edge_runtime.contracts.training_run import RunLayout
-    from host_training.learning.training import load_run
+    from host_training.learning.run import load_run
 
     run = load_run(run_dir)
     config = run.manifest["dataset"]["config"]

@@ -360,8 +360,9 @@ def evaluate_command(
     import json
 
     from edge_runtime.common.atomic import atomic_path
+    from host_training.learning.evaluation import evaluate
     from host_training.learning.metrics import json_safe
-    from host_training.learning.training import evaluate, load_run
+    from host_training.learning.run import load_run
 
     progress, report = _stage_progress()
     try:

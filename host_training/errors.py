@@ -5,7 +5,12 @@
      ├── PopulationFileError (ValueError)    missing, corrupt, or of another schema
      ├── UnknownSubjectError (KeyError)      a subject id the population does not hold
      ├── UnknownMotionSetError (ValueError)  a motion set name that does not exist
-     └── DatasetError (ValueError)           an unusable dataset directory or run setting
+     ├── DatasetError (ValueError)           an unusable dataset directory or run setting
+     ├── TrainingError (ValueError)          a training run cannot start, finish or be loaded
+     ├── MarkerError                         a marker session (TRC) that cannot be used
+     │                                       (model.markers)
+     ├── NetworkError (ValueError)           a weights file that cannot be used (learning.network)
+     └── HubViewError (ValueError)           invalid hub input-view settings (learning.hub_view)
 
 Invalid anthropometrics raise ``edge_runtime.contracts.errors.InvalidAnthropometricsError``: the
 record is a device contract and validates itself.
@@ -51,3 +56,7 @@ class UnknownMotionSetError(HostTrainingError, ValueError):
 
 class DatasetError(HostTrainingError, ValueError):
     """A dataset directory or run configuration is unusable; the message names what and why."""
+
+
+class TrainingError(HostTrainingError, ValueError):
+    """A training run cannot start or finish; the message names what and why."""

@@ -13,23 +13,19 @@
 - A share of the training trajectories is shown as the hub measures it (``hub_view``), and the
   data are read in bounded memory (``training_data``): the stages are in ``train``'s docstring.
 
-A run directory is written whole or not at all (built in a hidden temporary directory, renamed).
+The run directory is written by ``learning.run`` (whole or not at all) and evaluated by
+``learning.evaluation``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import os
 import resource
-import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,42 +37,22 @@ from edge_runtime.contracts.feature_spec import (
     FeatureSpec,
     default_input_transforms,
 )
-from edge_runtime.contracts.training_run import (
-    MIN_CALIBRATION_ROWS,
-    RUN_FORMAT,
-    RunError,
-    RunLayout,
-    RunManifest,
-)
-from host_training.errors import DatasetError, HostTrainingError
+from edge_runtime.contracts.training_run import MIN_CALIBRATION_ROWS
+from host_training.errors import TrainingError
 from host_training.learning.calibration import calibration_rows
+from host_training.learning.evaluation import evaluate_test_subjects
 from host_training.learning.hub_view import HubInputView
-from host_training.learning.metrics import ForceMetricsAccumulator, json_safe
-from host_training.learning.network import (
-    NetworkConfig,
-    NetworkError,
-    export_onnx,
-    forces_of_rows,
-    load_weights,
-    predict,
-    save_weights,
-)
-from host_training.learning.training_data import PreparedData, TrainingSet, UniformSample, prepare
+from host_training.learning.network import NetworkConfig, predict
+from host_training.learning.run import parent_dir, write_run
+from host_training.learning.training_data import PreparedData, TrainingSet, prepare
 from host_training.model.anatomy import load_anatomy
 from host_training.simulation.frames import (
-    Frames,
     dataset_families,
     dataset_fingerprint,
     dataset_subject_ids,
-    iter_frames,
 )
-from host_training.simulation.motions import motion_family
 
 # the run directory's files: edge_runtime.contracts.training_run.RunLayout
-
-
-class TrainingError(HostTrainingError, ValueError):
-    """A training run cannot start or finish; the message names what and why."""
 
 
 @dataclass(frozen=True)
@@ -164,28 +140,6 @@ def cosine_learning_rate(peak: float, epoch: int, epochs: int, floor: float = 0.
     return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def _git_commit() -> str:
-    try:
-        root = Path(__file__).resolve().parents[2]  # the repository (host_training/learning/..)
-        sha = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return sha + ("-dirty" if dirty.strip() else "")
-
-
 def run_epoch(
     network: Any, optimiser: Any, batches: Iterable[tuple[Any, Any]], forward: Callable[[Any], Any]
 ) -> float:
@@ -252,18 +206,6 @@ def quantisation_aware_finetune(
 ProgressFn = Callable[[str, float, float, str], None]  # (stage, done, total, detail)
 
 
-def _muscle_entries(muscles: Sequence[str], fmax: Sequence[float]) -> list[dict[str, Any]]:
-    """Name, maximum isometric force and functional/anatomical groups of each output muscle
-    (the hub reports force statistics per group)."""
-    groups: dict[str, list[str]] = {}
-    for group, member in load_anatomy().muscle_groups:
-        groups.setdefault(member, []).append(group)
-    return [
-        {"name": m, "fmax_n": f, "groups": groups.get(m, [])}
-        for m, f in zip(muscles, fmax, strict=True)
-    ]
-
-
 def train(
     data_dir: Path,
     out_dir: Path,
@@ -300,67 +242,36 @@ def train(
     anchors = fingerprint["config"].get("anchor_subjects", [])
     splits = split_subjects(dataset_subject_ids(data_dir), config, tuple(anchors))
     view = HubInputView(share=config.hub_view_share)
-    input_transforms = default_input_transforms(DEFAULT_FEATURES)
-    with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.cache.", dir=_parent(out_dir)) as c:
-        prepared = prepare(
-            data_dir, DEFAULT_FEATURES, muscles, splits.train, splits.val,
-            config.heldout_family, Path(c), frame_stride=config.frame_stride,
-            input_transforms=input_transforms, output_transform=config.output_transform,
-            view=view, calibration_samples=config.calibration_samples,
-            n_shards=fingerprint["n_shards"], seed=config.seed,
-            progress=lambda i, n: report("preparing the training data", i, n, ""),
-        )  # fmt: skip
-        candidates = prepared.calibration_candidates
-        if len(candidates) < config.calibration_samples:
-            raise TrainingError(
-                f"only {len(candidates)} training frames for int8 calibration; "
-                f"{config.calibration_samples} are needed: simulate more subjects or motions"
-            )
-        spec = _feature_spec(prepared, muscles, input_transforms, config)
-        training_set = TrainingSet(prepared, spec, config.batch_size, config.memory_budget_mb)
-        x_val = spec.model_inputs(prepared.val_x)
-        y_val = spec.targets_from_forces(prepared.val_y)
-        generator = torch.Generator().manual_seed(config.seed)
-        network, fitting = _fit(training_set, x_val, y_val, spec, config, generator, report)
-        calib = calibration_rows(
-            candidates, np.arange(len(candidates)), config.calibration_samples, config.seed
-        )
-        calib_x = spec.model_inputs(candidates.x[calib])
-        history = fitting.pop("history")
-        if config.qat_epochs:
-            history += quantisation_aware_finetune(
-                network, training_set, x_val, y_val, calib_x, config, generator, report
-            )
-    float_epochs = [h for h in history if h["phase"] == "float"]
-    fitting["train_frames_per_s"] = (  # frames through the optimiser per second, float loop
-        len(training_set) * len(float_epochs) / max(sum(h["seconds"] for h in float_epochs), 1e-9)
-    )
-    tested = _evaluate_test_subjects(data_dir, network, spec, splits, config, fmax, report)
+    with tempfile.TemporaryDirectory(
+        prefix=f".{out_dir.name}.cache.", dir=parent_dir(out_dir)
+    ) as c:
+        learned = _learn(data_dir, splits, fingerprint["n_shards"], muscles, config, view, Path(c),
+                         report)  # fmt: skip
+    tested = evaluate_test_subjects(data_dir, learned.network, learned.spec, splits, config, fmax,
+                                    report)  # fmt: skip
     metrics = tested.metrics(muscles, fmax, config.heldout_family)
-
-    _write_run(
-        out_dir, network, spec, config, fmax, calib_x, tested, metrics,
+    write_run(
+        out_dir, learned.network, learned.spec, config, fmax, learned.calib_x, tested, metrics,
         manifest={
             "dataset": fingerprint,
-            "input_view": {**view.to_dict(), "changed": prepared.viewed},
+            "input_view": {**view.to_dict(), "changed": learned.viewed},
             "splits": {
                 "train": list(splits.train),
                 "val": list(splits.val),
                 "test": list(splits.test),
                 "heldout_family": config.heldout_family,
                 "frames": {
-                    "train": len(training_set),
-                    "val": len(x_val),
+                    **learned.frames,
                     "test": tested.seen.n,
                     "heldout_motion": tested.heldout.n,
                 },
             },
             "training": {
-                **fitting,
-                "epochs": len(history),
-                "history": history,
+                **learned.fitting,
+                "epochs": len(learned.history),
+                "history": learned.history,
                 "seconds": time.perf_counter() - started,
-                "in_memory": training_set.in_memory,
+                "in_memory": learned.in_memory,
                 # the process's peak resident memory (preparation, training and evaluation)
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             },
@@ -370,64 +281,70 @@ def train(
     return metrics
 
 
-def _write_run(
-    out_dir: Path,
-    network: Any,
-    spec: FeatureSpec,
-    config: TrainConfig,
-    fmax: Sequence[float],
-    calib_x: npt.NDArray[np.float32],
-    tested: _TestEvaluation,
-    metrics: dict[str, Any],
-    manifest: dict[str, Any],
-    report: ProgressFn,
-) -> None:
-    """Write the run directory whole or not at all: built in a hidden temporary directory beside
-    ``out_dir``, renamed into place. ``manifest`` holds the run's own sections (dataset, splits,
-    training); the network, feature spec, muscles and metrics are added here."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=_parent(out_dir)))
-    try:
-        layout = RunLayout(tmp)
-        np.save(layout.calibration, calib_x)
-        # the int8 gate checks held-out subjects on seen motions (part 0) and on the held-out
-        # motion family (part 1): quantisation error is largest where the network extrapolates
-        gate_parts = [sample.columns() for sample in tested.gate]
-        np.savez_compressed(
-            layout.gate,
-            x=np.concatenate([p[0] for p in gate_parts]).astype(np.float64),
-            y=np.concatenate([p[1] for p in gate_parts]),
-            y_float=np.concatenate([p[2] for p in gate_parts]),
-            subject_id=np.concatenate([p[3] for p in gate_parts]),
-            part=np.repeat(np.arange(2, dtype=np.int8), [len(p[0]) for p in gate_parts]),
-            heldout_family=np.array(config.heldout_family),
-        )
-        save_weights(network, config.network, spec, layout.weights)
-        export_onnx(network, spec.n_inputs, layout.onnx)
-        document = {
-            "format": RUN_FORMAT,
-            "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-            "git_commit": _git_commit(),
-            "feature_spec": spec.to_dict(),
-            "muscles": _muscle_entries(spec.outputs, fmax),
-            "architecture": config.network.to_dict(),
-            "config": dataclasses.asdict(config),
-            **manifest,
-            "metrics": {
-                "heldout_subjects": metrics["heldout_subjects"]["summary"],
-                "heldout_motion": metrics["heldout_motion"]["summary"],
-            },
-        }
-        layout.metrics.write_text(json.dumps(json_safe(metrics), indent=1) + "\n")
-        layout.manifest.write_text(json.dumps(document, indent=1) + "\n")
-        report("plotting", 0, 1, "")
-        from host_training.learning.plots import plot_run
+@dataclass
+class _Learned:
+    """What the learning stages hand on to evaluation and the run directory."""
 
-        plot_run(tmp, metrics, document["training"]["history"], tested.traces)
-        os.chmod(tmp, 0o755)
-        os.rename(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    network: Any
+    spec: FeatureSpec
+    calib_x: npt.NDArray[np.float32]  # the int8 calibration inputs (model space)
+    history: list[dict[str, Any]]  # float epochs, then int8 fine-tuning epochs
+    fitting: dict[str, Any]  # planned and best epoch, why it stopped, frames/s
+    frames: dict[str, int]  # training and validation frames
+    in_memory: bool
+    viewed: dict[str, Any]  # what the hub input view changed
+
+
+def _learn(
+    data_dir: Path,
+    splits: Splits,
+    n_shards: int,
+    muscles: Sequence[str],
+    config: TrainConfig,
+    view: HubInputView,
+    cache_dir: Path,
+    report: ProgressFn,
+) -> _Learned:
+    """Prepare the training data in one pass over the shards, fit the float network, choose the
+    calibration rows and fine-tune for int8."""
+    import torch
+
+    input_transforms = default_input_transforms(DEFAULT_FEATURES)
+    prepared = prepare(
+        data_dir, DEFAULT_FEATURES, muscles, splits.train, splits.val, config.heldout_family,
+        cache_dir, frame_stride=config.frame_stride, input_transforms=input_transforms,
+        output_transform=config.output_transform, view=view,
+        calibration_samples=config.calibration_samples, n_shards=n_shards, seed=config.seed,
+        progress=lambda i, n: report("preparing the training data", i, n, ""),
+    )  # fmt: skip
+    candidates = prepared.calibration_candidates
+    if len(candidates) < config.calibration_samples:
+        raise TrainingError(
+            f"only {len(candidates)} training frames for int8 calibration; "
+            f"{config.calibration_samples} are needed: simulate more subjects or motions"
+        )
+    spec = _feature_spec(prepared, muscles, input_transforms, config)
+    training_set = TrainingSet(prepared, spec, config.batch_size, config.memory_budget_mb)
+    x_val = spec.model_inputs(prepared.val_x)
+    y_val = spec.targets_from_forces(prepared.val_y)
+    generator = torch.Generator().manual_seed(config.seed)
+    network, fitting = _fit(training_set, x_val, y_val, spec, config, generator, report)
+    calib = calibration_rows(
+        candidates, np.arange(len(candidates)), config.calibration_samples, config.seed
+    )
+    calib_x = spec.model_inputs(candidates.x[calib])
+    history = fitting.pop("history")
+    float_seconds = sum(h["seconds"] for h in history)
+    fitting["train_frames_per_s"] = (  # frames through the optimiser per second, float loop
+        len(training_set) * len(history) / max(float_seconds, 1e-9)
+    )
+    if config.qat_epochs:
+        history += quantisation_aware_finetune(
+            network, training_set, x_val, y_val, calib_x, config, generator, report
+        )
+    return _Learned(network, spec, calib_x, history, fitting,
+                    {"train": len(training_set), "val": len(x_val)}, training_set.in_memory,
+                    prepared.viewed)  # fmt: skip
 
 
 def _feature_spec(
@@ -510,177 +427,4 @@ def _fit(
                      "history": history}  # fmt: skip
 
 
-@dataclass
-class _TestEvaluation:
-    """Everything the run reports about its test subjects, gathered shard by shard."""
-
-    seen: ForceMetricsAccumulator  # seen families, box frames apart
-    heldout: ForceMetricsAccumulator  # the held-out family
-    per_family: dict[str, ForceMetricsAccumulator]
-    gate: tuple[UniformSample, UniformSample]  # (x, y, y_float, subject) of part 0 and part 1
-    traces: list[dict[str, Any]]
-
-    def metrics(
-        self, muscles: Sequence[str], fmax: Sequence[float], heldout_family: str
-    ) -> dict[str, Any]:
-        test = self.seen.result(muscles, fmax)
-        motion = self.heldout.result(muscles, fmax)
-        return {
-            "r2_per_muscle": test["r2_per_muscle"],
-            "r2_per_muscle_heldout_motion": motion["r2_per_muscle"],
-            "heldout_subjects": test,
-            "heldout_subjects_per_family": {  # the box frames' figures are here
-                f: acc.result(muscles, fmax)["summary"]
-                for f, acc in sorted(self.per_family.items())
-                if acc.n > 1
-            },
-            "heldout_motion": {"family": heldout_family, **motion},
-        }
-
-
-def _evaluate_test_subjects(
-    data_dir: Path,
-    network: Any,
-    spec: FeatureSpec,
-    splits: Splits,
-    config: TrainConfig,
-    fmax: Sequence[float],
-    report: ProgressFn,
-) -> _TestEvaluation:
-    """Predict every test-subject frame, one shard at a time, into the accumulators."""
-    n = len(spec.outputs)
-    result = _TestEvaluation(
-        seen=ForceMetricsAccumulator(n, config.seed),
-        heldout=ForceMetricsAccumulator(n, config.seed),
-        per_family={},
-        gate=(
-            UniformSample(config.gate_samples, config.seed),
-            UniformSample(config.gate_samples, config.seed + 1),
-        ),
-        traces=[],
-    )
-    parts = iter_frames(data_dir, spec.features, spec.outputs, splits.test,
-                        lambda i, k: report("evaluating", i, k, ""))  # fmt: skip
-    for part in parts:
-        predicted = forces_of_rows(network, spec, part.x)
-        heldout = part.family_mask(config.heldout_family)
-        box = part.family_mask("box")
-        for accumulator, sample, rows in (
-            (result.seen, result.gate[0], ~heldout & ~box),
-            (result.heldout, result.gate[1], heldout),
-        ):
-            accumulator.add(part.y[rows], predicted[rows])
-            sample.add(part.x[rows], part.y[rows], predicted[rows], part.subject_id[rows])
-        for family in part.families():
-            if family != config.heldout_family:
-                rows = part.family_mask(family)
-                acc = result.per_family.setdefault(family, ForceMetricsAccumulator(n, config.seed))
-                acc.add(part.y[rows], predicted[rows])
-        if splits.test[0] in part.subject_id and not result.traces:
-            result.traces = _example_traces(part, predicted, splits.test[0], config)
-    if not result.seen.n or not result.heldout.n:
-        raise TrainingError(
-            f"{data_dir}: the test subjects {list(splits.test)[:5]} have no frames of the "
-            f"seen families or of {config.heldout_family!r}"
-        )
-    return result
-
-
-def _parent(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.parent
-
-
-def _example_traces(
-    part: Frames, predicted: npt.NDArray[np.float32], subject: int, config: TrainConfig
-) -> list[dict[str, Any]]:
-    """Predicted vs simulated forces over one held-out subject's trials (one seen-family motion,
-    one of the held-out family), for the trace plot."""
-    rows = part.subject_id == subject
-    traces = []
-    for family in ("single_plane", config.heldout_family):
-        codes = [i for i, m in enumerate(part.motion_ids) if motion_family(m) == family]
-        if not codes:
-            continue
-        mask = rows & (part.motion_code == codes[min(2, len(codes) - 1)])
-        if not mask.any():
-            continue
-        traces.append(
-            {
-                "title": f"subject {subject}, {part.motion_ids[codes[min(2, len(codes) - 1)]]}",
-                "t_s": part.frame[mask] / 100.0,
-                "simulated_n": part.y[mask],
-                "predicted_n": predicted[mask],
-            }
-        )
-    return traces
-
-
-@dataclass(frozen=True)
-class Run:
-    """A finished run directory, loaded for evaluation or quantisation."""
-
-    path: Path
-    manifest: dict[str, Any]  # the whole manifest (RunManifest validated its core)
-    spec: FeatureSpec
-    network: Any
-    fmax_n: tuple[float, ...]
-
-    def forces(self, x: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
-        return forces_of_rows(self.network, self.spec, x)
-
-
-def load_run(path: Path) -> Run:
-    layout = RunLayout(path)
-    try:
-        manifest = RunManifest.read(layout)
-    except RunError as exc:
-        raise TrainingError(str(exc)) from None
-    spec = manifest.spec
-    try:
-        network = load_weights(layout.weights, spec)
-    except NetworkError as exc:
-        raise TrainingError(str(exc)) from None
-    return Run(path, dict(manifest.document), spec, network, manifest.fmax_n)
-
-
-def evaluate(run: Run, data_dir: Path, progress: ProgressFn | None = None) -> dict[str, Any]:
-    """The run's metrics on every frame of another dataset, overall and per motion family
-    (read one shard at a time: memory independent of the dataset's size)."""
-    report = progress or (lambda *_: None)
-    muscles = run.spec.outputs
-    fmax = list(run.fmax_n)
-    n = len(muscles)
-    overall = ForceMetricsAccumulator(n)
-    per_family: dict[str, ForceMetricsAccumulator] = {}
-    out_of_range: dict[str, int] = {}
-    parts = iter_frames(data_dir, run.spec.features, muscles,
-                        progress=lambda i, k: report("evaluating shards", i, k, ""))  # fmt: skip
-    for part in parts:
-        predicted = run.forces(part.x)
-        overall.add(part.y, predicted)
-        for family in part.families():
-            rows = part.family_mask(family)
-            per_family.setdefault(family, ForceMetricsAccumulator(n)).add(
-                part.y[rows], predicted[rows]
-            )
-        for name, count in run.spec.out_of_range(part.x).items():
-            out_of_range[name] = out_of_range.get(name, 0) + count
-    if not overall.n:
-        raise DatasetError(f"{data_dir}: no frames to evaluate")
-    result: dict[str, Any] = {
-        "dataset": dataset_fingerprint(data_dir),
-        "run": str(run.path),
-        "all_frames": overall.result(muscles, fmax),
-        "per_family": {
-            f: acc.result(muscles, fmax)["summary"]
-            for f, acc in sorted(per_family.items())
-            if acc.n > 1
-        },
-        "out_of_training_range": out_of_range,
-    }
-    result["r2_per_muscle"] = result["all_frames"]["r2_per_muscle"]
-    return result
-
-
-__all__ = ["DatasetError", "TrainConfig", "TrainingError", "evaluate", "load_run", "train"]
+__all__ = ["TrainConfig", "TrainingError", "split_subjects", "train"]

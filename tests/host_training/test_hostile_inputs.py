@@ -13,7 +13,8 @@ import pytest
 
 from edge_runtime.contracts.feature_spec import DEFAULT_FEATURES
 from host_training.errors import DatasetError, PopulationFileError
-from host_training.learning.training import TrainingError, load_run
+from host_training.learning.run import load_run
+from host_training.learning.training import TrainingError
 from host_training.model.markers import MarkerError, read_trc, write_trc
 from host_training.population.sampling import METADATA_KEY, population_metadata, write_population
 from host_training.simulation.dataset import muscle_names

@@ -250,7 +250,7 @@ def test_simulated_int8_matches_the_converted_model(bundle: Path, learning_run: 
     import torch
 
     from host_training.learning.qat import activation_ranges, int8_forward
-    from host_training.learning.training import load_run
+    from host_training.learning.run import load_run
 
     run = load_run(learning_run)
     calib = np.load(learning_run / "calibration.npy")

@@ -14,15 +14,10 @@ import pytest
 from edge_runtime.contracts.feature_spec import DEFAULT_FEATURES, FeatureSpec
 from host_training.errors import DatasetError
 from host_training.learning.calibration import calibration_rows
+from host_training.learning.evaluation import evaluate
 from host_training.learning.metrics import force_metrics
-from host_training.learning.training import (
-    TrainConfig,
-    TrainingError,
-    evaluate,
-    load_run,
-    split_subjects,
-    train,
-)
+from host_training.learning.run import load_run
+from host_training.learning.training import TrainConfig, TrainingError, split_subjects, train
 from host_training.simulation.frames import load_frames
 from host_training.simulation.motions import motion_family
 
