@@ -132,9 +132,12 @@ def dataset(
 
 
 def _dataset_matches(path: Path, wanted: dict[str, Any]) -> bool:
+    from host_training.errors import DatasetError
+    from host_training.simulation.frames import manifest_config
+
     try:
-        return bool(json.loads((path / "manifest.json").read_text())["config"] == wanted)
-    except (OSError, ValueError, KeyError):
+        return manifest_config(path) == wanted
+    except DatasetError:
         return not any(path.iterdir())  # an empty folder fits anything
 
 

@@ -143,7 +143,6 @@ def bench_generalisation(
     varies by > 1% of Fmax), the worst muscle and its RMSE in % of Fmax, float and int8, for
     held-out subjects; and the worst family."""
     from rich.console import Console
-    from rich.table import Table
 
     from host_training.errors import HostTrainingError
     from quantization.errors import QuantizationError
@@ -151,21 +150,7 @@ def bench_generalisation(
     err = Console(stderr=True, soft_wrap=True)
     try:
         if run is not None:
-            from quantization.cli import gate_run
-
-            metrics = json.loads((run / "metrics.json").read_text())
-            if family and family != [metrics["heldout_motion"]["family"]]:
-                raise DatasetError(
-                    f"{run} was trained without {metrics['heldout_motion']['family']!r}, "
-                    f"not {family}: leave --family out or train a run without it"
-                )
-            result = summarise([family_row(metrics, gate_run(run) if int8 else None)], None)
-            if hub_subjects:
-                from cervical_demo.hub_e2e import evaluate_end_to_end
-
-                hub = evaluate_end_to_end(run, hub_subjects, err.print, hub_population)
-                result.update(hub=hub, hub_r2_min=hub["hub_r2_min"],
-                              hub_r2_median=hub["hub_r2_median"])  # fmt: skip
+            result = _evaluate_run(run, family, int8, hub_subjects, hub_population, err.print)
         elif runs_dir is not None:
             if runs_dir.exists() and any(runs_dir.iterdir()):
                 raise DatasetError(f"--runs-dir {runs_dir} is not empty: choose a new directory")
@@ -179,6 +164,40 @@ def bench_generalisation(
     if as_json:
         print(json.dumps(result))
         return
+    _print_result(result)
+
+
+def _evaluate_run(
+    run: Path,
+    family: list[str] | None,
+    int8: bool,
+    hub_subjects: int,
+    hub_population: Path | None,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """A trained run on its own held-out family (and end to end from simulated IMUs)."""
+    from edge_runtime.contracts.training_run import RunLayout
+    from quantization.cli import gate_run
+
+    metrics = json.loads(RunLayout(run).metrics.read_text())
+    if family and family != [metrics["heldout_motion"]["family"]]:
+        raise DatasetError(
+            f"{run} was trained without {metrics['heldout_motion']['family']!r}, "
+            f"not {family}: leave --family out or train a run without it"
+        )
+    result = summarise([family_row(metrics, gate_run(run) if int8 else None)], None)
+    if hub_subjects:
+        from cervical_demo.hub_e2e import evaluate_end_to_end
+
+        hub = evaluate_end_to_end(run, hub_subjects, log, hub_population)
+        result.update(hub=hub, hub_r2_min=hub["hub_r2_min"], hub_r2_median=hub["hub_r2_median"])
+    return result
+
+
+def _print_result(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title="cervical bench generalisation (held-out subjects, family left out)")
     for column in ("family", "worst R²", "median R²", "worst muscle", "worst RMSE % Fmax",
                    "int8 worst R²", "int8 drop"):  # fmt: skip

@@ -14,7 +14,6 @@ optimisation on the true coordinates and their analytic derivatives, over every 
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,12 +141,12 @@ def evaluate_end_to_end(
     from edge_runtime.contracts.force_model import ForceModel
     from edge_runtime.contracts.training_run import RunLayout
     from host_training.learning.run import load_run
+    from host_training.simulation.frames import population_path
 
     run = load_run(run_dir)
     config = run.manifest["dataset"]["config"]
     if population is None:  # the dataset's own population
-        population = Path(json.loads((Path(run.manifest["dataset"]["path"]) / "manifest.json")
-                                     .read_text())["population_path"])  # fmt: skip
+        population = population_path(Path(run.manifest["dataset"]["path"]))
     simulated = set(range(config["n_subjects"])) | set(config.get("anchor_subjects", []))
     int8_path = RunLayout(run_dir).tflite_int8
     int8 = ForceModel(int8_path.read_bytes(), run.spec) if int8_path.is_file() else None

@@ -17,6 +17,7 @@ from cervical_demo.progress import duration
 from cervical_demo.scales import DemoScale
 from edge_runtime.common.atomic import atomic_path
 from edge_runtime.contracts.model_bundle import BundleManifest
+from edge_runtime.contracts.training_run import RunLayout
 
 SUMMARY_FILE = "summary.json"
 R2_GOAL = 0.95  # the published result to beat: R² > 0.95 for every muscle
@@ -27,7 +28,7 @@ SENSOR_TROUBLE = {"sensor_lost", "dropped_samples", "timestamp_jump", "timestamp
 def key_figures(
     run: Path, bundle_manifest: BundleManifest, hub: HubResult, scale: DemoScale
 ) -> dict[str, Any]:
-    metrics = json.loads((run / "metrics.json").read_text())
+    metrics = json.loads(RunLayout(run).metrics.read_text())
     held_out = metrics["heldout_subjects"]["summary"]
     held_family = metrics["heldout_motion"]
     r2 = metrics["r2_per_muscle"]

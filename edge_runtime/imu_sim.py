@@ -109,12 +109,9 @@ def simulate_imus(
     """Render head and trunk IMU recordings for a head-on-trunk rotation sequence (N, 3, 3)
     sampled uniformly at ``t_s``."""
     cfg = setup or SimulationSetup()
-    err = cfg.errors
     rng = np.random.default_rng(seed)
     t = np.asarray(t_s, dtype=np.float64)
     n = t.size
-    dt = float(t[1] - t[0])
-    duration = max(float(t[-1] - t[0]), dt)
 
     # trunk: slow turn, sway, translation (smooth random sinusoids)
     def smooth(amplitude: float, low_hz: float, high_hz: float) -> FloatArray:
@@ -141,49 +138,60 @@ def simulate_imus(
 
     mounts = {"head": _random_rotation(rng, cfg.misalignment_deg),
               "trunk": _random_rotation(rng, cfg.misalignment_deg)}  # fmt: skip
-    dip = math.radians(EARTH_DIP_DEG)
-    field_world = EARTH_FIELD_UT * np.array([0.0, math.cos(dip), -math.sin(dip)])
-
-    def render(
-        r_segment: FloatArray, position: FloatArray, mount: FloatArray, head: bool
-    ) -> ImuRecording:
-        r_sensor = r_segment @ mount
-        to_sensor = np.swapaxes(r_sensor, 1, 2)
-        gyr = _body_rates(r_sensor, dt)
-        specific_force = _second_derivative(position, dt) + np.array([0.0, 0.0, GRAVITY_M_S2])
-        acc = to_sensor @ specific_force[..., None]
-        acc = acc[..., 0]
-        walk = np.cumsum(rng.normal(size=(n, 3)), axis=0) * math.radians(
-            err.gyr_bias_walk_deg_s_per_sqrt_s
-        ) * math.sqrt(dt)  # fmt: skip
-        gyr = gyr + rng.uniform(-1, 1, 3) * math.radians(err.gyr_bias_deg_s) + walk
-        gyr += rng.normal(size=(n, 3)) * math.radians(err.gyr_noise_deg_s)
-        acc = (
-            acc
-            + rng.uniform(-1, 1, 3) * err.acc_bias_m_s2
-            + rng.normal(size=(n, 3)) * err.acc_noise_m_s2
-        )
-        gyr_range = math.radians(err.gyr_range_deg_s)
-        mag = None
-        if cfg.magnetometer:
-            world = np.broadcast_to(field_world, (n, 3)).copy()
-            if head and cfg.mag_disturbance_ut > 0:
-                span = (t - t[0] >= 0.4 * duration) & (t - t[0] < 0.5 * duration)
-                world[span] += cfg.mag_disturbance_ut * np.array([1.0, 0.0, 0.0])
-            mag = (to_sensor @ world[..., None])[..., 0] + rng.normal(
-                size=(n, 3)
-            ) * err.mag_noise_ut
-        return ImuRecording(
-            t_s=t.copy(),
-            gyr_rad_s=np.clip(gyr, -gyr_range, gyr_range),
-            acc_m_s2=np.clip(acc, -err.acc_range_m_s2, err.acc_range_m_s2),
-            mag_ut=mag,
-        )
-
     return SimulatedSession(
-        head=render(r_head, p_head, mounts["head"], True),
-        trunk=render(r_trunk, p_trunk, mounts["trunk"], False),
+        head=_render_imu(r_head, p_head, mounts["head"], t, cfg, rng, disturbed=True),
+        trunk=_render_imu(r_trunk, p_trunk, mounts["trunk"], t, cfg, rng, disturbed=False),
         neck_rotation=np.asarray(neck_rotation),
         head_mount=mounts["head"],
         trunk_mount=mounts["trunk"],
+    )
+
+
+def _render_imu(
+    r_segment: FloatArray,
+    position: FloatArray,
+    mount: FloatArray,
+    t: FloatArray,
+    cfg: SimulationSetup,
+    rng: np.random.Generator,
+    disturbed: bool,
+) -> ImuRecording:
+    """One sensor's recording: the segment's rotation and position seen through its mount,
+    plus the sensor errors of ``cfg`` (biases, bias walk, noise, range); ``disturbed``: the
+    magnetic disturbance of ``cfg`` over 40-50% of the session (the head sensor's)."""
+    err = cfg.errors
+    n = t.size
+    dt = float(t[1] - t[0])
+    r_sensor = r_segment @ mount
+    to_sensor = np.swapaxes(r_sensor, 1, 2)
+    gyr = _body_rates(r_sensor, dt)
+    specific_force = _second_derivative(position, dt) + np.array([0.0, 0.0, GRAVITY_M_S2])
+    acc = (to_sensor @ specific_force[..., None])[..., 0]
+    walk = np.cumsum(rng.normal(size=(n, 3)), axis=0) * math.radians(
+        err.gyr_bias_walk_deg_s_per_sqrt_s
+    ) * math.sqrt(dt)  # fmt: skip
+    gyr = gyr + rng.uniform(-1, 1, 3) * math.radians(err.gyr_bias_deg_s) + walk
+    gyr += rng.normal(size=(n, 3)) * math.radians(err.gyr_noise_deg_s)
+    acc = (
+        acc
+        + rng.uniform(-1, 1, 3) * err.acc_bias_m_s2
+        + rng.normal(size=(n, 3)) * err.acc_noise_m_s2
+    )
+    gyr_range = math.radians(err.gyr_range_deg_s)
+    mag = None
+    if cfg.magnetometer:
+        dip = math.radians(EARTH_DIP_DEG)
+        field_world = EARTH_FIELD_UT * np.array([0.0, math.cos(dip), -math.sin(dip)])
+        world = np.broadcast_to(field_world, (n, 3)).copy()
+        if disturbed and cfg.mag_disturbance_ut > 0:
+            duration = max(float(t[-1] - t[0]), dt)
+            span = (t - t[0] >= 0.4 * duration) & (t - t[0] < 0.5 * duration)
+            world[span] += cfg.mag_disturbance_ut * np.array([1.0, 0.0, 0.0])
+        noise = rng.normal(size=(n, 3)) * err.mag_noise_ut
+        mag = (to_sensor @ world[..., None])[..., 0] + noise
+    return ImuRecording(
+        t_s=t.copy(),
+        gyr_rad_s=np.clip(gyr, -gyr_range, gyr_range),
+        acc_m_s2=np.clip(acc, -err.acc_range_m_s2, err.acc_range_m_s2),
+        mag_ut=mag,
     )

@@ -100,86 +100,83 @@ def envelope_svg(
             1, 2, width_ratios=(1.5, 1), left=0.1, right=0.97, bottom=0.2, top=0.88, wspace=0.55
         )
         polar = cast(PolarAxes, fig.add_subplot(grid[0], projection="polar"))
-        polar.set_theta_zero_location("N")
-        polar.set_theta_direction(-1)
-        planar = [s for s in PLANAR_SECTORS if s in now]
-        theta = [math.radians(45 * PLANAR_SECTORS.index(s)) for s in planar]
-        closed = [*theta, theta[0]] if theta else []
-
-        def ring(values: Sequence[float]) -> list[float]:
-            return [*values, values[0]] if values else []
-
-        expected = [now[s].expected_deg for s in planar]
-        polar.fill(closed, ring(expected), color=GREY, alpha=0.12, label="personal envelope")
-        polar.plot(closed, ring(expected), color=GREY, ls="--", lw=1)
-        if before:
-            back = [before[s].reached_deg if s in before else math.nan for s in planar]
-            polar.plot(
-                closed, ring(back), color=ORANGE, lw=1.2, marker="s", ms=3, label=before_label
-            )
-        polar.plot(
-            closed,
-            ring([now[s].reached_deg for s in planar]),
-            color=BLUE,
-            lw=2,
-            marker="o",
-            ms=4,
-            label=now_label,
-        )
-        for s, th in zip(planar, theta, strict=True):
-            d = now[s]
-            if d.status == "deficit":
-                polar.plot([th], [d.reached_deg], marker="X", ms=9, color=RED)
-                polar.annotate(
-                    f"−{d.deficit_deg:.0f}° ({d.deficit_pct:.0f} %)",
-                    (th, d.reached_deg),
-                    xytext=(4, -12),
-                    textcoords="offset points",
-                    color=RED,
-                    fontsize=8,
-                    fontweight="bold",
-                )
-        polar.set_xticks(theta, [direction_label(s) for s in planar])
-        polar.set_rlabel_position(112)
-        polar.tick_params(axis="y", labelsize=7)
-        polar.set_title("Flexion–extension and lateral bending (deg)")
-        polar.legend(
-            loc="upper left", bbox_to_anchor=(-0.25, -0.05), fontsize=7, frameon=False, ncol=3
-        )
-
-        bars = fig.add_subplot(grid[1])
-        axial = [s for s in AXIAL_SECTORS if s in now]
-        y = list(range(len(axial)))
-        bars.barh(
-            y,
-            [now[s].expected_deg for s in axial],
-            color="none",
-            edgecolor=GREY,
-            ls="--",
-            label="envelope",
-        )
-        colours = [RED if now[s].status == "deficit" else BLUE for s in axial]
-        bars.barh(
-            y, [now[s].reached_deg for s in axial], height=0.5, color=colours, label=now_label
-        )
-        if before:
-            for i, s in enumerate(axial):
-                if s in before:
-                    bars.plot([before[s].reached_deg] * 2, [i - 0.35, i + 0.35], color=ORANGE, lw=2)
-        top = max([now[s].expected_deg for s in axial] + [now[s].reached_deg for s in axial] + [1])
-        for i, s in enumerate(axial):  # labels right of the bars, never over them
-            d = now[s]
-            text = f"{d.reached_deg:.0f}° of {d.expected_deg:.0f}°"
-            if d.status == "deficit":
-                text += f"\n−{d.deficit_deg:.0f}° ({d.deficit_pct:.0f} %)"
-            colour = RED if d.status == "deficit" else "black"
-            bars.text(top * 1.04, i, text, fontsize=8, va="center", color=colour)
-        bars.set_xlim(0, top * 1.75)
-        bars.set_yticks(y, [direction_label(s) for s in axial])
-        bars.set_xlabel("deg")
-        bars.set_title("Axial rotation")
-        bars.invert_yaxis()
+        _planar_panel(polar, now, now_label, before, before_label)
+        _axial_panel(fig.add_subplot(grid[1]), now, now_label, before)
         return _svg(fig, "envelope")
+
+
+def _planar_panel(
+    polar: PolarAxes,
+    now: dict[str, Direction],
+    now_label: str,
+    before: dict[str, Direction] | None,
+    before_label: str,
+) -> None:
+    """The (extension, lateral bending) plane: envelope, the earlier and the current reach."""
+    polar.set_theta_zero_location("N")
+    polar.set_theta_direction(-1)
+    planar = [s for s in PLANAR_SECTORS if s in now]
+    theta = [math.radians(45 * PLANAR_SECTORS.index(s)) for s in planar]
+    closed = [*theta, theta[0]] if theta else []
+
+    def ring(values: Sequence[float]) -> list[float]:
+        return [*values, values[0]] if values else []
+
+    expected = [now[s].expected_deg for s in planar]
+    polar.fill(closed, ring(expected), color=GREY, alpha=0.12, label="personal envelope")
+    polar.plot(closed, ring(expected), color=GREY, ls="--", lw=1)
+    if before:
+        back = [before[s].reached_deg if s in before else math.nan for s in planar]
+        polar.plot(closed, ring(back), color=ORANGE, lw=1.2, marker="s", ms=3, label=before_label)
+    reached = ring([now[s].reached_deg for s in planar])
+    polar.plot(closed, reached, color=BLUE, lw=2, marker="o", ms=4, label=now_label)
+    for s, th in zip(planar, theta, strict=True):
+        d = now[s]
+        if d.status == "deficit":
+            polar.plot([th], [d.reached_deg], marker="X", ms=9, color=RED)
+            polar.annotate(
+                f"−{d.deficit_deg:.0f}° ({d.deficit_pct:.0f} %)",
+                (th, d.reached_deg),
+                xytext=(4, -12),
+                textcoords="offset points",
+                color=RED,
+                fontsize=8,
+                fontweight="bold",
+            )
+    polar.set_xticks(theta, [direction_label(s) for s in planar])
+    polar.set_rlabel_position(112)
+    polar.tick_params(axis="y", labelsize=7)
+    polar.set_title("Flexion–extension and lateral bending (deg)")
+    polar.legend(loc="upper left", bbox_to_anchor=(-0.25, -0.05), fontsize=7, frameon=False, ncol=3)
+
+
+def _axial_panel(
+    bars: Axes, now: dict[str, Direction], now_label: str, before: dict[str, Direction] | None
+) -> None:
+    """Axial rotation as bars against the envelope, labelled right of the bars."""
+    axial = [s for s in AXIAL_SECTORS if s in now]
+    y = list(range(len(axial)))
+    bars.barh(y, [now[s].expected_deg for s in axial], color="none", edgecolor=GREY, ls="--",
+              label="envelope")  # fmt: skip
+    colours = [RED if now[s].status == "deficit" else BLUE for s in axial]
+    bars.barh(y, [now[s].reached_deg for s in axial], height=0.5, color=colours, label=now_label)
+    if before:
+        for i, s in enumerate(axial):
+            if s in before:
+                bars.plot([before[s].reached_deg] * 2, [i - 0.35, i + 0.35], color=ORANGE, lw=2)
+    top = max([now[s].expected_deg for s in axial] + [now[s].reached_deg for s in axial] + [1])
+    for i, s in enumerate(axial):  # labels right of the bars, never over them
+        d = now[s]
+        text = f"{d.reached_deg:.0f}° of {d.expected_deg:.0f}°"
+        if d.status == "deficit":
+            text += f"\n−{d.deficit_deg:.0f}° ({d.deficit_pct:.0f} %)"
+        colour = RED if d.status == "deficit" else "black"
+        bars.text(top * 1.04, i, text, fontsize=8, va="center", color=colour)
+    bars.set_xlim(0, top * 1.75)
+    bars.set_yticks(y, [direction_label(s) for s in axial])
+    bars.set_xlabel("deg")
+    bars.set_title("Axial rotation")
+    bars.invert_yaxis()
 
 
 def _date_axis(ax: Axes, ticks: list[float], fmt: str = "%Y-%m-%d") -> None:

@@ -233,18 +233,9 @@ def assess_session(
             f"assessment: need t_s (N,) and angles_rad (N, 3), got {t.shape} and {a.shape}"
         )
     notes: list[str] = []
-    valid = np.isfinite(t) & np.all(np.isfinite(a), axis=1)
-    # samples whose time does not advance past the last valid one are dropped
-    reversal = np.zeros(t.size, dtype=bool)
-    last = -math.inf
-    for i in np.flatnonzero(valid):
-        if t[i] <= last:
-            reversal[i] = True
-        else:
-            last = t[i]
+    valid, reversal = _valid_samples(t, a)
     if reversal.any():
         notes.append(f"{int(reversal.sum())} samples with timestamps that did not advance dropped")
-    valid &= ~reversal
     idx = np.flatnonzero(valid)
     if idx.size < 3:
         return _insufficient_everything(envelope, cfg, [], "fewer than 3 valid samples", notes)
@@ -264,8 +255,41 @@ def assess_session(
             notes, duration, valid_s,
         )  # fmt: skip
 
-    # uniform resampling for derivatives; long gaps stay NaN and split the segments
     rate = 1.0 / nominal_dt
+    velocity = _uniform_velocity(tv, av, nominal_dt, unfilled)
+    sectors = _sector_results(
+        _excursions(av, envelope, cfg), _directional_speeds(velocity), unfilled, cfg
+    )
+    movements, sparc_values = _movements(velocity, rate, cfg)
+    return RomAssessment(
+        duration_s=duration, valid_s=valid_s, sectors=tuple(sectors), spans=tuple(spans),
+        movements=movements,
+        sparc_median=float(np.median(sparc_values)) if sparc_values else None,
+        config=cfg, notes=tuple(notes),
+    )  # fmt: skip
+
+
+def _valid_samples(
+    t: FloatArray, a: FloatArray
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """(valid, reversal): finite samples whose time advances past the last valid one; samples
+    whose time does not are dropped and marked in ``reversal``."""
+    valid = np.isfinite(t) & np.all(np.isfinite(a), axis=1)
+    reversal = np.zeros(t.size, dtype=bool)
+    last = -math.inf
+    for i in np.flatnonzero(valid):
+        if t[i] <= last:
+            reversal[i] = True
+        else:
+            last = t[i]
+    return valid & ~reversal, reversal
+
+
+def _uniform_velocity(
+    tv: FloatArray, av: FloatArray, nominal_dt: float, unfilled: list[DataSpan]
+) -> FloatArray:
+    """Angular velocity (rad/s) on a uniform grid: resampled for the derivative filter; long
+    gaps stay NaN and split the segments it runs over."""
     grid = np.arange(tv[0], tv[-1] + nominal_dt / 2, nominal_dt)
     uniform = np.stack([np.interp(grid, tv, av[:, k]) for k in range(3)], axis=1)
     in_gap = np.zeros(grid.size, dtype=bool)
@@ -273,10 +297,18 @@ def assess_session(
         in_gap |= (grid > tv[0] + s.start_s) & (grid < tv[0] + s.end_s)
     velocity = np.full_like(uniform, np.nan)
     for seg in _segments(~in_gap):
-        velocity[seg] = filtered_derivative(uniform[seg], rate, 1)
+        velocity[seg] = filtered_derivative(uniform[seg], 1.0 / nominal_dt, 1)
+    return velocity
 
-    excursion = _excursions(av, envelope, cfg)
-    speeds = _directional_speeds(velocity)
+
+def _sector_results(
+    excursion: dict[str, tuple[float, float, float]],
+    speeds: dict[str, float],
+    unfilled: list[DataSpan],
+    cfg: AssessmentConfig,
+) -> list[SectorResult]:
+    """Each sector's status: a deficit where the reach falls short by ``min_deficit_deg`` or
+    more, unless a span without data may have hidden the movement (then insufficient data)."""
     sectors = []
     gap_reason = ""
     if unfilled:
@@ -307,13 +339,7 @@ def assess_session(
                 reason=reason,
             )
         )
-    movements, sparc_values = _movements(velocity, rate, cfg)
-    return RomAssessment(
-        duration_s=duration, valid_s=valid_s, sectors=tuple(sectors), spans=tuple(spans),
-        movements=movements,
-        sparc_median=float(np.median(sparc_values)) if sparc_values else None,
-        config=cfg, notes=tuple(notes),
-    )  # fmt: skip
+    return sectors
 
 
 def _segments(mask: npt.NDArray[np.bool_]) -> list[slice]:

@@ -100,16 +100,30 @@ def _check_shards_match(data_dir: Path, paths: list[Path]) -> None:
             )
 
 
-def manifest_config(data_dir: Path) -> dict[str, Any]:
-    """The ``config`` object of the dataset's manifest (DatasetError naming it otherwise)."""
+def read_manifest(data_dir: Path) -> dict[str, Any]:
+    """The dataset's manifest (``dataset.MANIFEST``; DatasetError naming it otherwise)."""
     path = data_dir / MANIFEST
     try:
-        config = json.loads(read_text(path, DatasetError, max_bytes=64 * 1024**2))["config"]
-    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        document = json.loads(read_text(path, DatasetError, max_bytes=64 * 1024**2))
+    except (ValueError, RecursionError) as exc:
         raise DatasetError(f"{path} is not a dataset manifest ({exc})") from None
-    if not isinstance(config, dict):
-        raise DatasetError(f"{path} is not a dataset manifest (config is not an object)")
+    if not isinstance(document, dict) or not isinstance(document.get("config"), dict):
+        raise DatasetError(f"{path} is not a dataset manifest (no config object)")
+    return document
+
+
+def manifest_config(data_dir: Path) -> dict[str, Any]:
+    """The ``config`` object of the dataset's manifest: what was simulated and how."""
+    config: dict[str, Any] = read_manifest(data_dir)["config"]
     return config
+
+
+def population_path(data_dir: Path) -> Path:
+    """The population file the dataset's subjects were drawn from."""
+    document = read_manifest(data_dir)
+    if not isinstance(document.get("population_path"), str):
+        raise DatasetError(f"{data_dir / MANIFEST}: no population_path")
+    return Path(document["population_path"])
 
 
 def _shard(read: Callable[..., Any], path: Path, **kwargs: Any) -> Any:
