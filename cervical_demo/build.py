@@ -142,17 +142,20 @@ def _dataset_matches(path: Path, wanted: dict[str, Any]) -> bool:
 
 
 def _run_matches(run: Path, data: Path, config: dict[str, Any]) -> bool:
+    from edge_runtime.contracts.training_run import RunError, RunLayout, RunManifest
+    from host_training.errors import DatasetError
     from host_training.simulation.frames import dataset_fingerprint
 
+    layout = RunLayout(run)
     try:
-        manifest = json.loads((run / "manifest.json").read_text())
-        complete = all((run / n).is_file() for n in ("model.onnx", "metrics.json"))
+        manifest = RunManifest.read(layout)
         return (
-            complete
-            and manifest["config"] == config
-            and manifest["dataset"]["sha256"] == dataset_fingerprint(data)["sha256"]
+            layout.onnx.is_file()
+            and layout.metrics.is_file()
+            and dict(manifest.train_config) == config
+            and manifest.dataset_sha256 == dataset_fingerprint(data)["sha256"]
         )
-    except (OSError, ValueError, KeyError, TypeError):
+    except (RunError, DatasetError, OSError):
         return False
 
 

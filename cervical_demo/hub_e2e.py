@@ -144,13 +144,13 @@ def evaluate_end_to_end(
     from host_training.simulation.frames import population_path
 
     run = load_run(run_dir)
-    config = run.manifest["dataset"]["config"]
+    config = run.manifest.dataset_config
     if population is None:  # the dataset's own population
-        population = population_path(Path(run.manifest["dataset"]["path"]))
+        population = population_path(Path(run.manifest.dataset_path))
     simulated = set(range(config["n_subjects"])) | set(config.get("anchor_subjects", []))
     int8_path = RunLayout(run_dir).tflite_int8
     int8 = ForceModel(int8_path.read_bytes(), run.spec) if int8_path.is_file() else None
-    muscles = [m["name"] for m in run.manifest["muscles"]]
+    muscles = [m.name for m in run.manifest.muscles]
     fmax = list(run.fmax_n)
     truth, float_forces, int8_forces = [], [], []
     ids = unseen_subjects(population, simulated, subjects)

@@ -24,10 +24,9 @@ from edge_runtime.common.text import report_error
 from edge_runtime.contracts.anthropometrics import Anthropometrics
 from edge_runtime.contracts.envelope import ENVELOPE_GRID_FORMAT, EnvelopeGrid, MotionEnvelope
 from edge_runtime.contracts.errors import ContractError
-from edge_runtime.contracts.feature_spec import FeatureSpec
 from edge_runtime.contracts.force_model import ForceModel, runtime_name
 from edge_runtime.contracts.rom_assessment import AssessmentConfig
-from edge_runtime.contracts.training_run import RunLayout
+from edge_runtime.contracts.training_run import RunLayout, RunManifest
 from edge_runtime.synthetic import confusion, random_subject, run_subject
 
 
@@ -42,9 +41,8 @@ def _per_sample_us(fn: Callable[[], Any], samples: int, repeats: int) -> float:
 
 
 def measure(run: Path, batch: int, repeats: int) -> dict[str, Any]:
-    manifest = json.loads((run / "manifest.json").read_text())
-    spec = FeatureSpec.from_dict(manifest["feature_spec"])
-    layout = RunLayout(run)  # written into the run by `cervical quantize`
+    layout = RunLayout(run)  # the TFLite files are written into the run by `cervical quantize`
+    spec = RunManifest.read(layout).spec
     paths = {"int8": layout.tflite_int8, "float32": layout.tflite_float32}
     missing = [str(p) for p in paths.values() if not p.is_file()]
     if missing:

@@ -60,7 +60,7 @@ def _log(message: str) -> None:
     print(f"[quantize] {message}", file=sys.stderr, flush=True)
 
 
-def load_run_inputs(run: Path) -> tuple[dict[str, Any], FeatureSpec, Path, dict[str, Any]]:
+def load_run_inputs(run: Path) -> tuple[RunManifest, FeatureSpec, Path, dict[str, Any]]:
     layout = RunLayout(run)
     try:
         layout.require(layout.onnx, layout.calibration, layout.gate)
@@ -84,7 +84,7 @@ def load_run_inputs(run: Path) -> tuple[dict[str, Any], FeatureSpec, Path, dict[
             f"{run}: its gate holds no frames of a held-out motion family (the run predates "
             "held-out-family gating): train it again with `cervical train`"
         )
-    return dict(manifest.document), spec, layout.calibration, gate
+    return manifest, spec, layout.calibration, gate
 
 
 def _part_gate(
@@ -166,7 +166,7 @@ def load_envelope_grid(path: Path) -> EnvelopeGrid:
 class Gated:
     """A run converted to TFLite and its accuracy gate (nothing written yet)."""
 
-    manifest: dict[str, Any]
+    manifest: RunManifest
     spec: FeatureSpec
     gate: dict[str, Any]
     converted: Any
@@ -198,7 +198,7 @@ def convert_and_gate(run: Path, tolerance: float, family_tolerance: float | None
     float_diff = float(np.abs(float_model.forces(gate["x"]) - gate["y_float"]).max())
     _log(f"float32 TFLite vs PyTorch: max difference {float_diff:.3g} N")
     y_int8 = int8.forces(gate["x"])
-    fmax_n = np.array([m["fmax_n"] for m in manifest["muscles"]])
+    fmax_n = np.array(manifest.fmax_n)
     result = accuracy_gate(gate, y_int8, spec.outputs, tolerance, fmax_n, family_tolerance)
     family = result["heldout_family"]
     _log(
@@ -253,7 +253,7 @@ def quantize(
     version = bundle_version or datetime.now(UTC).strftime("%Y.%m.%d.%H%M%S")
     body = {
         "feature_spec": spec.to_dict(),
-        "muscles": manifest["muscles"],
+        "muscles": [m.to_dict() for m in manifest.muscles],
         "io_quantisation": {
             "input": int8.input_quantisation.to_dict(),
             "output": int8.output_quantisation.to_dict(),
@@ -269,7 +269,9 @@ def quantize(
             **result,
             "float32_tflite_vs_pytorch_max_n": float_diff,
         },
-        "training": {k: v for k, v in manifest.items() if k not in ("feature_spec", "muscles")},
+        "training": {
+            k: v for k, v in manifest.document.items() if k not in ("feature_spec", "muscles")
+        },
         "quantisation": {
             "tool": "onnx2tf 1.29.24",
             "quant_type": "per-channel",

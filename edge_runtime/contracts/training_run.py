@@ -97,6 +97,9 @@ class MuscleEntry:
     fmax_n: float
     groups: tuple[str, ...]
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "fmax_n": self.fmax_n, "groups": list(self.groups)}
+
 
 # Every motion family a dataset can hold (host_training.simulation.motions draws them): a
 # run's held-out family and the families a gate or benchmark asks for are names from this list.
@@ -115,6 +118,42 @@ class RunManifest:
     @property
     def fmax_n(self) -> tuple[float, ...]:
         return tuple(m.fmax_n for m in self.muscles)
+
+    @property
+    def train_config(self) -> Mapping[str, Any]:
+        """The training settings the run was made with (``TrainConfig`` as a dict)."""
+        return self._object("config")
+
+    @property
+    def dataset_sha256(self) -> str:
+        """The fingerprint of the dataset the run was trained on."""
+        return self._text(self._object("dataset"), "sha256", "dataset")
+
+    @property
+    def dataset_path(self) -> str:
+        """Where that dataset was when the run was trained."""
+        return self._text(self._object("dataset"), "path", "dataset")
+
+    @property
+    def dataset_config(self) -> Mapping[str, Any]:
+        """What the dataset simulated (subjects, motion set, anchors, ...)."""
+        config = self._object("dataset").get("config")
+        if not isinstance(config, Mapping):
+            raise RunError("run manifest: dataset.config is not an object")
+        return config
+
+    def _object(self, key: str) -> Mapping[str, Any]:
+        value = self.document.get(key)
+        if not isinstance(value, Mapping):
+            raise RunError(f"run manifest: {key} is missing or not an object")
+        return value
+
+    @staticmethod
+    def _text(section: Mapping[str, Any], key: str, where: str) -> str:
+        value = section.get(key)
+        if not isinstance(value, str):
+            raise RunError(f"run manifest: {where}.{key} is missing or not a string")
+        return value
 
     @property
     def heldout_family(self) -> str | None:

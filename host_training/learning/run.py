@@ -47,7 +47,7 @@ class Run:
     """A finished run directory, loaded for evaluation or quantisation."""
 
     path: Path
-    manifest: dict[str, Any]  # the whole manifest (RunManifest validated its core)
+    manifest: RunManifest
     spec: FeatureSpec
     network: Any
     fmax_n: tuple[float, ...]
@@ -67,7 +67,7 @@ def load_run(path: Path) -> Run:
         network = load_weights(layout.weights, spec)
     except NetworkError as exc:
         raise TrainingError(str(exc)) from None
-    return Run(path, dict(manifest.document), spec, network, manifest.fmax_n)
+    return Run(path, manifest, spec, network, manifest.fmax_n)
 
 
 def write_run(

@@ -40,6 +40,25 @@ def test_the_layout_names_every_file_once(tmp_path: Path) -> None:
     assert manifest.fmax_n == (100.0, 200.0) and manifest.muscles[0].groups == ("flexion",)
 
 
+def test_the_dataset_and_settings_are_read_through_the_contract() -> None:
+    doc = _document()
+    doc["config"] = {"seed": 3}
+    doc["dataset"] = {"sha256": "ab" * 32, "path": "/data/d", "config": {"n_subjects": 60}}
+    manifest = RunManifest.from_dict(doc)
+    assert manifest.train_config == {"seed": 3} and manifest.dataset_path == "/data/d"
+    assert manifest.dataset_sha256 == "ab" * 32 and manifest.dataset_config["n_subjects"] == 60
+    assert [m.to_dict() for m in manifest.muscles] == doc["muscles"]
+    doc["dataset"] = {"sha256": 5}
+    broken = RunManifest.from_dict(doc)
+    with pytest.raises(RunError, match=r"dataset\.sha256 is missing or not a string"):
+        _ = broken.dataset_sha256
+    with pytest.raises(RunError, match=r"dataset\.config is not an object"):
+        _ = broken.dataset_config
+    del doc["config"]
+    with pytest.raises(RunError, match="config is missing"):
+        _ = RunManifest.from_dict(doc).train_config
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
