@@ -231,3 +231,61 @@ def bench_simulate(
     ]  # fmt: skip
     title = f"cervical bench simulate ({r['trials']} trials, {r['frames']:,} frames)"
     _report(title, rows, r, as_json)
+
+
+def bench_confidence(
+    run: Annotated[Path, typer.Option(help="Training run whose forces are judged.")],
+    twin: Annotated[
+        Path,
+        typer.Option(
+            help="A second run of the same dataset, split and held-out family (another seed "
+            "or input view): the disagreement of the two is the confidence."
+        ),
+    ],
+    flag_rate: Annotated[
+        float,
+        typer.Option(help="Share of validation frames (seen families) flagged.", min=0, max=1),
+    ] = 0.05,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Per-frame confidence from two networks' disagreement, on the run's own test subjects:
+    recall of large errors (> 10% of Fmax in any muscle) on the held-out family and on seen
+    families, the share of seen-family frames flagged, and the worst muscle R² on all and on
+    unflagged frames, at the threshold that flags ``flag_rate`` of the validation frames."""
+    from edge_runtime.common.text import report_error
+    from host_training.errors import HostTrainingError
+    from host_training.learning.confidence import measure_confidence
+    from host_training.learning.run import load_run
+
+    try:
+        r = measure_confidence(load_run(run), load_run(twin), flag_rate)
+    except HostTrainingError as exc:
+        report_error(exc)
+        raise typer.Exit(2) from exc
+
+    def share(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    def r2(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    rows = [
+        ("threshold (share of Fmax)", f"{r['threshold_of_fmax']:.4f}"),
+        (f"recall, held-out family ({r['heldout_family']})",
+         f"{share(r['recall_large_errors'])} of {r['heldout']['large_error_frames']:,}"),
+        ("recall, seen families",
+         f"{share(r['recall_large_errors_seen_families'])} of "
+         f"{r['seen']['large_error_frames']:,}"),
+        ("flagged in distribution", share(r["flagged_in_distribution"])),
+        ("worst R², held-out family: all -> unflagged",
+         f"{r2(r['r2_min_heldout_all'])} -> {r2(r['r2_min_heldout_unflagged'])}"),
+        ("worst R², seen families: all -> unflagged",
+         f"{r2(r['seen'].get('r2_min_all'))} -> {r2(r['seen'].get('r2_min_unflagged'))}"),
+    ]  # fmt: skip
+    for family, f in r["per_family"].items():
+        rows.append(
+            (f"  {family}",
+             f"flagged {share(f['flagged'])}, recall {share(f['recall_large_errors'])}, "
+             f"R² {r2(f.get('r2_min_all'))} -> {r2(f.get('r2_min_unflagged'))}")
+        )  # fmt: skip
+    _report(f"cervical bench confidence ({run.name} vs {twin.name})", rows, r, as_json)

@@ -142,6 +142,17 @@ class RunManifest:
             raise RunError("run manifest: dataset.config is not an object")
         return config
 
+    def split_subjects(self, split: str) -> tuple[int, ...]:
+        """The subject ids of one split: ``train``, ``val`` or ``test``."""
+        ids = self._object("splits").get(split)
+        if (
+            split not in ("train", "val", "test")
+            or not isinstance(ids, list)
+            or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
+        ):
+            raise RunError(f"run manifest: splits.{split} is not a list of subject ids")
+        return tuple(ids)
+
     def _object(self, key: str) -> Mapping[str, Any]:
         value = self.document.get(key)
         if not isinstance(value, Mapping):
