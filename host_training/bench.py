@@ -236,12 +236,12 @@ def bench_simulate(
 def bench_confidence(
     run: Annotated[Path, typer.Option(help="Training run whose forces are judged.")],
     twin: Annotated[
-        Path,
+        Path | None,
         typer.Option(
-            help="A second run of the same dataset, split and held-out family (another seed "
-            "or input view): the disagreement of the two is the confidence."
+            help="Judge with a second run of the same dataset, split and held-out family "
+            "instead of the run's own confidence twin."
         ),
-    ],
+    ] = None,
     flag_rate: Annotated[
         float,
         typer.Option(help="Share of validation frames (seen families) flagged.", min=0, max=1),
@@ -258,7 +258,8 @@ def bench_confidence(
     from host_training.learning.run import load_run
 
     try:
-        r = measure_confidence(load_run(run), load_run(twin), flag_rate)
+        judged = load_run(run)
+        r = measure_confidence(judged, load_run(twin) if twin else judged.twin_run(), flag_rate)
     except HostTrainingError as exc:
         report_error(exc)
         raise typer.Exit(2) from exc
@@ -288,4 +289,5 @@ def bench_confidence(
              f"flagged {share(f['flagged'])}, recall {share(f['recall_large_errors'])}, "
              f"R² {r2(f.get('r2_min_all'))} -> {r2(f.get('r2_min_unflagged'))}")
         )  # fmt: skip
-    _report(f"cervical bench confidence ({run.name} vs {twin.name})", rows, r, as_json)
+    against = twin.name if twin else "its twin"
+    _report(f"cervical bench confidence ({run.name} vs {against})", rows, r, as_json)

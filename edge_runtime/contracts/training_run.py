@@ -60,6 +60,15 @@ class RunLayout:
         return self.path / "model.onnx"
 
     @property
+    def twin_weights(self) -> Path:
+        """The confidence twin: a second network whose disagreement flags untrusted frames."""
+        return self.path / "twin_weights.pt"
+
+    @property
+    def twin_onnx(self) -> Path:
+        return self.path / "twin.onnx"
+
+    @property
     def calibration(self) -> Path:
         return self.path / "calibration.npy"
 
@@ -141,6 +150,22 @@ class RunManifest:
         if not isinstance(config, Mapping):
             raise RunError("run manifest: dataset.config is not an object")
         return config
+
+    @property
+    def confidence(self) -> Mapping[str, Any] | None:
+        """The confidence twin's section (architecture, threshold as a share of Fmax, the
+        validation flag rate it was chosen for); None for a run without a twin."""
+        section = self.document.get("confidence")
+        if section is None:
+            return None
+        threshold = section.get("threshold_of_fmax") if isinstance(section, Mapping) else None
+        if (
+            isinstance(threshold, bool)
+            or not isinstance(threshold, int | float)
+            or not (0 <= threshold < 10)
+        ):
+            raise RunError("run manifest: confidence.threshold_of_fmax is not a share of Fmax")
+        return section
 
     def split_subjects(self, split: str) -> tuple[int, ...]:
         """The subject ids of one split: ``train``, ``val`` or ``test``."""

@@ -27,6 +27,7 @@ from edge_runtime.contracts.training_run import RUN_FORMAT, RunError, RunLayout,
 from host_training.errors import TrainingError
 from host_training.learning.metrics import json_safe
 from host_training.learning.network import (
+    NetworkConfig,
     NetworkError,
     export_onnx,
     forces_of_rows,
@@ -51,9 +52,16 @@ class Run:
     spec: FeatureSpec
     network: Any
     fmax_n: tuple[float, ...]
+    twin: Any | None = None  # the confidence twin (learning.confidence); None: trained without
 
     def forces(self, x: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
         return forces_of_rows(self.network, self.spec, x)
+
+    def twin_run(self) -> Run:
+        """The twin as a run of its own (same manifest and spec), for side-by-side use."""
+        if self.twin is None:
+            raise TrainingError(f"{self.path} was trained without a confidence twin")
+        return Run(self.path, self.manifest, self.spec, self.twin, self.fmax_n)
 
 
 def load_run(path: Path) -> Run:
@@ -65,14 +73,19 @@ def load_run(path: Path) -> Run:
     spec = manifest.spec
     try:
         network = load_weights(layout.weights, spec)
-    except NetworkError as exc:
+        twin = None
+        if manifest.confidence is not None:
+            layout.require(layout.twin_weights)
+            twin = load_weights(layout.twin_weights, spec)
+    except (NetworkError, RunError) as exc:
         raise TrainingError(str(exc)) from None
-    return Run(path, manifest, spec, network, manifest.fmax_n)
+    return Run(path, manifest, spec, network, manifest.fmax_n, twin)
 
 
 def write_run(
     out_dir: Path,
     network: Any,
+    twin: Any | None,
     spec: FeatureSpec,
     config: TrainConfig,
     fmax: Sequence[float],
@@ -103,6 +116,11 @@ def write_run(
         )
         save_weights(network, config.network, spec, layout.weights)
         export_onnx(network, spec.n_inputs, layout.onnx)
+        if twin is not None:
+            assert config.twin_hidden_units is not None
+            twin_config = NetworkConfig(config.twin_hidden_units)
+            save_weights(twin, twin_config, spec, layout.twin_weights)
+            export_onnx(twin, spec.n_inputs, layout.twin_onnx)
         document = {
             "format": RUN_FORMAT,
             "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -19,6 +19,7 @@ The run directory is written by ``learning.run`` (whole or not at all) and evalu
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import resource
@@ -40,9 +41,10 @@ from edge_runtime.contracts.feature_spec import (
 from edge_runtime.contracts.training_run import MIN_CALIBRATION_ROWS
 from host_training.errors import TrainingError
 from host_training.learning.calibration import calibration_rows
+from host_training.learning.confidence import disagreement
 from host_training.learning.evaluation import evaluate_test_subjects
 from host_training.learning.hub_view import HubInputView
-from host_training.learning.network import NetworkConfig, predict
+from host_training.learning.network import NetworkConfig, forces_of_rows, predict
 from host_training.learning.run import parent_dir, write_run
 from host_training.learning.training_data import PreparedData, TrainingSet, prepare
 from host_training.model.anatomy import load_anatomy
@@ -81,6 +83,12 @@ class TrainConfig:
     # training rows held in memory at once: all of them when they fit in half of it, else a
     # buffer of shards at a time (host_training.learning.training_data)
     memory_budget_mb: float = 4096.0
+    # the confidence twin (learning.confidence): a second, smaller network fitted on the same
+    # rows from another initialisation and order, on this share of the time budget (or of the
+    # fixed epochs); its disagreement with the network flags untrusted frames. None: no twin
+    twin_hidden_units: tuple[int, ...] | None = (128, 128)
+    twin_budget_share: float = 0.2
+    confidence_flag_rate: float = 0.05  # of validation frames, where the threshold is set
 
     def check(self) -> None:
         problems = []
@@ -97,6 +105,15 @@ class TrainConfig:
                 problems.append(f"{name} {getattr(self, name)}")
         if not 1 <= self.memory_budget_mb <= 2**20:
             problems.append(f"memory_budget_mb {self.memory_budget_mb} (1 MB .. 1 TB)")
+        if self.twin_hidden_units is not None and (
+            not self.twin_hidden_units or min(self.twin_hidden_units) < 1
+        ):
+            problems.append(f"twin_hidden_units {self.twin_hidden_units}")
+        if not 0.0 < self.twin_budget_share < 1.0 or not 0.0 < self.confidence_flag_rate < 1.0:
+            problems.append(
+                f"twin_budget_share {self.twin_budget_share} / confidence_flag_rate "
+                f"{self.confidence_flag_rate} (shares, strictly between 0 and 1)"
+            )
         if not 0.0 <= self.hub_view_share <= 1.0:
             problems.append(f"hub_view_share {self.hub_view_share} (a share, 0..1)")
         if problems:
@@ -245,16 +262,18 @@ def train(
     with tempfile.TemporaryDirectory(
         prefix=f".{out_dir.name}.cache.", dir=parent_dir(out_dir)
     ) as c:
-        learned = _learn(data_dir, splits, fingerprint["n_shards"], muscles, config, view, Path(c),
-                         report)  # fmt: skip
+        learned = _learn(data_dir, splits, fingerprint["n_shards"], muscles, fmax, config, view,
+                         Path(c), report)  # fmt: skip
     tested = evaluate_test_subjects(data_dir, learned.network, learned.spec, splits, config, fmax,
                                     report)  # fmt: skip
     metrics = tested.metrics(muscles, fmax, config.heldout_family)
     write_run(
-        out_dir, learned.network, learned.spec, config, fmax, learned.calib_x, tested, metrics,
+        out_dir, learned.network, learned.twin, learned.spec, config, fmax, learned.calib_x,
+        tested, metrics,
         manifest={
             "dataset": fingerprint,
             "input_view": {**view.to_dict(), "changed": learned.viewed},
+            "confidence": learned.confidence,
             "splits": {
                 "train": list(splits.train),
                 "val": list(splits.val),
@@ -293,6 +312,8 @@ class _Learned:
     frames: dict[str, int]  # training and validation frames
     in_memory: bool
     viewed: dict[str, Any]  # what the hub input view changed
+    twin: Any | None  # the confidence twin (None: trained without)
+    confidence: dict[str, Any] | None  # the manifest's confidence section
 
 
 def _learn(
@@ -300,6 +321,7 @@ def _learn(
     splits: Splits,
     n_shards: int,
     muscles: Sequence[str],
+    fmax: Sequence[float],
     config: TrainConfig,
     view: HubInputView,
     cache_dir: Path,
@@ -328,7 +350,14 @@ def _learn(
     x_val = spec.model_inputs(prepared.val_x)
     y_val = spec.targets_from_forces(prepared.val_y)
     generator = torch.Generator().manual_seed(config.seed)
-    network, fitting = _fit(training_set, x_val, y_val, spec, config, generator, report)
+    main_config = config
+    if config.twin_hidden_units:  # the twin's share of the budget comes out of the network's
+        main_config = dataclasses.replace(
+            config,
+            time_budget_s=config.time_budget_s * (1 - config.twin_budget_share),
+            epochs=config.epochs and max(2, round(config.epochs * (1 - config.twin_budget_share))),
+        )
+    network, fitting = _fit(training_set, x_val, y_val, spec, main_config, generator, report)
     calib = calibration_rows(
         candidates, np.arange(len(candidates)), config.calibration_samples, config.seed
     )
@@ -342,9 +371,62 @@ def _learn(
         history += quantisation_aware_finetune(
             network, training_set, x_val, y_val, calib_x, config, generator, report
         )
+    twin, confidence = None, None
+    if config.twin_hidden_units:
+        twin, confidence = _fit_twin(network, training_set, x_val, y_val, calib_x, spec, config,
+                                     prepared.val_x, np.asarray(fmax), report)  # fmt: skip
     return _Learned(network, spec, calib_x, history, fitting,
                     {"train": len(training_set), "val": len(x_val)}, training_set.in_memory,
-                    prepared.viewed)  # fmt: skip
+                    prepared.viewed, twin, confidence)  # fmt: skip
+
+
+def _fit_twin(
+    network: Any,
+    training_set: TrainingSet,
+    x_val: npt.NDArray[np.float32],
+    y_val: npt.NDArray[np.float32],
+    calib_x: npt.NDArray[np.float32],
+    spec: FeatureSpec,
+    config: TrainConfig,
+    val_inputs: npt.NDArray[Any],
+    fmax: npt.NDArray[np.float64],
+    report: ProgressFn,
+) -> tuple[Any, dict[str, Any]]:
+    """The confidence twin: the same rows, another initialisation and batch order, its own
+    int8 fine-tuning; and the threshold that flags ``confidence_flag_rate`` of the validation
+    frames (seen families only: the held-out family is in neither training nor validation)."""
+    import torch
+
+    assert config.twin_hidden_units is not None
+    share = config.twin_budget_share
+    twin_config = dataclasses.replace(
+        config,
+        hidden_units=config.twin_hidden_units,
+        time_budget_s=config.time_budget_s * share,
+        epochs=config.epochs and max(2, round(config.epochs * share)),
+    )
+    torch.manual_seed(config.seed + 1)
+    generator = torch.Generator().manual_seed(config.seed + 1)
+
+    def twin_report(stage: str, done: float, total: float, detail: str) -> None:
+        report(f"confidence twin: {stage}", done, total, detail)
+
+    twin, fitting = _fit(training_set, x_val, y_val, spec, twin_config, generator, twin_report)
+    history = fitting.pop("history")
+    if config.qat_epochs:
+        history += quantisation_aware_finetune(
+            twin, training_set, x_val, y_val, calib_x, twin_config, generator, twin_report
+        )
+    scores = disagreement(
+        forces_of_rows(network, spec, val_inputs), forces_of_rows(twin, spec, val_inputs), fmax
+    )
+    return twin, {
+        "twin": twin_config.network.to_dict(),
+        "threshold_of_fmax": float(np.quantile(scores, 1 - config.confidence_flag_rate)),
+        "flag_rate": config.confidence_flag_rate,
+        "validation_frames": len(scores),
+        "training": {**fitting, "epochs": len(history), "history": history},
+    }
 
 
 def _feature_spec(

@@ -77,3 +77,32 @@ def test_a_twin_of_another_split_is_refused_with_exit_2(learning_run: Path, tmp_
     )  # fmt: skip
     assert done.returncode == 2 and "another split" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_run_carries_its_twin_and_the_bench_judges_with_it(learning_run: Path) -> None:
+    run = load_run(learning_run)
+    section = run.manifest.confidence
+    assert run.twin is not None and section is not None
+    assert section["threshold_of_fmax"] > 0 and section["flag_rate"] == 0.05
+    assert section["twin"]["hidden_units"] == [128, 128]
+    # the twin is another network: it disagrees with the run somewhere in the input box
+    corners = np.array(run.spec.input_range).T  # (2, n_inputs): lowest and highest inputs
+    assert disagreement(run.forces(corners), run.twin_run().forces(corners), run.fmax_n).max() > 0
+    done = subprocess.run(
+        [CERVICAL, "bench", "confidence", "--run", str(learning_run), "--json"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
+    assert {"recall_large_errors", "flagged_in_distribution", "r2_min_heldout_unflagged"} <= set(
+        figures
+    )
+    assert figures["threshold_of_fmax"] > 0.0 and 0.0 <= figures["flagged_in_distribution"] <= 1
+
+
+def test_a_run_whose_twin_is_missing_is_refused(learning_run: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(learning_run, broken)
+    (broken / "twin_weights.pt").unlink()
+    with pytest.raises(TrainingError, match=r"twin_weights\.pt"):
+        load_run(broken)

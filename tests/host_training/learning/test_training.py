@@ -139,9 +139,9 @@ def test_evaluate_reproduces_training_metrics(learning_run: Path, learning_datas
     from host_training.model.anatomy import load_anatomy
 
     frames = load_frames(learning_dataset, run.spec.features, load_anatomy().muscle_names(),
-                         subjects=manifest["splits"]["test"])  # fmt: skip
+                         subjects=manifest.split_subjects("test"))  # fmt: skip
     seen = ~frames.family_mask("circumduction")
-    fmax = [m["fmax_n"] for m in manifest["muscles"]]
+    fmax = list(manifest.fmax_n)
     again = force_metrics(frames.y[seen], run.forces(frames.x[seen]), run.spec.outputs, fmax)
     for m, r2 in metrics["r2_per_muscle"].items():
         assert again["r2_per_muscle"][m] == pytest.approx(r2, abs=1e-5)
