@@ -301,24 +301,38 @@ def train_command(
             min=1,
         ),
     ] = 4096.0,
+    twin_hidden: Annotated[
+        str,
+        typer.Option(
+            help="Hidden widths of the confidence twin, comma-separated ('none': no twin; "
+            "it takes 20% of the time budget).",
+        ),
+    ] = "128,128",
 ) -> None:
-    """Fit kinematics + anthropometrics -> 72 forces (N); write model.onnx, weights.pt,
-    manifest.json, metrics.json, calibration and held-out gate data, and plots/."""
+    """Fit kinematics + anthropometrics -> 72 forces (N) and the confidence twin; write
+    model.onnx, weights.pt, twin.onnx, twin_weights.pt, manifest.json, metrics.json, calibration
+    and held-out gate data, and plots/."""
     import dataclasses
 
     from host_training.learning.training import TrainConfig, train
 
-    try:
-        units = tuple(int(u) for u in hidden.split(","))
-    except ValueError as exc:
-        raise _fail(ValueError(f"--hidden {hidden!r}: expected widths like 256,256,256")) from exc
+    def widths(option: str, text: str) -> tuple[int, ...]:
+        try:
+            return tuple(int(u) for u in text.split(","))
+        except ValueError as exc:
+            raise _fail(ValueError(f"{option} {text!r}: expected widths like 256,256,256")) from exc
+
+    units = widths("--hidden", hidden)
+    twin = None if twin_hidden.strip().lower() == "none" else widths("--twin-hidden", twin_hidden)
     config = dataclasses.replace(
         TrainConfig(), hidden_units=units, time_budget_s=time_budget_s, max_epochs=max_epochs,
         patience_epochs=patience, epochs=epochs, heldout_family=heldout_family, seed=seed,
         hub_view_share=hub_view_share, memory_budget_mb=memory_budget_mb, frame_stride=frame_stride,
+        twin_hidden_units=twin,
     )  # fmt: skip
     progress, report = _stage_progress()
     try:
+        config.check()
         with progress:
             metrics = train(data, out_dir, config, progress=report)
     except (HostTrainingError, ContractError) as exc:

@@ -168,6 +168,12 @@ def test_cli_train_and_evaluate_errors(learning_run: Path, tmp_path: Path) -> No
     args = ["train", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--hidden", "64,x"]
     r = subprocess.run([CERVICAL, *args], capture_output=True, text=True, check=False)
     assert r.returncode == 2 and "--hidden" in r.stderr
+    for twin, message in (("64,x", "--twin-hidden"), ("0,8", "twin_hidden_units (0, 8)")):
+        args = ["train", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--twin-hidden",
+                twin]  # fmt: skip
+        r = subprocess.run([CERVICAL, *args], capture_output=True, text=True, check=False)
+        assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert not (tmp_path / "r").exists()
 
 
 def test_cli_evaluate_json(learning_run: Path, learning_dataset: Path, tmp_path: Path) -> None:
