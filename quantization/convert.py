@@ -18,8 +18,9 @@ import numpy as np
 
 from quantization.errors import ConversionError
 
-INT8_NAME = "model_full_integer_quant.tflite"
-FLOAT_NAME = "model_float32.tflite"
+# onnx2tf names its outputs after the ONNX file: model.onnx -> model_full_integer_quant.tflite
+INT8_SUFFIX = "_full_integer_quant.tflite"
+FLOAT_SUFFIX = "_float32.tflite"
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,8 @@ def convert(onnx_path: Path, calibration_npy: Path, work_dir: Path) -> Converted
             )
     except Exception as exc:  # onnx2tf raises bare Exceptions and SystemExit-like errors
         raise ConversionError(f"onnx2tf failed: {exc}\n{log.getvalue()[-3000:]}") from exc
-    missing = [n for n in (INT8_NAME, FLOAT_NAME) if not (out / n).is_file()]
+    int8, float32 = out / (onnx_path.stem + INT8_SUFFIX), out / (onnx_path.stem + FLOAT_SUFFIX)
+    missing = [p.name for p in (int8, float32) if not p.is_file()]
     if missing:
         raise ConversionError(f"onnx2tf wrote no {missing}\n{log.getvalue()[-3000:]}")
-    return Converted(int8=(out / INT8_NAME).read_bytes(), float32=(out / FLOAT_NAME).read_bytes())
+    return Converted(int8=int8.read_bytes(), float32=float32.read_bytes())

@@ -8,12 +8,17 @@ Steps, each of which can stop the pipeline before anything is written:
 5. golden vectors (inputs and the int8 model's forces) and the bundle manifest;
 6. write and sign the bundle (atomic; an existing directory is never touched).
 
+A run with a confidence twin (``learning.confidence``) has it converted, op-checked and given
+golden vectors on the same inputs beside the force model; the bundle carries it as
+``twin.tflite`` with the run's disagreement threshold (``confidence``).
+
 The converted models are also kept in ``RUN/tflite/`` for ``cervical bench model-runtime``.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import tempfile
@@ -28,6 +33,8 @@ import numpy as np
 from edge_runtime.common.atomic import write_atomic
 from edge_runtime.contracts.accuracy import r2_per_column, varying_columns
 from edge_runtime.contracts.bundle import (
+    MODEL,
+    TWIN,
     load_private_key,
     parse_bundle_version,
     write_bundle,
@@ -175,10 +182,14 @@ class Gated:
     float_diff: float
     n_calibration: int
     ops: list[str]
+    twin_int8: bytes | None = None  # the int8 confidence twin, for a run that has one
 
 
-def convert_and_gate(run: Path, tolerance: float, family_tolerance: float | None = None) -> Gated:
-    """Steps 1-4 (module docstring)."""
+def convert_and_gate(
+    run: Path, tolerance: float, family_tolerance: float | None = None, with_twin: bool = True
+) -> Gated:
+    """Steps 1-4 (module docstring); ``with_twin``: the run's confidence twin too, if it has one
+    (a gate-only check does not need it)."""
     manifest, spec, calib_path, gate = load_run_inputs(run)
     n_calibration = len(np.load(calib_path, mmap_mode="r"))
     _log(
@@ -186,9 +197,19 @@ def convert_and_gate(run: Path, tolerance: float, family_tolerance: float | None
         f"{n_calibration:,} calibration rows, "
         f"{len(gate['y']):,} held-out gate frames"
     )
+    layout = RunLayout(run)
+    twin_int8 = None
     with tempfile.TemporaryDirectory(prefix="cervical-quantize-") as work:
         _log("converting ONNX -> int8 TFLite (onnx2tf, per-channel, int8 I/O)")
-        converted = convert(RunLayout(run).onnx, calib_path, Path(work))
+        converted = convert(layout.onnx, calib_path, Path(work))
+        if with_twin and manifest.confidence is not None:
+            try:
+                layout.require(layout.twin_onnx)
+            except RunError as exc:
+                raise QuantizationError(str(exc)) from None
+            _log("converting the confidence twin the same way")
+            twin_int8 = convert(layout.twin_onnx, calib_path, Path(work) / "twin").int8
+            check_hub_compatible(twin_int8)
     ops = check_hub_compatible(converted.int8)
     _log(f"ops: {', '.join(ops)} (supported by {', '.join(HUB_RUNTIMES)})")
     int8 = ForceModel(converted.int8, spec)
@@ -212,7 +233,8 @@ def convert_and_gate(run: Path, tolerance: float, family_tolerance: float | None
         f"int8 {family['r2_min_int8']:.4f} ({family['worst_muscle_int8']}); largest drop "
         f"{family['largest_r2_drop']:.4f} ({family['largest_r2_drop_muscle']})"
     )
-    return Gated(manifest, spec, gate, converted, int8, result, float_diff, n_calibration, ops)
+    return Gated(manifest, spec, gate, converted, int8, result, float_diff, n_calibration, ops,
+                 twin_int8)  # fmt: skip
 
 
 def quantize(
@@ -278,9 +300,38 @@ def quantize(
             "calibration_rows": n_calibration,
         },
     }
-    write_bundle(out, {"model.tflite": converted.int8}, body, key, version)
+    files = {MODEL: converted.int8}
+    if c.twin_int8 is not None:
+        body["confidence"] = _confidence_section(c, golden["inputs"])
+        files[TWIN] = c.twin_int8
+    write_bundle(out, files, body, key, version)
     _log(f"wrote bundle {out} (version {version}) in {time.perf_counter() - started:.0f} s")
     return result
+
+
+def _confidence_section(c: Gated, golden_inputs: list[list[float]]) -> dict[str, Any]:
+    """The bundle's confidence section: the run's threshold, the twin's golden vectors on the
+    force model's golden inputs, and the share of the gate's held-out-subject frames (seen
+    families) that the int8 pair flags (the threshold was chosen for ``flag_rate`` of the
+    validation frames, in float)."""
+    assert c.twin_int8 is not None and c.manifest.confidence is not None
+    twin = ForceModel(c.twin_int8, c.spec)
+    section = c.manifest.confidence
+    fmax = np.asarray(c.manifest.fmax_n)
+    seen = c.gate["part"] == 0
+    x = c.gate["x"][seen]
+    score = (np.abs(c.int8.forces(x) - twin.forces(x)) / fmax).max(axis=1)
+    threshold = float(section["threshold_of_fmax"])
+    flagged = float((score > threshold).mean()) if len(score) else 0.0
+    _log(f"confidence twin: int8 pair flags {flagged:.3f} of the held-out subjects' frames")
+    return {
+        "threshold_of_fmax": threshold,
+        "flag_rate": float(section["flag_rate"]),
+        "twin": section.get("twin"),
+        "force_model_sha256": hashlib.sha256(c.converted.int8).hexdigest(),
+        "golden": golden_vectors(twin, np.asarray(golden_inputs)),
+        "flagged_gate_seen_families_int8": flagged,
+    }
 
 
 def _save_converted(run: Path, int8: bytes, float32: bytes) -> None:
@@ -308,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--out, --key and --envelope are required to write a bundle")
     try:
         if args.gate_only:
-            gated = convert_and_gate(args.run, args.tolerance, args.family_tolerance)
+            gated = convert_and_gate(args.run, args.tolerance, args.family_tolerance, False)
             _save_converted(args.run, gated.converted.int8, gated.converted.float32)
             result = gated.result
         else:

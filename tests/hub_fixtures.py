@@ -9,6 +9,7 @@ from edge_runtime.contracts.anthropometrics import Anthropometrics, write_profil
 from edge_runtime.contracts.bundle import (
     MANIFEST,
     MODEL,
+    TWIN,
     load_private_key,
     load_public_key,
     write_bundle,
@@ -24,7 +25,10 @@ def resign_bundle(
     for field in ("format", "bundle_version", "created_utc", "signing_key_fingerprint", "files"):
         manifest.pop(field)
     payload = model if model is not None else (bundle / MODEL).read_bytes()
-    return write_bundle(out, {MODEL: payload}, manifest, load_private_key(key), version)
+    files = {MODEL: payload}
+    if (bundle / TWIN).is_file():
+        files[TWIN] = (bundle / TWIN).read_bytes()
+    return write_bundle(out, files, manifest, load_private_key(key), version)
 
 
 def write_hub_config(

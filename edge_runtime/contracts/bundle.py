@@ -2,7 +2,8 @@
 
 A bundle is a directory::
 
-    model.tflite     the int8 network (and any other payload files)
+    model.tflite     the int8 network
+    twin.tflite      the int8 confidence twin (optional; with a ``confidence`` section)
     manifest.json    UTF-8 JSON: ``format``, ``bundle_version``, ``created_utc``,
                      ``signing_key_fingerprint``, ``files`` ({name: {"sha256", "bytes"}}) and
                      whatever the producer adds (training manifest, quantisation, golden vectors,
@@ -37,7 +38,16 @@ BUNDLE_FORMAT = "cervical-bundle/1"
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 MODEL = "model.tflite"
+TWIN = "twin.tflite"  # the confidence twin (model_bundle.BundleConfidence), optional
 SIGNATURE_BYTES = 64
+REQUIRED_FILES = (MANIFEST, SIGNATURE, MODEL)
+OPTIONAL_FILES = (TWIN,)
+
+
+def bundle_files(bundle: Path) -> tuple[str, ...]:
+    """The files a bundle directory consists of: the required ones and the optional ones it has
+    (what is copied into a hub's slot and packed for transfer; verification says if they fit)."""
+    return REQUIRED_FILES + tuple(n for n in OPTIONAL_FILES if (bundle / n).is_file())
 
 
 class BundleError(ContractError, ValueError):

@@ -13,15 +13,18 @@ import io
 import tarfile
 from pathlib import Path
 
-from edge_runtime.contracts.bundle import MANIFEST, MODEL, SIGNATURE, BundleError
-
-ARCHIVE_FILES = (MANIFEST, SIGNATURE, MODEL)
+from edge_runtime.contracts.bundle import (
+    OPTIONAL_FILES,
+    REQUIRED_FILES,
+    BundleError,
+    bundle_files,
+)
 
 
 def pack_bundle(bundle: Path) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name in ARCHIVE_FILES:
+        for name in bundle_files(bundle):
             path = bundle / name
             try:
                 data = path.read_bytes()
@@ -41,8 +44,17 @@ def unpack_bundle(archive: bytes, dest: Path, max_bytes: int) -> None:
         with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as tar:
             members = tar.getmembers()
             names = sorted(m.name for m in members)
-            if names != sorted(ARCHIVE_FILES):
-                raise BundleError(where, f"holds {names}, expected exactly {list(ARCHIVE_FILES)}")
+            extra = set(names) - set(REQUIRED_FILES)
+            if (
+                len(names) != len(set(names))
+                or not set(REQUIRED_FILES) <= set(names)
+                or not (extra <= set(OPTIONAL_FILES))
+            ):
+                raise BundleError(
+                    where,
+                    f"holds {names}, expected exactly {list(REQUIRED_FILES)} "
+                    f"(and optionally {list(OPTIONAL_FILES)})",
+                )
             if any(not m.isreg() for m in members):
                 raise BundleError(where, "holds something other than regular files")
             if sum(m.size for m in members) > max_bytes:

@@ -4,11 +4,16 @@
 2. the feature spec parses and fits this software (version, features, transforms);
 3. op set: every op and version of ``model.tflite`` exists in every hub runtime;
 4. golden vectors: the model, run here, reproduces the signed input -> force pairs within their
-   tolerance (this catches a runtime whose int8 kernels differ from the one that signed it).
+   tolerance (this catches a runtime whose int8 kernels differ from the one that signed it);
+5. the confidence twin, where the manifest has a ``confidence`` section: ``twin.tflite`` is
+   signed, made for this very ``model.tflite`` (its SHA-256), passes the same op-set check and
+   reproduces its own golden vectors on the force model's golden inputs. A twin without the
+   section, or a section without the twin, is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,13 +21,39 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from edge_runtime.contracts.bundle import MANIFEST, MODEL, BundleError, verify_bundle
+from edge_runtime.contracts.bundle import MANIFEST, MODEL, TWIN, BundleError, verify_bundle
 from edge_runtime.contracts.envelope import EnvelopeError, EnvelopeGrid
 from edge_runtime.contracts.feature_spec import FeatureSpec, FeatureSpecError
 from edge_runtime.contracts.force_model import ForceModel, check_golden_vectors, runtime_name
 from edge_runtime.contracts.record_fields import NAME_PATTERN
 from edge_runtime.contracts.tflite_ops import TfliteModelError, check_hub_compatible
 from edge_runtime.contracts.training_run import RUN_FORMAT, MuscleEntry, RunError, RunManifest
+
+
+@dataclass(frozen=True)
+class BundleConfidence:
+    """The confidence twin's section: a frame is flagged when the largest |force - twin force|
+    over the muscles exceeds ``threshold_of_fmax`` of that muscle's Fmax."""
+
+    threshold_of_fmax: float
+    flag_rate: float  # of the validation frames, where the threshold was chosen
+    force_model_sha256: str  # the model.tflite the twin was made beside
+    golden: Mapping[str, Any]  # the twin's outputs on the force model's golden inputs
+
+    @classmethod
+    def from_dict(cls, doc: object, where: Path) -> BundleConfidence:
+        if not isinstance(doc, Mapping):
+            raise BundleError(where, "confidence is not an object")
+        threshold, rate = doc.get("threshold_of_fmax"), doc.get("flag_rate")
+        sha, golden = doc.get("force_model_sha256"), doc.get("golden")
+        numbers_ok = all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in (threshold, rate)
+        )
+        if not numbers_ok or not 0 < float(threshold) < 10 or not 0 < float(rate) < 1:  # type: ignore[arg-type]
+            raise BundleError(where, f"confidence threshold {threshold!r} / flag rate {rate!r}")
+        if not isinstance(sha, str) or len(sha) != 64 or not isinstance(golden, Mapping):
+            raise BundleError(where, "confidence names no force model SHA-256 or golden vectors")
+        return cls(float(threshold), float(rate), sha, golden)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -37,6 +68,7 @@ class BundleManifest:
     gate: Mapping[str, Any]  # the int8 accuracy gate's result ("metrics")
     training: Mapping[str, Any]  # the training run it was made from (provenance)
     document: Mapping[str, Any]
+    confidence: BundleConfidence | None = None  # None: a bundle without a confidence twin
 
     def muscle_groups(self) -> dict[str, list[int]]:
         """Group -> output indices (a muscle may belong to several groups)."""
@@ -80,7 +112,10 @@ class BundleManifest:
             or not isinstance(training, dict)
         ):
             raise BundleError(where, "bundle_version, metrics or training of the wrong type")
-        return cls(version, spec, muscles, envelope, gate, training, doc)
+        confidence = None
+        if doc.get("confidence") is not None:
+            confidence = BundleConfidence.from_dict(doc["confidence"], where)
+        return cls(version, spec, muscles, envelope, gate, training, doc, confidence)
 
 
 @dataclass(frozen=True)
@@ -91,6 +126,7 @@ class VerifiedBundle:
     ops: list[str]
     golden_max_diff_n: float | None  # None when golden vectors were not run here
     runtime: str | None
+    twin: bytes | None = None  # the confidence twin (manifest.confidence says how to use it)
 
     @property
     def spec(self) -> FeatureSpec:
@@ -125,4 +161,35 @@ def verify_model_bundle(
         except (FeatureSpecError, TypeError, KeyError, ValueError) as exc:
             raise BundleError(bundle / MODEL, f"golden-vector check failed: {exc}") from exc
         runtime = runtime_name()
-    return VerifiedBundle(bundle, manifest, model, ops, golden_diff, runtime)
+    twin = _verified_twin(bundle, manifest, model, run_golden)
+    return VerifiedBundle(bundle, manifest, model, ops, golden_diff, runtime, twin)
+
+
+def _verified_twin(
+    bundle: Path, manifest: BundleManifest, model: bytes, run_golden: bool
+) -> bytes | None:
+    """Step 5 (module docstring): the twin's bytes, or None for a bundle without one."""
+    listed = TWIN in manifest.document.get("files", {})
+    confidence = manifest.confidence
+    if confidence is None:
+        if listed:
+            raise BundleError(bundle / TWIN, "a confidence twin without a confidence section")
+        return None
+    if not listed:
+        raise BundleError(bundle / MANIFEST, f"a confidence section but no signed {TWIN}")
+    if confidence.force_model_sha256 != hashlib.sha256(model).hexdigest():
+        raise BundleError(bundle / TWIN, f"made beside another force model than this {MODEL}")
+    twin = (bundle / TWIN).read_bytes()
+    try:
+        check_hub_compatible(twin)
+    except TfliteModelError as exc:
+        raise BundleError(bundle / TWIN, str(exc)) from exc
+    if run_golden:
+        inputs = manifest.document.get("golden", {}).get("inputs")
+        if confidence.golden.get("inputs") != inputs:
+            raise BundleError(bundle / TWIN, "golden inputs differ from the force model's")
+        try:
+            check_golden_vectors(ForceModel(twin, manifest.spec), confidence.golden)
+        except (FeatureSpecError, TypeError, KeyError, ValueError) as exc:
+            raise BundleError(bundle / TWIN, f"golden-vector check failed: {exc}") from exc
+    return twin

@@ -27,10 +27,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge_runtime.contracts.anthropometrics import Anthropometrics
 from edge_runtime.contracts.bundle import (
-    MANIFEST,
-    MODEL,
-    SIGNATURE,
     BundleError,
+    bundle_files,
     parse_bundle_version,
 )
 from edge_runtime.contracts.model_bundle import VerifiedBundle, verify_model_bundle
@@ -40,7 +38,6 @@ from edge_runtime.hub.forces import ForceEstimator
 log = logging.getLogger(__name__)
 SLOTS = ("slot-a", "slot-b")
 CURRENT = "current"
-BUNDLE_FILES = (MANIFEST, SIGNATURE, MODEL)
 
 
 class InstallError(HubError):
@@ -148,7 +145,7 @@ class ModelSlots:
         staging = self.root / f".{slot}.staging"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
-        for name in BUNDLE_FILES:
+        for name in bundle_files(bundle):
             shutil.copyfile(bundle / name, staging / name)
             with open(staging / name, "rb") as f:
                 os.fsync(f.fileno())

@@ -6,7 +6,9 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import flatbuffers
 import numpy as np
@@ -17,13 +19,18 @@ from edge_runtime.contracts.bundle import (
     MANIFEST,
     MODEL,
     SIGNATURE,
+    TWIN,
     generate_key_pair,
     load_private_key,
+    load_public_key,
     write_bundle,
 )
+from edge_runtime.contracts.bundle_archive import pack_bundle, unpack_bundle
 from edge_runtime.contracts.feature_spec import FeatureSpec
 from edge_runtime.contracts.force_model import ForceModel
+from edge_runtime.hub.models import InstallError, ModelSlots
 from tests.conftest import QUANT_PYTHON, REPO
+from tests.edge_runtime.ble.harness import PROFILE
 
 CERVICAL = str(Path(sys.executable).with_name("cervical"))
 
@@ -45,7 +52,12 @@ def bundle(quantized_bundle: Path) -> Path:
 
 def test_bundle_contents(bundle: Path, learning_run: Path) -> None:
     manifest = json.loads((bundle / MANIFEST).read_text())
-    assert sorted(p.name for p in bundle.iterdir()) == [MANIFEST, SIGNATURE, MODEL]
+    assert sorted(p.name for p in bundle.iterdir()) == [MANIFEST, SIGNATURE, MODEL, TWIN]
+    run_confidence = json.loads((learning_run / "manifest.json").read_text())["confidence"]
+    confidence = manifest["confidence"]
+    assert confidence["threshold_of_fmax"] == run_confidence["threshold_of_fmax"]
+    assert confidence["golden"]["inputs"] == manifest["golden"]["inputs"]
+    assert 0 <= confidence["flagged_gate_seen_families_int8"] <= 1
     assert manifest["bundle_version"] == "1.0.0"
     assert manifest["io_quantisation"]["dtype"] == "int8"
     assert manifest["ops"] == ["RESHAPE v1", "FULLY_CONNECTED v4"]
@@ -117,7 +129,9 @@ def test_verify_accepts_and_rejects(bundle: Path, keys: tuple[Path, Path], tmp_p
 
 
 def _resigned(bundle: Path, key: Path, out: Path, model: bytes | None = None,
-              golden_shift_n: float = 0.0, envelope: object = "keep") -> Path:  # fmt: skip
+              golden_shift_n: float = 0.0, envelope: object = "keep",
+              twin: bytes | str | None = "keep",
+              confidence: Callable[[dict[str, Any]], object] | None = None) -> Path:  # fmt: skip
     """The bundle re-signed by the trusted key with a changed payload: what a faulty converter
     or a runtime mismatch would produce, which only the hub's model checks can catch."""
     manifest = json.loads((bundle / MANIFEST).read_text())
@@ -127,8 +141,68 @@ def _resigned(bundle: Path, key: Path, out: Path, model: bytes | None = None,
                                       + golden_shift_n).tolist()  # fmt: skip
     if envelope != "keep":
         manifest["envelope"] = envelope
+    if confidence is not None:
+        confidence(manifest)
     payload = model if model is not None else (bundle / MODEL).read_bytes()
-    return write_bundle(out, {MODEL: payload}, manifest, load_private_key(key), "2.0.0")
+    files = {MODEL: payload}
+    twin_bytes = (bundle / TWIN).read_bytes() if twin == "keep" else twin
+    if isinstance(twin_bytes, bytes):
+        files[TWIN] = twin_bytes
+    return write_bundle(out, files, manifest, load_private_key(key), "2.0.0")
+
+
+def test_a_bundle_whose_confidence_twin_is_missing_tampered_or_foreign_is_refused(
+    bundle: Path, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    key, pub = keys
+    cases: dict[str, tuple[Path, str]] = {}
+    cases["missing"] = (
+        _resigned(bundle, key, tmp_path / "missing", twin=None),
+        "a confidence section but no signed twin.tflite",
+    )
+    cases["foreign"] = (
+        _resigned(
+            bundle,
+            key,
+            tmp_path / "foreign",
+            confidence=lambda m: m["confidence"].update(force_model_sha256="0" * 64),
+        ),
+        "made beside another force model",
+    )
+    cases["golden"] = (
+        _resigned(
+            bundle,
+            key,
+            tmp_path / "golden",
+            confidence=lambda m: m["confidence"]["golden"].update(
+                forces_n=(np.array(m["confidence"]["golden"]["forces_n"]) + 5.0).tolist()
+            ),
+        ),
+        "twin.tflite: golden-vector check failed",
+    )
+    cases["unannounced"] = (
+        _resigned(bundle, key, tmp_path / "unannounced", confidence=lambda m: m.pop("confidence")),
+        "a confidence twin without a confidence section",
+    )
+    tampered = tmp_path / "tampered"
+    shutil.copytree(bundle, tampered)
+    (tampered / TWIN).write_bytes((tampered / TWIN).read_bytes()[:-8] + b"\0" * 8)
+    cases["tampered"] = (tampered, "twin.tflite: SHA-256 differs")
+    for name, (candidate, message) in cases.items():
+        r = cervical("bundle", "verify", str(candidate), "--pubkey", str(pub))
+        assert r.returncode == 2 and message in r.stderr, (name, r.stderr)
+    # the hub refuses it the same way, and the running model stays
+    slots = ModelSlots(tmp_path / "models", load_public_key(pub))
+    slots.install(bundle, PROFILE)
+    for name, (candidate, message) in cases.items():
+        with pytest.raises(InstallError, match="refused") as refused:
+            slots.install(candidate, PROFILE, force=True)
+        assert message in str(refused.value), name
+        assert slots.active().version == "1.0.0", name
+    # the twin travels: packed for transfer and unpacked whole
+    unpacked = tmp_path / "unpacked"
+    unpack_bundle(pack_bundle(bundle), unpacked, 10**8)
+    assert (unpacked / TWIN).read_bytes() == (bundle / TWIN).read_bytes()
 
 
 def test_hub_rejects_signed_bundles_whose_model_checks_fail(
