@@ -14,7 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from host_training.simulation.dataset import SimulationConfig, prepare_output, simulate_shard
+from host_training.simulation.dataset import (
+    SimulationConfig,
+    prepare_output,
+    remove_stale_temporaries,
+    simulate_shard,
+)
 
 log = logging.getLogger(__name__)
 TASK_RETRIES = 2
@@ -63,6 +68,7 @@ def run_simulation(
             reports.append(report)
             if on_shard is not None:
                 on_shard(report)
+        remove_stale_temporaries(out_dir)  # a killed worker's half-written shard
     finally:
         client.close()
         if cluster is not None:

@@ -322,11 +322,16 @@ def prepare_output(out_dir: Path, config: SimulationConfig) -> list[int]:
             "created_by": "cervical simulate",
         }
         _atomic_write(manifest, lambda tmp: tmp.write_text(json.dumps(body, indent=1) + "\n"))
-    shards = out_dir / SHARD_DIR
-    shards.mkdir(exist_ok=True)
-    for stale in shards.glob(".shard-*.tmp"):
-        stale.unlink(missing_ok=True)
+    (out_dir / SHARD_DIR).mkdir(exist_ok=True)
+    remove_stale_temporaries(out_dir)
     return [s for s in range(config.n_shards()) if not shard_path(out_dir, s).exists()]
+
+
+def remove_stale_temporaries(out_dir: Path) -> None:
+    """Delete half-written shards (hidden temporaries) of workers that died: only when no task
+    of this dataset runs, before a run starts or after all of its tasks finished."""
+    for stale in (out_dir / SHARD_DIR).glob(".shard-*.tmp"):
+        stale.unlink(missing_ok=True)
 
 
 def read_dataset(out_dir: Path) -> Any:
