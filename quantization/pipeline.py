@@ -39,6 +39,7 @@ from edge_runtime.contracts.bundle import (
     parse_bundle_version,
     write_bundle,
 )
+from edge_runtime.contracts.confidence import disagreement
 from edge_runtime.contracts.envelope import EnvelopeError, EnvelopeGrid
 from edge_runtime.contracts.errors import ContractError
 from edge_runtime.contracts.feature_spec import FeatureSpec
@@ -320,7 +321,7 @@ def _confidence_section(c: Gated, golden_inputs: list[list[float]]) -> dict[str,
     fmax = np.asarray(c.manifest.fmax_n)
     seen = c.gate["part"] == 0
     x = c.gate["x"][seen]
-    score = (np.abs(c.int8.forces(x) - twin.forces(x)) / fmax).max(axis=1)
+    score = disagreement(c.int8.forces(x), twin.forces(x), fmax)
     threshold = float(section["threshold_of_fmax"])
     flagged = float((score > threshold).mean()) if len(score) else 0.0
     _log(f"confidence twin: int8 pair flags {flagged:.3f} of the held-out subjects' frames")

@@ -7,7 +7,7 @@ than the training frames, combinations of posture, velocity and acceleration the
 sparse, a wearer outside the anthropometric range. The score of a frame is the largest
 disagreement over the muscles, in fractions of each muscle's Fmax::
 
-    disagreement = max_m |F_a,m - F_b,m| / Fmax_m
+    disagreement = max_m |F_a,m - F_b,m| / Fmax_m    (edge_runtime.contracts.confidence)
 
 A frame is flagged when its score exceeds a threshold chosen on the validation subjects' frames
 of the seen families (their ``1 - flag_rate`` quantile), never on test subjects or the held-out
@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from edge_runtime.contracts.confidence import disagreement
 from host_training.errors import TrainingError
 from host_training.learning.metrics import ForceMetricsAccumulator
 from host_training.learning.run import Run
@@ -34,14 +35,6 @@ from host_training.simulation.frames import iter_frames
 
 LARGE_ERROR_OF_FMAX = 0.10  # a frame whose force error exceeds this share of Fmax in any muscle
 FloatArray = npt.NDArray[np.float64]
-
-
-def disagreement(
-    forces_a: npt.NDArray[Any], forces_b: npt.NDArray[Any], fmax_n: npt.NDArray[Any]
-) -> FloatArray:
-    """Per frame: the largest |a - b| over the muscles, as a share of each muscle's Fmax."""
-    diff = np.abs(np.asarray(forces_a, np.float64) - np.asarray(forces_b, np.float64))
-    return np.asarray((diff / np.asarray(fmax_n, np.float64)).max(axis=1))
 
 
 def largest_error(

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from edge_runtime.contracts.confidence import disagreement
 from edge_runtime.contracts.feature_spec import (
     DEFAULT_FEATURES,
     FeatureSpec,
@@ -41,7 +42,6 @@ from edge_runtime.contracts.feature_spec import (
 from edge_runtime.contracts.training_run import MIN_CALIBRATION_ROWS
 from host_training.errors import TrainingError
 from host_training.learning.calibration import calibration_rows
-from host_training.learning.confidence import disagreement
 from host_training.learning.evaluation import evaluate_test_subjects
 from host_training.learning.hub_view import HubInputView
 from host_training.learning.network import NetworkConfig, forces_of_rows, predict

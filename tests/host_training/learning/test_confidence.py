@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_runtime.contracts.confidence import disagreement
 from host_training.errors import TrainingError
-from host_training.learning.confidence import disagreement, measure_confidence
+from host_training.learning.confidence import measure_confidence
 from host_training.learning.run import load_run
 from host_training.learning.training import TrainConfig, train
 
