@@ -21,13 +21,14 @@ from typing import Any
 from edge_runtime.contracts.gatt import SyncRecord
 from edge_runtime.contracts.record_payloads import (
     EpochRecord,
+    ForceConfidence,
     RecordError,
     SessionRecord,
     parse_record,
 )
 
 log = logging.getLogger(__name__)
-DERIVED_VERSION = 3
+DERIVED_VERSION = 4  # 4: the forces' low-confidence share
 
 
 @dataclass
@@ -76,7 +77,13 @@ def _epoch_row(device_id: int, r: SyncRecord, p: EpochRecord) -> dict[str, Any]:
         "start_s": p.start_s,
         "end_s": p.end_s,
         "usable_fraction": p.usable_fraction,
+        "low_confidence_fraction": _low_fraction(p.confidence),
     }
+
+
+def _low_fraction(confidence: ForceConfidence | None) -> float | None:
+    """None where nothing was checked (no twin, or no frame had forces)."""
+    return None if confidence is None or not confidence.assessed_frames else confidence.low_fraction
 
 
 def _session_rows(device_id: int, r: SyncRecord, p: SessionRecord) -> DerivedRows:
@@ -98,6 +105,7 @@ def _session_rows(device_id: int, r: SyncRecord, p: SessionRecord) -> DerivedRow
             "insufficient": " ".join(assessment.insufficient) if assessment else "",
             "model_version": p.bundle_version,
             "out_of_range_frames": p.out_of_range.frames,
+            "low_confidence_fraction": _low_fraction(p.confidence),
             "note": p.assessment_note,
         }
     )

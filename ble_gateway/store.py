@@ -119,6 +119,8 @@ sessions = Table(
     Column("insufficient", Text, nullable=False),
     Column("model_version", String(32)),
     Column("out_of_range_frames", Integer),
+    # share of the force frames of low confidence, left out of the forces (None: not scored)
+    Column("low_confidence_fraction", Float),
     Column("note", Text),
 )
 session_directions = Table(
@@ -154,6 +156,7 @@ summaries = Table(
     Column("start_s", Float),
     Column("end_s", Float),
     Column("usable_fraction", Float),
+    Column("low_confidence_fraction", Float),
 )
 # records that did not read as their kind's payload, and why (ble_gateway.derived)
 quarantine = Table(

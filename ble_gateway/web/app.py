@@ -35,7 +35,12 @@ from ble_gateway.web import plots, routes_auth, routes_exports, routes_patients
 from ble_gateway.web.accounts import Accounts
 from ble_gateway.web.common import LOGIN_CSRF_COOKIE, PUBLIC_PATHS, SESSION_COOKIE
 from ble_gateway.web.hardening import MAX_BODY_BYTES, BodyLimit, SecurityHeaders, harden
-from ble_gateway.web.review import NotFoundError, ReviewError
+from ble_gateway.web.review import (
+    LOW_CONFIDENCE_WARN_FRACTION,
+    NotFoundError,
+    ReviewError,
+    confidence_words,
+)
 from edge_runtime.contracts.rom_assessment import SECTORS
 
 __all__ = [
@@ -56,8 +61,13 @@ def create_app(
     """The web app over ``store``. ``secure_cookies`` when served over HTTPS."""
     app = FastAPI(title="Cervical clinician view", docs_url=None, redoc_url=None, openapi_url=None)
     templates = Jinja2Templates(directory=web.HERE / "templates")
-    templates.env.globals.update(label=plots.direction_label, sectors=SECTORS)
+    templates.env.globals.update(
+        label=plots.direction_label,
+        sectors=SECTORS,
+        low_confidence_warn=LOW_CONFIDENCE_WARN_FRACTION,
+    )
     templates.env.filters["minutes"] = lambda s: f"{(s or 0) / 60:.1f}"
+    templates.env.filters["confidence_words"] = confidence_words
     # the report embeds plots as images: WeasyPrint renders SVG images with its SVG engine
     templates.env.filters["svg_data_uri"] = lambda svg: (
         "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()

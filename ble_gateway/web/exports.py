@@ -6,8 +6,10 @@ FHIR (R4, https://hl7.org/fhir/R4/): a ``collection`` Bundle with the Patient (t
 pseudonymous code only), each hub as a Device, and one Observation per direction per assessed
 session: value = reached range in degrees (UCUM ``deg``), ``referenceRange.low`` = the wearer's
 personal envelope minus the deficit threshold (below it the hub flags a deficit), components for
-the envelope, the deficit in degrees and in percent, interpretation L (deficit) or N. The codes are
-local (``ROM_CODE_SYSTEM``); no standard terminology has one code per combined direction, so a
+the envelope, the deficit in degrees and in percent, interpretation L (deficit) or N; and for each
+session whose hub checked its forces' confidence, one Observation of the share of its muscle-force
+frames the hub trusted (``FORCE_CONFIDENCE_SYSTEM``, UCUM ``%``). The codes are local
+(``ROM_CODE_SYSTEM``); no standard terminology has one code per combined direction, so a
 hospital maps them with a ConceptMap. Resource ids are UUIDv5 of stable identifiers, so the same
 export twice yields the same resources.
 """
@@ -20,7 +22,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from ble_gateway.web.review import Direction, PatientHistory, SessionRow
+from ble_gateway.web.review import Direction, PatientHistory, SessionRow, confidence_words
 from edge_runtime.contracts.rom_assessment import SECTORS
 
 CODE_SYSTEM_BASE = "urn:cervical"
@@ -28,6 +30,7 @@ ROM_CODE_SYSTEM = f"{CODE_SYSTEM_BASE}:rom-direction"
 PATIENT_SYSTEM = f"{CODE_SYSTEM_BASE}:patient-code"
 DEVICE_SYSTEM = f"{CODE_SYSTEM_BASE}:hub-ble-address"
 OBSERVATION_SYSTEM = f"{CODE_SYSTEM_BASE}:rom-observation"
+FORCE_CONFIDENCE_SYSTEM = f"{CODE_SYSTEM_BASE}:force-confidence"
 UCUM = "http://unitsofmeasure.org"
 INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
@@ -56,6 +59,7 @@ def sessions_csv(history: PatientHistory) -> str:
         "reviewed_by",
         "model_version",
         "out_of_range_frames",
+        "low_confidence_force_frames_pct",  # empty: the hub did not check
         "note",
     ]
     for sector in SECTORS:
@@ -77,6 +81,7 @@ def sessions_csv(history: PatientHistory) -> str:
             s.reviewed_by or "",
             s.model_version or "",
             s.out_of_range_frames,
+            "" if (low := s.low_confidence_fraction) is None else round(100 * low, 2),
             s.note or "",
         ]
         directions = history.directions.get(s.key, {})
@@ -179,6 +184,35 @@ def _observation(
     return obs
 
 
+def _confidence_observation(
+    s: SessionRow, low_fraction: float, address: str, patient_url: str, device_url: str
+) -> dict[str, Any]:
+    display = "Share of the session's muscle-force estimates the hub trusted"
+    return {
+        "resourceType": "Observation",
+        "identifier": [
+            {"system": OBSERVATION_SYSTEM, "value": f"{address}/{s.session_id}/force-confidence"}
+        ],
+        "status": "final",
+        "code": {
+            "coding": [
+                {"system": FORCE_CONFIDENCE_SYSTEM, "code": "trusted-frames", "display": display}
+            ],
+            "text": display,
+        },
+        "subject": {"reference": patient_url},
+        "effectiveDateTime": s.started_utc.isoformat(),
+        "device": {"reference": device_url},
+        "valueQuantity": {
+            "value": round(100 * (1 - low_fraction), 2),
+            "unit": "%",
+            "system": UCUM,
+            "code": "%",
+        },
+        "note": [{"text": confidence_words(low_fraction)}],
+    }
+
+
 def fhir_bundle(history: PatientHistory, generated: datetime | None = None) -> dict[str, Any]:
     """The FHIR R4 Bundle (module docstring) of the period's assessed sessions."""
     generated = generated or datetime.now(UTC)
@@ -213,6 +247,15 @@ def fhir_bundle(history: PatientHistory, generated: datetime | None = None) -> d
             obs = _observation(
                 s, direction, address[s.device_id], patient_url, device_url[s.device_id]
             )
+            entries.append(
+                {"fullUrl": _uuid("observation", obs["identifier"][0]["value"]), "resource": obs}
+            )
+    for s in history.sessions:
+        if s.low_confidence_fraction is not None:
+            obs = _confidence_observation(
+                s, s.low_confidence_fraction, address[s.device_id], patient_url,
+                device_url[s.device_id],
+            )  # fmt: skip
             entries.append(
                 {"fullUrl": _uuid("observation", obs["identifier"][0]["value"]), "resource": obs}
             )

@@ -10,7 +10,10 @@ Definitions:
   frames) summed over its sessions; adherence counts such days in the last 14 and 30 days up
   to today, so a device that stopped syncing shows as low adherence, not as a stale good one;
 * an *open flag* is a direction flagged as a deficit in a session no clinician has marked as
-  reviewed.
+  reviewed;
+* a force frame of *low confidence* is one where the hub's force model and its check network
+  disagreed by more than the model's threshold (``contracts.confidence``); its forces are left
+  out of the session's force figures, and the share of such frames is shown beside them.
 """
 
 from __future__ import annotations
@@ -40,6 +43,21 @@ from edge_runtime.contracts.rom_assessment import SECTORS
 
 MIN_WEAR_S_PER_DAY = 60.0
 ADHERENCE_WINDOWS_DAYS = (14, 30)
+# a session with more of its force frames of low confidence than this is named in the warnings
+LOW_CONFIDENCE_WARN_FRACTION = 0.10
+
+
+def confidence_words(low_fraction: float | None) -> str:
+    """A session's force confidence, as the pages say it."""
+    if low_fraction is None:
+        return "not checked (no force frames, or a hub model or software without the check)"
+    trusted = f"{100 * (1 - low_fraction):.0f} % of the force frames trusted"
+    if low_fraction == 0:
+        return trusted
+    return (
+        f"{trusted}; {100 * low_fraction:.1f} % left out of the forces (motion the model "
+        "knows too little about to estimate reliably)"
+    )
 
 
 class ReviewError(GatewayError, ValueError):
@@ -130,6 +148,7 @@ class SessionRow:
     insufficient: tuple[str, ...]
     model_version: str | None
     out_of_range_frames: int
+    low_confidence_fraction: float | None  # of the force frames; None: not checked
     note: str | None
     reviewed_by: str | None
 
@@ -209,6 +228,7 @@ class PatientHistory:
                 "extrapolated; the last on "
                 f"{beyond[-1].started_utc:%Y-%m-%d}."
             )
+        out += self._confidence_warnings()
         unassessed = [s for s in self.sessions if not s.assessed]
         if unassessed:
             notes = Counter(s.note or s.end_reason or "no assessment" for s in unassessed)
@@ -227,6 +247,38 @@ class PatientHistory:
                 f"({', '.join(sorted(versions))}); compare forces across a change with care."
             )
         return out
+
+    def _confidence_warnings(self) -> list[str]:
+        checked = [s for s in self.sessions if s.low_confidence_fraction is not None]
+        doubtful = [
+            s for s in checked if (s.low_confidence_fraction or 0) > LOW_CONFIDENCE_WARN_FRACTION
+        ]
+        if not doubtful:
+            return []
+        worst = max(doubtful, key=lambda s: s.low_confidence_fraction or 0)
+        return [
+            f"{len(doubtful)} of {len(checked)} session(s) had more than "
+            f"{100 * LOW_CONFIDENCE_WARN_FRACTION:.0f} % of their force frames of low "
+            "confidence (motion the model knows too little about): their force figures are "
+            "computed without those frames; the most: "
+            f"{100 * (worst.low_confidence_fraction or 0):.0f} % on "
+            f"{worst.started_utc:%Y-%m-%d}."
+        ]
+
+    def confidence_summary(self) -> str | None:
+        """One sentence on the force confidence over the period (None: no session checked)."""
+        fractions = [s.low_confidence_fraction for s in self.sessions]
+        checked = sorted(f for f in fractions if f is not None)
+        if not checked:
+            return None
+        median = checked[len(checked) // 2]
+        unchecked = len(self.sessions) - len(checked)
+        text = (
+            f"Force confidence: in the median session {100 * (1 - median):.0f} % of the force "
+            f"frames were trusted (the worst session: {100 * (1 - checked[-1]):.0f} %); frames of "
+            "low confidence are left out of the forces"
+        )
+        return text + (f"; {unchecked} session(s) without a check." if unchecked else ".")
 
 
 @dataclass(frozen=True)
@@ -252,6 +304,7 @@ def _session_columns() -> list[Any]:
         sessions.c.insufficient,
         sessions.c.model_version,
         sessions.c.out_of_range_frames,
+        sessions.c.low_confidence_fraction,
         sessions.c.note,
         reviews.c.username,
     ]
@@ -271,8 +324,9 @@ def _session_row(r: Any) -> SessionRow:
         tuple(r[8].split()),
         r[9],
         int(r[10] or 0),
-        r[11],
+        None if r[11] is None else float(r[11]),
         r[12],
+        r[13],
     )
 
 

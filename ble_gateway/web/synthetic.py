@@ -1,11 +1,13 @@
 """A synthetic patient history for benchmarks and tests of the clinician view.
 
-Records are shaped like the hub's (``cervical-hub-record/1`` session and epoch payloads, the
+Records are shaped like the hub's (session and epoch payloads of ``record_payloads``, the
 assessment built through the ``RomAssessment`` contract) and go into the clinic store through
 its sync path (``ClinicStore.add_records``), so the view reads them exactly as it reads synced
 ones. The patient starts with restricted right rotation and left bending that recover over the
 period; some days are missed, a few sessions are not calibrated, a few run outside the model's
-training range. Nothing here is clinical data.
+training range, and a few percent of the force frames have low confidence (more on the days out
+of range). ``with_confidence=False`` gives records as a hub before the force confidence wrote
+them (record format 1). Nothing here is clinical data.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import math
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +28,7 @@ from edge_runtime.contracts.record_payloads import (
     AngleSummary,
     CalibrationInfo,
     EpochRecord,
+    ForceConfidence,
     ForceStats,
     ForceSummary,
     OutOfRange,
@@ -69,7 +73,12 @@ CALIBRATION = CalibrationInfo(
 NOT_CALIBRATED = "not calibrated: no neutral hold followed by a nod was found"
 
 
-def epoch_payload(rng: np.random.Generator | random.Random, start_s: float = 0.0) -> EpochRecord:
+CONFIDENCE_THRESHOLD = 0.12  # of Fmax: the twin disagreement above which a frame is doubted
+
+
+def epoch_payload(
+    rng: np.random.Generator | random.Random, start_s: float = 0.0, with_confidence: bool = True
+) -> EpochRecord:
     """A 10 s epoch like the hub's: the three neck angles' ranges, 72 muscles' forces."""
     uniform = rng.uniform
 
@@ -84,10 +93,22 @@ def epoch_payload(rng: np.random.Generator | random.Random, start_s: float = 0.0
         angles=AngleSummary(
             NECK_ANGLE_NAMES, values(-40, 0, 3), values(0, 40, 3), values(-5, 5, 3)
         ),
-        force_frames=900,
         force_mean_n=values(0, 40, 72),
         force_peak_n=values(40, 120, 72),
+        # no random draws for the confidence: the other values stay those of format 1 records
+        **_trusted(900, 0.02 + 0.02 * math.sin(start_s / 7.0) ** 2, with_confidence),
     )
+
+
+def _trusted(frames: int, low_share: float, with_confidence: bool) -> dict[str, Any]:
+    """The force frames and their confidence, for ``frames`` usable frames with forces."""
+    if not with_confidence:
+        return {"force_frames": frames, "confidence": None}
+    low = round(frames * low_share)
+    return {
+        "force_frames": frames - low,
+        "confidence": ForceConfidence(frames, low, CONFIDENCE_THRESHOLD),
+    }
 
 
 @dataclass(frozen=True)
@@ -99,7 +120,12 @@ class SyntheticPatient:
 
 
 def session_payload(
-    day: int, days: int, rng: np.random.Generator, started: datetime, model_version: str
+    day: int,
+    days: int,
+    rng: np.random.Generator,
+    started: datetime,
+    model_version: str,
+    with_confidence: bool = True,
 ) -> SessionRecord:
     """The summary of one protocol session on ``day`` of ``days`` (recovering restrictions)."""
     progress = day / max(days - 1, 1)
@@ -142,20 +168,23 @@ def session_payload(
             round(m, 2), round(4 * m, 2), (round(0.8 * m, 2), round(2 * m, 2), round(3.5 * m, 2))
         )
 
+    usable = int(frames * (0.9 if calibrated else 0.0))
+    low_share = (0.12 if out_of_range else 0.02) + 0.02 * math.sin(day / 3) ** 2
+    trusted = _trusted(usable, low_share, with_confidence)
     return SessionRecord(
         started_utc=started.isoformat(timespec="seconds"),
         source_t0_s=0.0,
         duration_s=round(duration_s, 3),
         end_reason="end_of_input",
         frames=frames,
-        usable_frames=int(frames * (0.9 if calibrated else 0.0)),
+        usable_frames=usable,
         calibration=CALIBRATION if calibrated else None,
         calibration_rejected=(),
         assessment=RomAssessment.from_dict(assessment.to_dict()) if calibrated else None,
         assessment_note=None if calibrated else NOT_CALIBRATED,
         envelope_clamped_fields=(),
         forces=ForceSummary(
-            frames,
+            frames if trusted["confidence"] is None else trusted["force_frames"],
             {m: stats(10.0) for m in MUSCLES},
             {g: stats(n) for g, n in GROUPS_N.items()},
         ),
@@ -165,6 +194,7 @@ def session_payload(
         marks=(),
         bundle_version=model_version,
         profile=PROFILE,
+        confidence=trusted["confidence"],
     )
 
 

@@ -1,7 +1,10 @@
 """What the hub stores and syncs: record kinds, per-frame quality flags and the names of the
 spans they mark. One definition for the hub (writer) and the gateway and web view (readers).
 
-Every record payload carries ``format``; a reader refuses formats it does not know.
+Every record payload carries ``format``; a reader refuses formats it does not know. Hubs write
+``RECORD_FORMAT``; readers also read every format in ``READABLE_FORMATS``, since hubs in the
+field keep their stores across updates (format 1: before the hub scored its confidence in the
+forces; its records read with no confidence figures).
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-RECORD_FORMAT = "cervical-hub-record/1"
+RECORD_FORMAT_1 = "cervical-hub-record/1"
+RECORD_FORMAT = "cervical-hub-record/2"  # + force confidence in epoch and session records
+READABLE_FORMATS = (RECORD_FORMAT_1, RECORD_FORMAT)
 # the kinds of stored record (their order is the wire code in the GATT record frames)
 RECORD_KINDS: tuple[str, ...] = ("epoch", "session", "calibration", "event", "model")
 

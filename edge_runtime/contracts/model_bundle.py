@@ -115,6 +115,8 @@ class BundleManifest:
         confidence = None
         if doc.get("confidence") is not None:
             confidence = BundleConfidence.from_dict(doc["confidence"], where)
+            if not muscles:  # its threshold is a share of each muscle's Fmax
+                raise BundleError(where, "a confidence section but no muscles with their Fmax")
         return cls(version, spec, muscles, envelope, gate, training, doc, confidence)
 
 

@@ -6,7 +6,9 @@ key, a value of the wrong type, a non-finite number, a name with characters outs
 ``NAME_PATTERN`` or a date outside ``DATE_RANGE`` raises :class:`RecordError` naming the record
 and the key (``session record: forces.groups.neck_flexors.mean_n = 'x': not a number``); nothing
 is silently defaulted. ``to_dict`` writes the JSON the hub stores and syncs, with ``format`` =
-``RECORD_FORMAT``; a reader refuses any other format (a new payload shape is a new format).
+``RECORD_FORMAT``; a reader refuses any format outside ``READABLE_FORMATS`` (a new payload shape
+is a new format). Format 1 records (hubs before the force confidence) read with
+``confidence = None``, the same as a format 2 record from a model without a confidence twin.
 
 Kinds (``hub_records.RECORD_KINDS``): ``epoch`` (10 s summaries), ``session`` (one per session,
 with the assessment and force statistics), ``calibration`` (the neutral hold and nod found),
@@ -25,21 +27,32 @@ from typing import Any, ClassVar, Literal
 
 from edge_runtime.contracts.anthropometrics import Anthropometrics
 from edge_runtime.contracts.errors import ContractError
-from edge_runtime.contracts.hub_records import FLAG_NAMES, RECORD_FORMAT, RECORD_KINDS
+from edge_runtime.contracts.hub_records import (
+    FLAG_NAMES,
+    READABLE_FORMATS,
+    RECORD_FORMAT,
+    RECORD_KINDS,
+)
 from edge_runtime.contracts.record_fields import NAME_PATTERN, Fields, RecordError
+from edge_runtime.contracts.record_forces import (
+    FORCE_PERCENTILES,
+    ForceConfidence,
+    ForceStats,
+    ForceSummary,
+    read_confidence,
+)
 
 __all__ = [
     "DATE_RANGE", "EVENT_FIELDS", "FORCE_PERCENTILES", "NAME_PATTERN", "RECORD_TYPES",
     "AngleSummary", "CalibrationInfo", "CalibrationRecord", "EpochRecord", "EventRecord",
-    "ForceStats", "ForceSummary", "HubRecord", "Mark", "ModelRecord", "OutOfRange",
-    "RecordError", "SessionRecord", "parse_record",
+    "ForceConfidence", "ForceStats", "ForceSummary", "HubRecord", "Mark", "ModelRecord",
+    "OutOfRange", "RecordError", "SessionRecord", "parse_record",
 ]  # fmt: skip
 from edge_runtime.contracts.rom_assessment import AssessmentError, RomAssessment
 
 # Session start times a clinic accepts: years every date computation of the view handles (a hub
 # without a real-time clock that never got the time starts in 1970; that is still readable).
 DATE_RANGE = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
-FORCE_PERCENTILES: tuple[int, ...] = (50, 90, 99)
 END_REASONS = (
     "end_of_input",
     "max_duration",
@@ -57,9 +70,12 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _check_format(f: Fields) -> None:
-    if f.raw("format") != RECORD_FORMAT:
-        raise f.fail("format", f.data.get("format"), f"not {RECORD_FORMAT!r}")
+def _check_format(f: Fields) -> str:
+    """The payload's format, one of READABLE_FORMATS."""
+    v = f.raw("format")
+    if v not in READABLE_FORMATS:
+        raise f.fail("format", f.data.get("format"), f"not one of {READABLE_FORMATS}")
+    return str(v)
 
 
 def _span(f: Fields, name: str) -> tuple[float, float]:
@@ -92,60 +108,6 @@ def _marks(f: Fields) -> tuple[Mark, ...]:
     return tuple(
         Mark.read(Fields(f.record, m, f"marks[{i}]")) for i, m in enumerate(f.array("marks"))
     )
-
-
-@dataclass(frozen=True)
-class ForceStats:
-    """One series' force statistics over the usable frames (N; None where none were usable)."""
-
-    mean_n: float | None
-    peak_n: float | None
-    percentiles_n: tuple[float | None, ...]  # at FORCE_PERCENTILES
-
-    def to_dict(self) -> dict[str, float | None]:
-        d = {"mean_n": self.mean_n, "peak_n": self.peak_n}
-        return d | {
-            f"p{q}_n": v for q, v in zip(FORCE_PERCENTILES, self.percentiles_n, strict=True)
-        }
-
-    def percentile_n(self, q: int) -> float | None:
-        return self.percentiles_n[FORCE_PERCENTILES.index(q)]
-
-    @classmethod
-    def read(cls, f: Fields) -> ForceStats:
-        stats = cls(
-            f.number("mean_n", 0.0, optional=True),
-            f.number("peak_n", 0.0, optional=True),
-            tuple(f.number(f"p{q}_n", 0.0, optional=True) for q in FORCE_PERCENTILES),
-        )
-        f.done()
-        return stats
-
-
-@dataclass(frozen=True)
-class ForceSummary:
-    frames: int
-    muscles: Mapping[str, ForceStats]
-    groups: Mapping[str, ForceStats]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "frames": self.frames,
-            "muscles": {n: s.to_dict() for n, s in self.muscles.items()},
-            "groups": {n: s.to_dict() for n, s in self.groups.items()},
-        }
-
-    @classmethod
-    def read(cls, f: Fields) -> ForceSummary:
-        series = {}
-        for what in ("muscles", "groups"):
-            series[what] = {
-                n: ForceStats.read(Fields(f.record, s, f.key(f"{what}.{n}")))
-                for n, s in f.mapping(what).items()
-            }
-        summary = cls(f.count("frames"), series["muscles"], series["groups"])
-        f.done()
-        return summary
 
 
 @dataclass(frozen=True)
@@ -217,10 +179,11 @@ class EpochRecord(_Frames, _Payload):
     frames: int
     usable_frames: int
     angles: AngleSummary
-    force_frames: int
+    force_frames: int  # usable frames with trusted forces (all of them without a twin)
     force_mean_n: tuple[float, ...] | None  # per muscle, over the force frames
     force_peak_n: tuple[float, ...] | None
     marks: tuple[Mark, ...] = ()
+    confidence: ForceConfidence | None = None  # None: no confidence twin (or a format 1 hub)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -234,11 +197,12 @@ class EpochRecord(_Frames, _Payload):
             "force_mean_n": None if self.force_mean_n is None else list(self.force_mean_n),
             "force_peak_n": None if self.force_peak_n is None else list(self.force_peak_n),
             "marks": [asdict(m) for m in self.marks],
+            "force_confidence": None if self.confidence is None else self.confidence.to_dict(),
         }
 
     @classmethod
     def read(cls, f: Fields) -> EpochRecord:
-        _check_format(f)
+        version = _check_format(f)
         frames = f.count("frames")
         usable = f.count("usable_frames")
         if usable > frames:
@@ -248,11 +212,13 @@ class EpochRecord(_Frames, _Payload):
             raise f.fail("end_s", end, f"before start_s {start}")
         mean = f.numbers("force_mean_n", optional=True)
         peak = f.numbers("force_peak_n", None if mean is None else len(mean), optional=True)
+        force_frames = f.count("force_frames")
         return _build(
             cls, f,
             start_s=start, end_s=end, frames=frames, usable_frames=usable,
-            angles=AngleSummary.read(f.sub("angles")), force_frames=f.count("force_frames"),
+            angles=AngleSummary.read(f.sub("angles")), force_frames=force_frames,
             force_mean_n=mean, force_peak_n=peak, marks=_marks(f),
+            confidence=read_confidence(f, version, force_frames),
         )  # fmt: skip
 
 
@@ -353,6 +319,7 @@ class SessionRecord(_Frames, _Payload):
     marks: tuple[Mark, ...]
     bundle_version: str
     profile: Anthropometrics
+    confidence: ForceConfidence | None = None  # None: no confidence twin (or a format 1 hub)
 
     @property
     def started(self) -> datetime:
@@ -380,11 +347,12 @@ class SessionRecord(_Frames, _Payload):
             "marks": [asdict(m) for m in self.marks],
             "model": {"bundle_version": self.bundle_version},
             "profile": self.profile.to_dict(),
+            "force_confidence": None if self.confidence is None else self.confidence.to_dict(),
         }
 
     @classmethod
     def read(cls, f: Fields) -> SessionRecord:
-        _check_format(f)
+        version = _check_format(f)
         started = f.text("started_utc")
         try:
             when = datetime.fromisoformat(started)
@@ -406,13 +374,14 @@ class SessionRecord(_Frames, _Payload):
         if raw_assessment is not None:
             assessment = _assessment(f, raw_assessment)
         model = f.sub("model")
-        version = model.text("bundle_version")
+        bundle_version = model.text("bundle_version")
         model.done()
         profile = f.sub("profile")
         try:
             wearer = Anthropometrics.from_dict(dict(profile.data))
         except (ContractError, TypeError) as exc:
             raise RecordError(f.record, "profile", str(exc)) from None
+        forces = ForceSummary.read(f.sub("forces"))
         return _build(
             cls, f,
             started_utc=started, source_t0_s=f.number("source_t0_s"),
@@ -424,9 +393,9 @@ class SessionRecord(_Frames, _Payload):
             ),
             assessment=assessment, assessment_note=f.text("assessment_note", optional=True),
             envelope_clamped_fields=f.names("envelope_clamped_fields"),
-            forces=ForceSummary.read(f.sub("forces")),
-            out_of_range=OutOfRange.read(f.sub("out_of_range")), marks=_marks(f),
-            bundle_version=version, profile=wearer,
+            forces=forces, out_of_range=OutOfRange.read(f.sub("out_of_range")), marks=_marks(f),
+            bundle_version=bundle_version, profile=wearer,
+            confidence=read_confidence(f, version, forces.frames),
         )  # fmt: skip
 
 

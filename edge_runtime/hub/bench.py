@@ -3,10 +3,10 @@
 A simulated session (two IMUs at 100 Hz with a magnetometer, the full protocol) is written as
 recordings; a fresh interpreter pinned to one core with one inference thread then runs, side by
 side on the same data: the hub's streaming pipeline (fusion, calibration search, derivatives,
-features, int8 inference, force statistics, assessment, SQLite storage) and the offline reference
-path (``fusion.neck_kinematics_from_imus`` on the whole recording with the same calibration
-windows, one batched inference, ``assess_session``). The worker's peak RSS is the hub's memory
-figure (it imports only what the hub imports).
+features, int8 inference and its confidence twin, force statistics, assessment, SQLite storage)
+and the offline reference path (``fusion.neck_kinematics_from_imus`` on the whole recording with
+the same calibration windows, one batched inference of each network, ``assess_session``).
+The worker's peak RSS is the hub's memory figure (it imports only what the hub imports).
 """
 
 from __future__ import annotations
@@ -84,13 +84,16 @@ def _worker(
             [kin.angles_rad, kin.velocities_rad_s, kin.accelerations_rad_s2], axis=1
         )
         ok = np.isfinite(columns).all(axis=1)
-        ForceEstimator(checked.model, checked.spec, wearer).model.forces(
-            feature_matrix(columns[ok], wearer, checked.spec.features)
-        )
+        estimator = ForceEstimator.for_bundle(checked, wearer)
+        x = feature_matrix(columns[ok], wearer, checked.spec.features)
+        estimator.model.forces(x)
+        if estimator.twin is not None:
+            estimator.twin.model.forces(x)
         assess_session(kin.t_s, kin.angles_rad, envelope)
         calibration = cal
     return {
         "frames": len(recs[0].t_s),
+        "confidence_twin": checked.twin is not None,
         "seconds": time.perf_counter() - t0,
         "calibration": calibration,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
@@ -164,6 +167,7 @@ def measure_edge(bundle: Path, pubkey: Path, seconds: float, repeats: int) -> di
         "offline_us_per_frame": r["offline_s"] / r["frames"] * 1e6,
         "stream_vs_offline": r["stream_s"] / r["offline_s"],
         "peak_rss_mb": r["peak_rss_mb"],
+        "confidence_twin": stream[0]["confidence_twin"],
         "cpu": cpu,
     }
 
@@ -184,8 +188,10 @@ def bench_edge(
     if as_json:
         print(json.dumps(f))
         return
+    twin = "with" if f["confidence_twin"] else "without"
     table = Table(
-        title=f"hub pipeline, {f['session_s']:.0f} s session at 100 Hz, 1 core (cpu {f['cpu']})"
+        title=f"hub pipeline, {f['session_s']:.0f} s session at 100 Hz, 1 core (cpu {f['cpu']}), "
+        f"{twin} the confidence twin"
     )
     for col in ("path", "µs per frame", "× real time"):
         table.add_column(col, justify="right")

@@ -1,8 +1,13 @@
-"""Muscle forces on the hub: batched int8 inference with an out-of-range flag, and streaming
-force statistics per muscle and per muscle group.
+"""Muscle forces on the hub: batched int8 inference with an out-of-range flag and a per-frame
+confidence, and streaming force statistics per muscle and per muscle group.
 
 Inputs outside the training range (the feature spec's ``input_range``) still get forces (the
 network extrapolates smoothly), but the frames are flagged OUT_OF_RANGE and counted per feature.
+
+Where the bundle carries a confidence twin, every frame's forces are scored against the twin's
+(``contracts.confidence.disagreement``); a frame above the bundle's threshold has low confidence
+and its forces are left out of the statistics (counted beside them in the records). The twin is
+a second small int8 network on the same features, so it costs one more inference per frame.
 
 Statistics must hold for sessions of any length in a few kB, so percentiles come from a fixed
 histogram per series on a square-root force scale (fine near zero where most frames are, and a
@@ -13,13 +18,16 @@ of its members' forces in each frame (a muscle may belong to several groups).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from edge_runtime.contracts.anthropometrics import Anthropometrics
+from edge_runtime.contracts.confidence import disagreement
 from edge_runtime.contracts.feature_spec import FeatureSpec, feature_matrix
 from edge_runtime.contracts.force_model import ForceModel
+from edge_runtime.contracts.model_bundle import VerifiedBundle
 from edge_runtime.contracts.record_payloads import FORCE_PERCENTILES, ForceStats, ForceSummary
 
 FloatArray = npt.NDArray[np.float64]
@@ -27,30 +35,69 @@ PERCENTILES = FORCE_PERCENTILES
 HISTOGRAM_BINS = 256
 
 
+BoolArray = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class Twin:
+    """A bundle's confidence twin and how to read it (``contracts.confidence``)."""
+
+    model: ForceModel
+    threshold_of_fmax: float
+    fmax_n: FloatArray
+
+
+@dataclass(frozen=True)
+class ForceFrames:
+    """One block's forces and what is known about them, per frame."""
+
+    forces: FloatArray  # (n, M) N; NaN where the kinematics were unknown
+    out_of_range: BoolArray  # (n,) an input outside the training range
+    out_of_range_counts: FloatArray  # (F,) frames beyond the range, per feature
+    low_confidence: BoolArray | None  # (n,) twin disagreement above threshold; None: no twin
+
+
 class ForceEstimator:
-    def __init__(self, model: bytes, spec: FeatureSpec, profile: Anthropometrics) -> None:
+    def __init__(
+        self,
+        model: bytes,
+        spec: FeatureSpec,
+        profile: Anthropometrics,
+        twin: Twin | None = None,
+    ) -> None:
         self.model = ForceModel(model, spec)
-        self.spec, self.profile = spec, profile
+        self.spec, self.profile, self.twin = spec, profile, twin
         self._lo = np.array([r[0] for r in spec.input_range])
         self._hi = np.array([r[1] for r in spec.input_range])
 
-    def estimate(
-        self, kinematics: FloatArray
-    ) -> tuple[FloatArray, npt.NDArray[np.bool_], FloatArray]:
-        """(n, 9) neck kinematics (NaN where unknown) -> forces (n, M) in N (NaN where unknown),
-        out-of-range mask (n,), and per-feature out-of-range counts (F,)."""
+    @classmethod
+    def for_bundle(cls, bundle: VerifiedBundle, profile: Anthropometrics) -> ForceEstimator:
+        """The bundle's force model, with its confidence twin where it carries one."""
+        twin = None
+        confidence = bundle.manifest.confidence
+        if bundle.twin is not None and confidence is not None:
+            fmax = np.array([m.fmax_n for m in bundle.manifest.muscles])
+            twin = Twin(ForceModel(bundle.twin, bundle.spec), confidence.threshold_of_fmax, fmax)
+        return cls(bundle.model, bundle.spec, profile, twin)
+
+    def estimate(self, kinematics: FloatArray) -> ForceFrames:
+        """(n, 9) neck kinematics (NaN where unknown) -> the block's forces (``ForceFrames``)."""
         n = len(kinematics)
         forces = np.full((n, len(self.spec.outputs)), np.nan)
         known = np.isfinite(kinematics).all(axis=1)
         outside = np.zeros(n, dtype=bool)
         counts = np.zeros(self.spec.n_inputs)
+        low = None if self.twin is None else np.zeros(n, dtype=bool)
         if known.any():
             x = feature_matrix(kinematics[known], self.profile, self.spec.features)
             forces[known] = self.model.forces(x)
             beyond = (x < self._lo) | (x > self._hi)
             outside[known] = beyond.any(axis=1)
             counts = beyond.sum(axis=0).astype(np.float64)
-        return forces, outside, counts
+            if self.twin is not None and low is not None:
+                score = disagreement(forces[known], self.twin.model.forces(x), self.twin.fmax_n)
+                low[known] = score > self.twin.threshold_of_fmax
+        return ForceFrames(forces, outside, counts, low)
 
 
 class ForceStatistics:

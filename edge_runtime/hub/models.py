@@ -9,9 +9,10 @@ An install (1) verifies the offered bundle completely (signature, hashes, featur
 golden vectors on this hub's runtime) and refuses a version that is not newer than the one
 running unless forced; (2) copies it into the idle slot, fsyncs it and verifies the copy again;
 (3) switches ``current`` to it; (4) self-tests the verified copy for what the daemon needs
-(the envelope for this wearer, and a forward pass of plausible neck motion giving
-finite, non-negative forces). A failed self-test switches ``current`` back, so the hub never
-runs an unverified model and never ends up without the one it had.
+(the envelope for this wearer, and a forward pass of plausible neck motion giving finite,
+non-negative forces, and finite ones from the confidence twin where there is one). A failed
+self-test switches ``current`` back, so the hub never runs an unverified model and never ends
+up without the one it had.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from edge_runtime.contracts.bundle import (
     bundle_files,
     parse_bundle_version,
 )
+from edge_runtime.contracts.feature_spec import feature_matrix
 from edge_runtime.contracts.model_bundle import VerifiedBundle, verify_model_bundle
 from edge_runtime.errors import HubError
 from edge_runtime.hub.forces import ForceEstimator
@@ -61,9 +63,14 @@ def self_test(bundle: VerifiedBundle, profile: Anthropometrics) -> None:
     t = np.linspace(0, 2 * np.pi, 50)
     kin = np.zeros((50, 9))
     kin[:, 0], kin[:, 3], kin[:, 6] = 0.4 * np.sin(t), 0.4 * np.cos(t), -0.4 * np.sin(t)
-    forces, _, _ = ForceEstimator(bundle.model, bundle.spec, profile).estimate(kin)
+    estimator = ForceEstimator.for_bundle(bundle, profile)
+    forces = estimator.estimate(kin).forces
     if not np.isfinite(forces).all() or (forces < 0).any():
         raise InstallError("self-test: the model gives non-finite or negative forces")
+    if estimator.twin is not None:
+        twin = estimator.twin.model.forces(feature_matrix(kin, profile, bundle.spec.features))
+        if not np.isfinite(twin).all():
+            raise InstallError("self-test: the confidence twin gives non-finite forces")
 
 
 class ModelSlots:

@@ -41,6 +41,7 @@ from edge_runtime.contracts.record_payloads import (
     CalibrationRecord,
     EpochRecord,
     EventRecord,
+    ForceConfidence,
     HubRecord,
     Mark,
     OutOfRange,
@@ -81,7 +82,8 @@ class _Epoch:
         self.flags: list[npt.NDArray[np.uint16]] = []
         self.angles: list[FloatArray] = []
         self.force_sum, self.force_peak = np.zeros(muscles), np.zeros(muscles)
-        self.force_frames = 0
+        self.force_frames = 0  # usable frames with trusted forces
+        self.low_confidence_frames = 0  # usable frames left out for low confidence
 
 
 class Session:
@@ -97,6 +99,7 @@ class Session:
         self.angles: list[FloatArray] = []
         self.flags: list[npt.NDArray[np.uint16]] = []
         self.out_of_range = np.zeros(pipeline.spec.n_inputs)
+        self.low_confidence_frames = 0
         self.logged = 0  # flag bits already logged in this session
         self.epoch: _Epoch | None = None
         self.calibration_recorded = False
@@ -121,11 +124,15 @@ class Session:
                 self.p.record(CalibrationRecord(info, tuple(self.tracker.rejected)), self.id)
             )
         kin = block.kinematics
-        forces, outside, counts = self.p.estimator.estimate(kin)
-        flags = block.flags | np.where(outside, OUT_OF_RANGE, 0).astype(np.uint16)
-        self.out_of_range += counts
+        est = self.p.estimator.estimate(kin)
+        forces = est.forces
+        flags = block.flags | np.where(est.out_of_range, OUT_OF_RANGE, 0).astype(np.uint16)
+        self.out_of_range += est.out_of_range_counts
         self._log_new_flags(flags, block.t_s)
         usable = np.isfinite(forces).all(axis=1) & ((flags & INVALID) == 0)
+        doubtful = usable & (False if est.low_confidence is None else est.low_confidence)
+        usable &= ~doubtful  # forces of low confidence stay out of every statistic
+        self.low_confidence_frames += int(doubtful.sum())
         self.stats.add(forces[usable])
         angles = np.where(((flags & INVALID) == 0)[:, None], kin[:, :3], np.nan)
         self.t.append(block.t_s)
@@ -144,6 +151,7 @@ class Session:
             ep.t.append(block.t_s[rows])
             ep.flags.append(flags[rows])
             ep.angles.append(angles[rows])
+            ep.low_confidence_frames += int(doubtful[rows].sum())
             used = forces[rows & usable]
             if len(used):
                 ep.force_sum += used.sum(axis=0)
@@ -189,6 +197,7 @@ class Session:
             force_mean_n=per_muscle(ep.force_sum / max(ep.force_frames, 1)),
             force_peak_n=per_muscle(ep.force_peak),
             marks=_marks(flags, t - self.t0_s),
+            confidence=self.p.confidence(ep.force_frames, ep.low_confidence_frames),
         )
         return self.p.record(record, self.id)
 
@@ -236,6 +245,7 @@ class Session:
             marks=_marks(flags, t - self.t0_s),
             bundle_version=p.bundle_version,
             profile=p.profile,
+            confidence=p.confidence(self.stats.count, self.low_confidence_frames),
         )
 
 
@@ -277,7 +287,7 @@ class HubPipeline:
         self.bundle, self.profile = bundle, profile
         self.spec = bundle.spec
         self.bundle_version = bundle.version
-        self.estimator = ForceEstimator(bundle.model, bundle.spec, profile)
+        self.estimator = ForceEstimator.for_bundle(bundle, profile)
         self.groups = bundle.manifest.muscle_groups()
         self.ceiling = force_ceiling_n(bundle.spec)
         self.envelope: MotionEnvelope | None = None
@@ -302,6 +312,13 @@ class HubPipeline:
         if self._use_magnetometer is not None:
             return self._use_magnetometer
         return self.pairer.has_magnetometers
+
+    def confidence(self, trusted_frames: int, low_frames: int) -> ForceConfidence | None:
+        """What a record says of its forces' confidence (None: the model has no twin)."""
+        twin = self.estimator.twin
+        if twin is None:
+            return None
+        return ForceConfidence(trusted_frames + low_frames, low_frames, twin.threshold_of_fmax)
 
     def record(self, payload: HubRecord, session_id: str | None) -> NewRecord:
         return NewRecord(payload.KIND, payload.to_dict(), session_id)

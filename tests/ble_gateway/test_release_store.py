@@ -1,11 +1,12 @@
 """A hub store written by an earlier release still syncs and renders.
 
-``golden/hub-store-record-format-1.db`` is a hub's SQLite record store written by this release's
-own code (``write_release_store`` below, run once: ``python -m tests.ble_gateway.test_release_store
-OUT``) and committed. Hubs in the field keep their stores across updates of the gateway and the
-clinic: whatever later code reads them must read this file, over BLE, into the clinic store and
-onto the clinician's pages. Regenerating the file to make this test pass defeats it; a change of
-the record format needs a new RECORD_FORMAT and a migration, with this file kept.
+``golden/hub-store-record-format-1.db`` is a hub's SQLite record store written by the release of
+record format 1 (``write_release_store`` below, run once then: ``python -m
+tests.ble_gateway.test_release_store OUT``) and committed; format 2 added the force confidence.
+Hubs in the field keep their stores across updates of the gateway and the clinic: whatever
+later code reads them must read this file, over BLE, into the clinic store and onto the
+clinician's pages. Regenerating the file to make this test pass defeats it; a change of the
+record format needs a new RECORD_FORMAT that readers read beside the old, with this file kept.
 """
 
 from __future__ import annotations
@@ -43,12 +44,12 @@ QUICK = RetryPolicy(max_attempts=3, connect_timeout_s=5.0, response_timeout_s=5.
 
 
 def release_records() -> list[tuple[HubRecord, str | None]]:
-    """What the hub writes over one session: its model, a calibration, epochs, an event, the
-    session summary (with an assessment that has deficits)."""
+    """What the hub of record format 1 wrote over one session: its model, a calibration, epochs,
+    an event, the session summary (with an assessment that has deficits); no force confidence."""
     rng = np.random.default_rng(7)
-    session = session_payload(0, 10, rng, STARTED, "2026.11.24.120000")
+    session = session_payload(0, 10, rng, STARTED, "2026.11.24.120000", with_confidence=False)
     epochs: list[tuple[HubRecord, str | None]] = [
-        (epoch_payload(rng, 20.0 * i), SESSION_ID) for i in range(3)
+        (epoch_payload(rng, 20.0 * i, with_confidence=False), SESSION_ID) for i in range(3)
     ]
     return [
         (ModelRecord("2026.11.24.120000"), None),
@@ -105,8 +106,9 @@ def test_a_store_from_the_last_release_syncs_and_renders(tmp_path: Path) -> None
         session = client.get(f"/patients/P-release/sessions/{device_id}/{SESSION_ID}")
         assert session.status_code == 200, session.text[:500]
         assert "deficit" in session.text.lower() and "<svg" in session.text
+        assert "not checked" in session.text  # format 1 carried no force confidence
     clinic.close()
 
 
-if __name__ == "__main__":  # regenerate only with a new record format (module docstring)
+if __name__ == "__main__":  # never over the format 1 file (module docstring)
     write_release_store(Path(sys.argv[1]))

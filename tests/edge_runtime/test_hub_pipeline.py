@@ -26,12 +26,14 @@ from edge_runtime.contracts.bundle import (
     MODEL,
     load_public_key,
 )
+from edge_runtime.contracts.confidence import disagreement
 from edge_runtime.contracts.force_model import ForceModel
 from edge_runtime.contracts.model_bundle import verify_model_bundle
 from edge_runtime.contracts.neck_angles import rotation_from_neck_angles
 from edge_runtime.contracts.recording import ImuRecording
 from edge_runtime.contracts.rom_assessment import AssessmentConfig
 from edge_runtime.hub.config import load_config
+from edge_runtime.hub.forces import ForceFrames
 from edge_runtime.hub.models import InstallError, ModelSlots
 from edge_runtime.hub.pipeline import HubPipeline
 from edge_runtime.hub.storage import HubStore
@@ -104,11 +106,13 @@ def test_replay_gives_int8_forces_within_the_gate_and_the_expected_flags(
     store = HubStore(tmp_path / "hub.db")
     pipeline = HubPipeline(store, checked, wearer)
     seen: list[np.ndarray] = []
+    estimates: list[ForceFrames] = []
     estimate = pipeline.estimator.estimate
 
-    def spy(kin: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def spy(kin: np.ndarray) -> ForceFrames:
         seen.append(kin.copy())
-        return estimate(kin)
+        estimates.append(estimate(kin))
+        return estimates[-1]
 
     pipeline.estimator.estimate = spy  # type: ignore[method-assign]
     _run(pipeline, head, trunk)
@@ -141,14 +145,31 @@ def test_replay_gives_int8_forces_within_the_gate_and_the_expected_flags(
         np.abs(int8 - reference).mean(),
         gate_mean,
     )
-    # stored statistics are those of the forces computed
+    # stored statistics are those of the forces computed on the frames of trusted forces: the
+    # confidence twin's disagreement (contracts.confidence) at the bundle's threshold
     stats = summary["forces"]
-    all_int8 = pipeline.estimator.model.forces(feature_matrix(kin, wearer, checked.spec.features))
-    assert stats["frames"] == len(kin)
+    features = feature_matrix(kin, wearer, checked.spec.features)
+    all_int8 = pipeline.estimator.model.forces(features)
+    twin = pipeline.estimator.twin
+    assert twin is not None and checked.manifest.confidence is not None
+    low = disagreement(all_int8, twin.model.forces(features), twin.fmax_n) > twin.threshold_of_fmax
+    flagged = np.concatenate([e.low_confidence for e in estimates if e.low_confidence is not None])
+    assert flagged.sum() == low.sum() and 0 < low.sum() < len(kin)
+    confidence = summary["force_confidence"]
+    assert confidence == {
+        "assessed_frames": len(kin),
+        "low_frames": int(low.sum()),
+        "threshold_of_fmax": checked.manifest.confidence.threshold_of_fmax,
+    }
+    assert stats["frames"] == len(kin) - low.sum()
     muscle = checked.spec.outputs[0]
-    assert stats["muscles"][muscle]["peak_n"] == pytest.approx(all_int8[:, 0].max(), abs=0.01)
+    peak = stats["muscles"][muscle]["peak_n"]
+    assert peak == pytest.approx(all_int8[~low, 0].max(), abs=0.01)
     epochs = store.records_of_kind("epoch")
     assert sum(e.payload["frames"] for e in epochs) == len(head.t_s)
+    for what in ("assessed_frames", "low_frames"):  # epochs add up to their session
+        assert sum(e.payload["force_confidence"][what] for e in epochs) == confidence[what]
+    assert sum(e.payload["force_frames"] for e in epochs) == stats["frames"]
     store.close()
 
 

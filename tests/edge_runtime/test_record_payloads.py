@@ -1,6 +1,7 @@
 """The hub's record payloads: one typed definition per kind, checked against golden files (a
-change of the wire shape must be deliberate: a new RECORD_FORMAT and new goldens), validated on
-construction and on reading, every refusal naming the record and the key."""
+change of the wire shape must be deliberate: a new RECORD_FORMAT and new goldens, the old ones
+kept and still read), validated on construction and on reading, every refusal naming the record
+and the key."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 from ble_gateway.web.synthetic import CALIBRATION, epoch_payload, session_payload
 from cervical_demo.fuzz_cases import json_paths
+from edge_runtime.contracts.hub_records import RECORD_FORMAT_1
 from edge_runtime.contracts.record_payloads import (
     RECORD_TYPES,
     CalibrationRecord,
@@ -25,18 +27,20 @@ from edge_runtime.contracts.record_payloads import (
     Mark,
     ModelRecord,
     RecordError,
+    SessionRecord,
     parse_record,
 )
 
 GOLDEN = Path(__file__).parent / "golden"
 
 
-def examples() -> dict[str, HubRecord]:
+def examples(with_confidence: bool = True) -> dict[str, HubRecord]:
+    """One record of each kind; ``with_confidence=False``: as a format 1 hub made them."""
     rng = np.random.default_rng(7)
     started = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
     return {
-        "epoch": epoch_payload(rng, 20.0),
-        "session": session_payload(3, 10, rng, started, "2026.11.24.120000"),
+        "epoch": epoch_payload(rng, 20.0, with_confidence),
+        "session": session_payload(3, 10, rng, started, "2026.11.24.120000", with_confidence),
         "calibration": CalibrationRecord(CALIBRATION, ("the nod was too small (4.0 deg)",)),
         "event": EventRecord("sensors_unusable", {"from_t_s": 12.5, "to_t_s": 40.0}),
         "model": ModelRecord("2026.11.24.120000"),
@@ -52,6 +56,35 @@ def test_every_kind_matches_its_golden_file_and_reads_back(kind: str) -> None:
     assert parse_record(kind, record.to_json()).to_dict() == golden
 
 
+@pytest.mark.parametrize("kind", sorted(RECORD_TYPES))
+def test_format_1_records_still_read_with_no_confidence(kind: str) -> None:
+    """Hubs in the field keep their format 1 stores: every kind still reads, as it was."""
+    golden = json.loads((GOLDEN / f"record_{kind}.format-1.json").read_text())
+    assert golden["format"] == RECORD_FORMAT_1
+    record = parse_record(kind, json.dumps(golden))
+    assert record == examples(with_confidence=False)[kind]
+    assert getattr(record, "confidence", None) is None
+    if "force_confidence" in record.to_dict():  # a format 1 record has no such key
+        with pytest.raises(RecordError, match="force_confidence: unknown key"):
+            parse_record(kind, json.dumps({**golden, "force_confidence": None}))
+
+
+def test_the_confidence_must_agree_with_the_force_statistics_beside_it() -> None:
+    session = examples()["session"]
+    assert isinstance(session, SessionRecord) and session.confidence is not None
+    assert 0 < session.confidence.low_fraction < 0.2
+    payload = session.to_dict()
+    payload["force_confidence"]["low_frames"] += 1
+    with pytest.raises(RecordError, match=r"force_confidence.assessed_frames: .* is not the"):
+        parse_record("session", json.dumps(payload))
+    payload["force_confidence"]["low_frames"] = payload["force_confidence"]["assessed_frames"] + 1
+    with pytest.raises(RecordError, match="more than the"):
+        parse_record("session", json.dumps(payload))
+    payload["force_confidence"] = None  # a model without a twin: no confidence, still a record
+    payload["forces"]["frames"] = session.usable_frames
+    assert parse_record("session", json.dumps(payload)).confidence is None  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize(
     ("kind", "change", "message"),
     [
@@ -61,7 +94,9 @@ def test_every_kind_matches_its_golden_file_and_reads_back(kind: str) -> None:
          "forces.groups.flexion.mean_n: 'x': not a number"),
         ("session", lambda p: p.update(started_utc="2026-11-24T09:30:00"), "has no UTC offset"),
         ("session", lambda p: p["profile"].update(head_mass_kg=40.0), "profile: anthropometrics"),
-        ("session", lambda p: p.update(format="cervical-hub-record/2"), "format"),
+        ("session", lambda p: p.update(format="cervical-hub-record/3"), "format"),
+        ("session", lambda p: p.pop("force_confidence"), "force_confidence: missing"),
+        ("epoch", lambda p: p["force_confidence"].update(threshold_of_fmax=-1), "below 0"),
         ("epoch", lambda p: p.update(usable_frames=10**6), "more than the 1000 frames"),
         ("epoch", lambda p: p["angles"].update(min_deg=[1.0]), "angles.min_deg"),
         ("event", lambda p: p.update(event="\x1b[31mred"), "not printable"),

@@ -19,8 +19,10 @@ from ble_gateway.store import ClinicStore, session_directions, sessions, store_m
 from ble_gateway.web import exports
 from ble_gateway.web.accounts import Accounts
 from ble_gateway.web.review import (
+    LOW_CONFIDENCE_WARN_FRACTION,
     MIN_WEAR_S_PER_DAY,
     Period,
+    confidence_words,
     patient_history,
     patients_overview,
 )
@@ -93,10 +95,18 @@ def test_fhir_bundle_is_valid_r4_with_units_and_reference_ranges(tmp_path: Path)
     history = patient_history(store.engine, PATIENT.code)
     document = exports.fhir_bundle(history)
     bundle = Bundle.model_validate(json.loads(json.dumps(document)))  # structure and types
-    observations = [
+    everything = [
         e.resource for e in bundle.entry if e.resource.get_resource_type() == "Observation"
     ]
+    observations = [o for o in everything if o.code.coding[0].system == exports.ROM_CODE_SYSTEM]
     assert len(observations) == len(SECTORS) * len(history.assessed)
+    trusted = [o for o in everything if o.code.coding[0].system != exports.ROM_CODE_SYSTEM]
+    checked = [s for s in history.sessions if s.low_confidence_fraction is not None]
+    assert len(trusted) == len(checked) == len(history.sessions) > 0
+    assert trusted[-1].valueQuantity.code == "%" and "trusted" in trusted[-1].note[0].text
+    assert float(trusted[-1].valueQuantity.value) == round(
+        100 * (1 - (checked[-1].low_confidence_fraction or 0)), 2
+    )
     right = [o for o in observations if o.code.coding[0].code == "right_rotation"]
     latest = history.directions[history.assessed[-1].key]["right_rotation"]
     obs: Observation = right[-1]
@@ -122,6 +132,10 @@ def test_csv_and_pdf_exports(tmp_path: Path) -> None:
     if last.assessed:
         reached = history.directions[last.key]["left_bend"].reached_deg
         assert float(rows[-1]["left_bend_reached_deg"]) == reached
+    low = last.low_confidence_fraction
+    assert low is not None and float(rows[-1]["low_confidence_force_frames_pct"]) == round(
+        100 * low, 2
+    )
     assert exports._safe_cell("=HYPERLINK(1)") == "'=HYPERLINK(1)"  # no formula injection
     client = TestClient(web_app(store))
     sign_in(client)
@@ -131,3 +145,29 @@ def test_csv_and_pdf_exports(tmp_path: Path) -> None:
     text = " ".join(" ".join(p.extract_text().split()) for p in pages)  # lines joined
     assert f"patient {PATIENT.code}" in text
     assert "right rotation" in text and "Warnings" in text
+    assert "Force confidence: in the median session" in text
+
+
+def test_the_force_confidence_is_said_in_words_on_every_page(tmp_path: Path) -> None:
+    """The share of force frames the hub left out for low confidence: per session on the
+    patient and session pages, over the period in the muscle loading, and a warning naming the
+    sessions where it exceeds LOW_CONFIDENCE_WARN_FRACTION."""
+    store = clinic(tmp_path, days=30)
+    history = patient_history(store.engine, PATIENT.code)
+    fractions = [s.low_confidence_fraction or 0 for s in history.sessions]
+    doubtful = [f for f in fractions if f > LOW_CONFIDENCE_WARN_FRACTION]
+    assert doubtful, "the synthetic history has days out of range with more doubtful frames"
+    warning = next(w for w in history.warnings() if "of low confidence" in w)
+    assert warning.startswith(f"{len(doubtful)} of {len(fractions)} session(s)")
+    assert f"{100 * max(fractions):.0f} %" in warning
+    client = TestClient(web_app(store))
+    sign_in(client)
+    page = client.get(f"/patients/{PATIENT.code}?all=true").text
+    assert "Forces trusted" in page and warning in page.replace("&#39;", "'")
+    assert f"{100 * (1 - fractions[-1]):.0f} %" in page
+    assert "Force confidence: in the median session" in page
+    last = history.sessions[-1]
+    detail = client.get(f"/patients/{PATIENT.code}/sessions/{last.device_id}/{last.session_id}")
+    assert confidence_words(last.low_confidence_fraction) in detail.text
+    assert "of trusted forces (" in detail.text
+    assert confidence_words(None).startswith("not checked")
