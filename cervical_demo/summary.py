@@ -46,6 +46,7 @@ def key_figures(
             "sensor_marks": sorted({m["reason"] for m in s.get("marks", [])} & SENSOR_TROUBLE),
             "duration_s": s.get("duration_s"),
             "model": (s.get("model") or {}).get("bundle_version"),
+            "low_confidence_force_frames": _low_share(s.get("force_confidence")),
         })  # fmt: skip
     return {
         "r2_worst_muscle": held_out["r2_min"],
@@ -74,6 +75,13 @@ def key_figures(
         "sensor_marks": sorted({m for s in sessions for m in s["sensor_marks"]}),
         "scale": scale.name,
     }
+
+
+def _low_share(confidence: dict[str, Any] | None) -> float | None:
+    """The share of a session's force frames of low confidence (None: not checked)."""
+    if not confidence or not confidence["assessed_frames"]:
+        return None
+    return round(confidence["low_frames"] / confidence["assessed_frames"], 4)
 
 
 def scenario_mismatch(figures: dict[str, Any]) -> str | None:
@@ -152,6 +160,15 @@ def print_summary(
         f"patient {scenario.PATIENT_CODE}: flagged {flagged} "
         f"(restricted in the scenario: {', '.join(f['restricted_in_scenario'])})",
         f"records synced over BLE: {f['records_synced']}",
+        "force confidence on the hub: "
+        + (
+            ", ".join(
+                f"{100 * (1 - x):.0f} %" if x is not None else "not checked"
+                for x in (s["low_confidence_force_frames"] for s in f["sessions"])
+            )
+            or "no session"
+        )
+        + " of the sessions' force frames trusted",
     ]
     if f.get("box_r2_worst_muscle") is not None:
         lines.insert(

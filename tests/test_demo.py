@@ -101,6 +101,12 @@ def test_tiny_demo_runs_every_stage_and_leaves_its_outputs(
     session = sessions[0].payload
     assert session["model"]["bundle_version"] == bundle.version
     assert session["profile"] == scenario.PATIENT_PROFILE.to_dict()  # set by the gateway
+    # the bundle's confidence twin ran on the hub: the session says how many frames it doubted
+    assert bundle.twin is not None and session["force_confidence"]["assessed_frames"] > 0
+    low_share = (
+        session["force_confidence"]["low_frames"] / session["force_confidence"]["assessed_frames"]
+    )
+    assert figures["sessions"][0]["low_confidence_force_frames"] == round(low_share, 4)
     # 6. every record synced into the clinic store, once, and assigned to the patient
     clinic = ClinicStore(out / "clinic.db")
     try:
@@ -118,7 +124,7 @@ def test_tiny_demo_runs_every_stage_and_leaves_its_outputs(
         e["resource"]["code"]["coding"][0]["code"]
         for e in fhir["entry"]
         if e["resource"]["resourceType"] == "Observation"
-        and e["resource"]["interpretation"][0]["coding"][0]["code"] == "L"
+        and e["resource"].get("interpretation", [{}])[0].get("coding", [{}])[0].get("code") == "L"
     }
     assert low == set(scenario.RESTRICTED)
     assert len((out / "sessions.csv").read_text().strip().splitlines()) == 2  # header + 1

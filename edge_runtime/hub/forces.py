@@ -8,6 +8,8 @@ Where the bundle carries a confidence twin, every frame's forces are scored agai
 (``contracts.confidence.disagreement``); a frame above the bundle's threshold has low confidence
 and its forces are left out of the statistics (counted beside them in the records). The twin is
 a second small int8 network on the same features, so it costs one more inference per frame.
+Low confidence is counted, not marked as spans like the quality flags: doubtful frames come
+scattered through everyday motion, and a span each would make records of thousands of marks.
 
 Statistics must hold for sessions of any length in a few kB, so percentiles come from a fixed
 histogram per series on a square-root force scale (fine near zero where most frames are, and a

@@ -42,6 +42,7 @@ from edge_runtime.contracts.feature_spec import (
 from edge_runtime.contracts.training_run import MIN_CALIBRATION_ROWS
 from host_training.errors import TrainingError
 from host_training.learning.calibration import calibration_rows
+from host_training.learning.confidence import DEFAULT_FLAG_RATE
 from host_training.learning.evaluation import evaluate_test_subjects
 from host_training.learning.hub_view import HubInputView
 from host_training.learning.network import NetworkConfig, forces_of_rows, predict
@@ -88,7 +89,7 @@ class TrainConfig:
     # fixed epochs); its disagreement with the network flags untrusted frames. None: no twin
     twin_hidden_units: tuple[int, ...] | None = (128, 128)
     twin_budget_share: float = 0.2
-    confidence_flag_rate: float = 0.05  # of validation frames, where the threshold is set
+    confidence_flag_rate: float = DEFAULT_FLAG_RATE  # of validation frames: sets the threshold
 
     def check(self) -> None:
         problems = []

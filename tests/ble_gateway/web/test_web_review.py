@@ -102,7 +102,7 @@ def test_fhir_bundle_is_valid_r4_with_units_and_reference_ranges(tmp_path: Path)
     assert len(observations) == len(SECTORS) * len(history.assessed)
     trusted = [o for o in everything if o.code.coding[0].system != exports.ROM_CODE_SYSTEM]
     checked = [s for s in history.sessions if s.low_confidence_fraction is not None]
-    assert len(trusted) == len(checked) == len(history.sessions) > 0
+    assert len(trusted) == len(checked) > 0  # not the uncalibrated sessions: no force frames
     assert trusted[-1].valueQuantity.code == "%" and "trusted" in trusted[-1].note[0].text
     assert float(trusted[-1].valueQuantity.value) == round(
         100 * (1 - (checked[-1].low_confidence_fraction or 0)), 2
@@ -154,7 +154,9 @@ def test_the_force_confidence_is_said_in_words_on_every_page(tmp_path: Path) -> 
     sessions where it exceeds LOW_CONFIDENCE_WARN_FRACTION."""
     store = clinic(tmp_path, days=30)
     history = patient_history(store.engine, PATIENT.code)
-    fractions = [s.low_confidence_fraction or 0 for s in history.sessions]
+    fractions = [s.low_confidence_fraction for s in history.sessions]
+    fractions = [f for f in fractions if f is not None]  # not the uncalibrated: no force frames
+    assert 0 < len(fractions) < len(history.sessions)
     doubtful = [f for f in fractions if f > LOW_CONFIDENCE_WARN_FRACTION]
     assert doubtful, "the synthetic history has days out of range with more doubtful frames"
     warning = next(w for w in history.warnings() if "of low confidence" in w)
@@ -164,7 +166,7 @@ def test_the_force_confidence_is_said_in_words_on_every_page(tmp_path: Path) -> 
     sign_in(client)
     page = client.get(f"/patients/{PATIENT.code}?all=true").text
     assert "Forces trusted" in page and warning in page.replace("&#39;", "'")
-    assert f"{100 * (1 - fractions[-1]):.0f} %" in page
+    assert f"{100 * (1 - fractions[-1]):.0f} %" in page and "not checked" in page
     assert "Force confidence: in the median session" in page
     last = history.sessions[-1]
     detail = client.get(f"/patients/{PATIENT.code}/sessions/{last.device_id}/{last.session_id}")
