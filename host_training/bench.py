@@ -243,9 +243,14 @@ def bench_confidence(
         ),
     ] = None,
     flag_rate: Annotated[
-        float,
-        typer.Option(help="Share of validation frames (seen families) flagged.", min=0, max=1),
-    ] = 0.05,
+        float | None,
+        typer.Option(
+            help="Share of validation frames (seen families) flagged [default: the run's own, "
+            "else learning.confidence.DEFAULT_FLAG_RATE].",
+            min=0,
+            max=1,
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Per-frame confidence from two networks' disagreement, on the run's own test subjects:
@@ -254,11 +259,13 @@ def bench_confidence(
     unflagged frames, at the threshold that flags ``flag_rate`` of the validation frames."""
     from edge_runtime.common.text import report_error
     from host_training.errors import HostTrainingError
-    from host_training.learning.confidence import measure_confidence
+    from host_training.learning.confidence import DEFAULT_FLAG_RATE, measure_confidence
     from host_training.learning.run import load_run
 
     try:
         judged = load_run(run)
+        if flag_rate is None:
+            flag_rate = (judged.manifest.confidence or {}).get("flag_rate", DEFAULT_FLAG_RATE)
         r = measure_confidence(judged, load_run(twin) if twin else judged.twin_run(), flag_rate)
     except HostTrainingError as exc:
         report_error(exc)
@@ -291,3 +298,46 @@ def bench_confidence(
         )  # fmt: skip
     against = twin.name if twin else "its twin"
     _report(f"cervical bench confidence ({run.name} vs {against})", rows, r, as_json)
+
+
+def bench_scale(
+    subjects: Annotated[
+        int, typer.Option(help="Subjects of the population-scale profile (>= 20).", min=20)
+    ] = 40,
+    everyday_subjects: Annotated[
+        int, typer.Option(help="Subjects of the everyday set, side by side.", min=1)
+    ] = 2,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """What simulating all 1,000,000 subjects costs: the population-scale profile against the
+    everyday set on one core (CPU time), per-subject stages, bytes, projections."""
+    from edge_runtime.common.text import report_error
+    from host_training.errors import HostTrainingError
+    from host_training.simulation.scale import STAGES, measure_scale
+
+    console = Console(stderr=True)
+    try:
+        r = measure_scale(subjects, everyday_subjects, lambda m: console.print(m, markup=False))
+    except HostTrainingError as exc:
+        report_error(exc)
+        raise typer.Exit(2) from exc
+    if as_json:
+        print(json.dumps(r, sort_keys=True))
+        return
+    e = r["everyday"]
+    table = Table(title=f"cervical bench scale ({subjects} subjects, 1 core, cpu {r['cpu']})")
+    for col in ("per subject", "population profile", "everyday set"):
+        table.add_column(col, justify="right" if col != "per subject" else "left")
+    table.add_row("frames", f"{r['frames_per_subject']:,.0f}", f"{e['frames_per_subject']:,.0f}")
+    for s in STAGES:
+        ms = (f"{1e3 * x['per_subject_s'][s]:.1f} ms" for x in (r, e))
+        table.add_row(f"  {s.replace('_', ' ')}", *ms)
+    table.add_row("CPU time", *(f"{x['cpu_s_per_subject']:.3f} s" for x in (r, e)))
+    rate = (f"{x['subjects_per_core_hour']:,.0f}" for x in (r, e))
+    table.add_row("subjects per core-hour", *rate)
+    table.add_row("frames per core-second", *(f"{x['frames_per_core_s']:,.0f}" for x in (r, e)))
+    table.add_row("bytes", f"{r['bytes_per_subject'] / 1e3:,.0f} kB", "")
+    hours = (r["projected_core_hours_1m"], r["everyday_projected_core_hours_1m"])
+    table.add_row("1,000,000 subjects", *(f"{h:,.0f} core-hours" for h in hours))
+    table.add_row("", f"{r['projected_disk_gb_1m']:,.0f} GB on disk", "")
+    Console().print(table)

@@ -173,7 +173,15 @@ class FastNeckKinematics:
         lengths = np.add.reduceat(seg, bounds, axis=1)
         unit = delta[:, self._x_seg] / seg[:, self._x_seg, None]
         lever = world[:, self._x_point] - axes_o[:, self._x_axis]
-        term = np.einsum("nxi,nxi->nx", unit, np.cross(axes_u[:, self._x_axis], lever))
+        u = axes_u[:, self._x_axis]
+        # u x lever written out: np.cross's own products in its order (the same bits) without
+        # its axis shuffling, which took a third of the moment-arm time at population scale
+        cross = np.stack(
+            [u[..., 1] * lever[..., 2] - u[..., 2] * lever[..., 1],
+             u[..., 2] * lever[..., 0] - u[..., 0] * lever[..., 2],
+             u[..., 0] * lever[..., 1] - u[..., 1] * lever[..., 0]], axis=-1,
+        )  # fmt: skip
+        term = np.einsum("nxi,nxi->nx", unit, cross)
         arms = np.asarray((self._crossing_to_arm.T @ term.T).T).reshape(len(term), -1, 6)
         return np.asarray(lengths), arms
 

@@ -10,10 +10,13 @@ One row per frame (schema in ``dataset_schema``): keys ``subject_id, motion_id, 
 inputs the hub can compute (neck angles, their velocities and accelerations, anthropometrics);
 the six model coordinates; ``force_<muscle>`` (N) and ``activation_<muscle>`` for all 72 muscles;
 QC fields (``reserve_<coordinate>_nm``, ``id_moment_<coordinate>_nm``, ``feasible``,
-``activations_at_bound``). Infeasible frames are kept and flagged; a NaN anywhere is an error, never
-written. A shard is a pure function of (population rows, motion set, seed, solver): it is written
-to a hidden temporary file and renamed, so a shard is either complete or absent, and any number of
-workers, crashes and re-runs give the same bytes.
+``activations_at_bound``). At population scale (motion set ``population``) only every
+``QC_SHARD_EVERY``-th shard keeps the activations, reserves and ID moments; the others hold what
+training reads (``lean_columns``), which halves the bytes per subject. Infeasible frames are
+kept and flagged; a NaN anywhere is an error, never written. A shard is a pure function of
+(population rows, motion set, seed, solver): it is written to a hidden temporary file and
+renamed, so a shard is either complete or absent, and any number of workers, crashes and re-runs
+give the same bytes.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ import hashlib
 import json
 import tempfile
 import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +51,7 @@ from host_training.model.personalise import personalise
 from host_training.population.sampling import (
     population_extremes,
     population_size,
-    subject_anthropometrics,
+    subjects_anthropometrics,
 )
 from host_training.simulation.motions import (
     PlaneSplit,
@@ -62,6 +68,26 @@ SHARD_DIR = "shards"
 MANIFEST = "manifest.json"
 METADATA_KEY = b"cervical.shard"
 ANGLE_STEP_S = 1e-3  # for the angles' time derivatives (second-order Taylor, see _neck_features)
+# frames a per-frame solver takes at once: solve CPU time of one everyday subject (18,681 frames)
+# 4.7 s at 256, 6.0 s at 1,024, 9.9 s at 4,096, 5.4 s one motion at a time
+BATCH_FRAMES = 256
+QC_SHARD_EVERY = 20  # population scale: the shards that keep every QC column
+QC_PREFIXES = ("activation_", "reserve_", "id_moment_")
+
+
+class StageClock:
+    """CPU seconds per stage of a simulation, summed (``cervical bench scale`` breaks them out)."""
+
+    def __init__(self) -> None:
+        self.seconds: defaultdict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.process_time()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.process_time() - started
 
 
 @dataclass(frozen=True)
@@ -122,8 +148,13 @@ def muscle_names() -> tuple[str, ...]:
     return load_anatomy().muscle_names()
 
 
-def dataset_schema() -> Any:
-    """The Arrow schema of every shard (one definition)."""
+def lean_columns(config: SimulationConfig, shard: int) -> bool:
+    """Whether this shard leaves out the QC columns (module docstring)."""
+    return config.motion_set == "population" and shard % QC_SHARD_EVERY != 0
+
+
+def dataset_schema(lean: bool = False) -> Any:
+    """The Arrow schema of every shard (one definition); ``lean``: without the QC columns."""
     import pyarrow as pa
 
     fields = [
@@ -139,6 +170,8 @@ def dataset_schema() -> Any:
         *[(f"id_moment_{c}_nm", pa.float32()) for c in INDEPENDENT_COORDINATES],
         ("feasible", pa.bool_()), ("activations_at_bound", pa.int16()),
     ]  # fmt: skip
+    if lean:
+        fields = [f for f in fields if not f[0].startswith(QC_PREFIXES)]
     return pa.schema(fields)
 
 
@@ -161,15 +194,16 @@ def _neck_features(kin: FastNeckKinematics, traj: Trajectory) -> FloatArray:
 
 def trial_columns(
     subject_id: int, anthro: Anthropometrics, traj: Trajectory, result: Any,
-    kin: FastNeckKinematics, names: tuple[str, ...],
+    kin: FastNeckKinematics, names: tuple[str, ...], motion_ids: list[str] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """The rows of one trial (subject x motion) as columns."""
+    """The rows of one trial (subject x motion) as columns; ``motion_ids`` per row where
+    ``traj`` holds several motions (``Trajectory.stack``)."""
     n = len(traj.t_s)
     feats = _neck_features(kin, traj)
     cols: dict[str, Any] = {
         "subject_id": np.full(n, subject_id, dtype=np.int64),
-        "motion_id": [traj.motion_id] * n,
-        "frame": np.arange(n, dtype=np.int32),
+        "motion_id": motion_ids if motion_ids is not None else [traj.motion_id] * n,
+        "frame": traj.frame_numbers().astype(np.int32),
         "t_s": traj.t_s,
     }
     for j, name in enumerate((*NECK_ANGLE_NAMES, *NECK_VELOCITY_NAMES, *NECK_ACCELERATION_NAMES)):
@@ -198,8 +232,11 @@ def trial_columns(
     return cols
 
 
-def simulate_shard(config: SimulationConfig, shard: int, out_dir: str) -> dict[str, float]:
-    """Simulate one shard and write it atomically; skip if it is already there. Runs on workers."""
+def simulate_shard(
+    config: SimulationConfig, shard: int, out_dir: str, clock: StageClock | None = None
+) -> dict[str, float]:
+    """Simulate one shard and write it atomically; skip if it is already there. Runs on workers.
+    ``clock`` collects the CPU time of each stage."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -209,22 +246,36 @@ def simulate_shard(config: SimulationConfig, shard: int, out_dir: str) -> dict[s
     if path.exists():
         return {"shard": shard, "frames": 0, "seconds": 0.0, "skipped": 1}
     started = time.perf_counter()
-    schema = dataset_schema()
+    clock = clock or StageClock()
+    schema = dataset_schema(lean_columns(config, shard))
     names = muscle_names()
-    population = Path(config.population_path)
     tables = []
     frames = 0
-    for subject_id in config.shard_subject_ids(shard):
-        anthro = subject_anthropometrics(population, subject_id)
-        anatomy = personalise(anthro)
-        solver = SOLVERS[config.solver](anatomy)
+    with clock.stage("population"):
+        subjects = subjects_anthropometrics(
+            Path(config.population_path), config.shard_subject_ids(shard)
+        )
+    for subject_id, anthro in subjects.items():
+        with clock.stage("personalise"):
+            anatomy = personalise(anthro)
+        with clock.stage("model_build"):
+            solver = SOLVERS[config.solver](anatomy)
         kin = solver.dynamics.kinematics
         split = PlaneSplit.of(anatomy)
-        for spec in motion_set(config.motion_set, config.seed, subject_id):
-            traj = trajectory(spec, split)
-            result = solver.solve(traj)
-            cols = trial_columns(subject_id, anthro, traj, result, kin, names)
-            tables.append(pa.table(cols, schema=schema))
+        with clock.stage("trajectories"):
+            trials = [trajectory(s, split) for s in motion_set(config.motion_set, config.seed,
+                                                               subject_id)]  # fmt: skip
+        batches: list[tuple[Trajectory, list[str] | None]] = [(t, None) for t in trials]
+        if getattr(solver, "per_frame", False):  # batches of motions: same rows, less overhead
+            batches = _frame_batches(trials)
+        for traj, motion_ids in batches:
+            id_before = solver_id_s(solver)
+            with clock.stage("solve"):
+                result = solver.solve(traj)
+            clock.seconds["inverse_dynamics"] += solver_id_s(solver) - id_before
+            with clock.stage("features"):
+                cols = trial_columns(subject_id, anthro, traj, result, kin, names, motion_ids)
+                tables.append(pa.table({k: cols[k] for k in schema.names}, schema=schema))
             frames += len(traj.t_s)
     meta = {
         "shard": shard,
@@ -234,13 +285,30 @@ def simulate_shard(config: SimulationConfig, shard: int, out_dir: str) -> dict[s
     table = pa.concat_tables(tables).replace_schema_metadata(
         {METADATA_KEY: json.dumps(meta, sort_keys=True).encode()}
     )
-    _atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+    with clock.stage("write"):
+        _atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
     return {
         "shard": shard,
         "frames": frames,
         "seconds": time.perf_counter() - started,
         "skipped": 0,
     }
+
+
+def _frame_batches(trials: list[Trajectory]) -> list[tuple[Trajectory, list[str] | None]]:
+    """A subject's trials as batches of about BATCH_FRAMES frames for a per-frame solver (larger
+    batches are slower: their per-frame arrays no longer fit the caches)."""
+    stacked, ids = Trajectory.stack(trials)
+    n = len(stacked.t_s)
+    return [
+        (stacked.take(np.arange(i, min(i + BATCH_FRAMES, n))), ids[i : i + BATCH_FRAMES])
+        for i in range(0, n, BATCH_FRAMES)
+    ]
+
+
+def solver_id_s(solver: object) -> float:
+    """CPU seconds a solver has spent in inverse dynamics (0 where it does not count them)."""
+    return float(getattr(solver, "inverse_dynamics_cpu_s", 0.0))
 
 
 def shard_path(out_dir: Path, shard: int) -> Path:
@@ -342,4 +410,5 @@ def read_dataset(out_dir: Path) -> Any:
     paths = sorted((out_dir / SHARD_DIR).glob("shard-*.parquet"))
     if not paths:
         raise DatasetError(f"{out_dir}: no shards")
-    return pa.concat_tables([pq.read_table(p) for p in paths])
+    # population-scale datasets mix lean and QC shards: missing QC columns read as nulls
+    return pa.concat_tables([pq.read_table(p) for p in paths], promote_options="default")

@@ -25,7 +25,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -98,13 +98,42 @@ class MotionSpec:
 
 @dataclass(frozen=True)
 class Trajectory:
-    """Sampled motion: time (N,), coordinates and their first and second derivatives (N, 6)."""
+    """Sampled motion: time (N,), coordinates and their first and second derivatives (N, 6);
+    ``frames``: each row's frame number in the whole motion (None: all of them, 0..N-1)."""
 
     motion_id: str
     t_s: FloatArray
     q_rad: FloatArray
     qd_rad_s: FloatArray
     qdd_rad_s2: FloatArray
+    frames: npt.NDArray[np.int64] | None = None
+
+    def frame_numbers(self) -> npt.NDArray[np.int64]:
+        return np.arange(len(self.t_s)) if self.frames is None else self.frames
+
+    @classmethod
+    def stack(cls, parts: list[Trajectory]) -> tuple[Trajectory, list[str]]:
+        """Several trajectories as one batch of frames (for per-frame solvers), and each row's
+        motion id."""
+        ids = [p.motion_id for p in parts for _ in range(len(p.t_s))]
+
+        def joined(field: str) -> FloatArray:
+            return np.concatenate([getattr(p, field) for p in parts])
+
+        stacked = cls(
+            "",
+            joined("t_s"),
+            joined("q_rad"),
+            joined("qd_rad_s"),
+            joined("qdd_rad_s2"),
+            np.concatenate([p.frame_numbers() for p in parts]),
+        )
+        return stacked, ids  # fmt: skip
+
+    def take(self, rows: npt.NDArray[np.int64]) -> Trajectory:
+        """These rows only (sorted frame numbers of this trajectory)."""
+        return Trajectory(self.motion_id, self.t_s[rows], self.q_rad[rows], self.qd_rad_s[rows],
+                          self.qdd_rad_s2[rows], self.frame_numbers()[rows])  # fmt: skip
 
 
 def _limit_along(direction: FloatArray, split: PlaneSplit) -> float:
@@ -193,13 +222,27 @@ def _angle_function(
 
 def trajectory(spec: MotionSpec, split: PlaneSplit) -> Trajectory:
     """Sample ``spec`` at 100 Hz (t = 0 .. duration), coordinates and derivatives. A ``box``
-    spec is ``duration_s * 100`` independent frames (``simulation.everyday``), not a motion."""
+    spec is ``duration_s * 100`` independent frames (``simulation.everyday``), not a motion.
+    A spec with ``extra["keep_fraction"]`` keeps that share of its frames (at least one), drawn
+    without replacement by a generator seeded from the spec: the same rows as the whole motion's."""
+    whole = _whole_trajectory(spec, split)
+    keep = spec.extra.get("keep_fraction")
+    if keep is None:
+        return whole
+    n = len(whole.t_s)
+    digest = hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode()).digest()
+    rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+    rows = np.sort(rng.choice(n, size=min(n, max(1, round(keep * n))), replace=False))
+    return whole.take(rows)
+
+
+def _whole_trajectory(spec: MotionSpec, split: PlaneSplit) -> Trajectory:
     if spec.family == "box":
         n = round(spec.duration_s * SAMPLE_RATE_HZ)
         angles, velocity, acceleration = box_frames(spec, split.limits_rad, n)
         t = np.arange(n) / SAMPLE_RATE_HZ
-        coordinates = [split.to_coordinates(a) for a in (angles, velocity, acceleration)]
-        return Trajectory(spec.motion_id, t, *coordinates)
+        q, qd, qdd = (split.to_coordinates(a) for a in (angles, velocity, acceleration))
+        return Trajectory(spec.motion_id, t, q, qd, qdd)
     theta, duration = _angle_function(spec, split)
     n = round(duration * SAMPLE_RATE_HZ) + 1
     t = np.arange(n) / SAMPLE_RATE_HZ
@@ -309,10 +352,33 @@ def everyday_motions(seed: int, subject_id: int) -> list[MotionSpec]:
     return specs
 
 
+# The population-scale profile (``cervical bench scale``) keeps this share of every everyday
+# motion's frames: about 580 of a subject's ~18,700. Static optimisation is per frame and every
+# frame is a function of its motion alone, so the kept frames are exactly those rows of the
+# everyday set (tested); what it saves is the per-frame inverse dynamics and optimisation.
+POPULATION_KEEP_FRACTION = 1 / 32
+
+
+def population_motions(seed: int, subject_id: int) -> list[MotionSpec]:
+    """The everyday set at population scale: every motion keeps POPULATION_KEEP_FRACTION of its
+    frames, the input-box sampler draws that share of its frames."""
+    specs = []
+    for spec in everyday_motions(seed, subject_id):
+        if spec.family == "box":  # independent frames: simply fewer of them
+            n = max(1, round(spec.duration_s * SAMPLE_RATE_HZ * POPULATION_KEEP_FRACTION))
+            specs.append(replace(spec, duration_s=n / SAMPLE_RATE_HZ))
+        else:
+            specs.append(
+                replace(spec, extra={**spec.extra, "keep_fraction": POPULATION_KEEP_FRACTION})
+            )
+    return specs
+
+
 MOTION_SETS: dict[str, Callable[[int, int], list[MotionSpec]]] = {
     "default": default_motions,
     "tiny": tiny_motions,
     "everyday": everyday_motions,
+    "population": population_motions,
 }
 
 

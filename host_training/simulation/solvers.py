@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -176,50 +177,62 @@ def solve_bounded_least_squares(
     active set settles. Returns x and each frame's convergence flag.
     """
     free = ~np.isfinite(upper)
-    lower = np.where(free, -np.inf, 0.0)
-
-    def primal(lam: FloatArray) -> tuple[FloatArray, FloatArray]:
-        y = np.einsum("njk,nj->nk", b, lam)
-        return y, np.clip(y, lower, upper)
-
-    def dual(lam: FloatArray) -> FloatArray:
-        y, x = primal(lam)
-        return np.asarray(np.einsum("nj,nj->n", lam, m) - np.sum(x * y - 0.5 * x * x, axis=1))
-
-    lam = np.zeros(m.shape)
-    scale = 1.0 + np.abs(m)
+    lower_all = np.where(free, -np.inf, 0.0)
+    lam_all = np.zeros(m.shape)
     converged = np.zeros(m.shape[0], dtype=bool)
+    # Every frame is its own problem: each iteration works on the frames not yet converged only
+    # (the same arithmetic per frame as on the whole batch, so the same bits; tested)
+    rows = np.arange(m.shape[0])
     for _ in range(iterations):
-        y, x = primal(lam)
-        gradient = m - np.einsum("njk,nk->nj", b, x)
-        converged = np.all(np.abs(gradient) <= 1e-9 * scale, axis=1)
-        if converged.all():
+        bb, mm, lo, hi = b[rows], m[rows], lower_all[rows], upper[rows]
+        lam = lam_all[rows]
+        y, x = _primal(bb, lam, lo, hi)
+        gradient = mm - np.einsum("njk,nk->nj", bb, x)
+        done = np.all(np.abs(gradient) <= 1e-9 * (1.0 + np.abs(mm)), axis=1)
+        converged[rows] = done
+        if done.all():
             break
         # variables inside their bounds, and at a finite bound (lets the first step from lam = 0
         # be the unconstrained least-norm solution)
-        active = (y >= lower) & (y <= upper)
-        jac = np.einsum("njk,nk,nlk->njl", b, active.astype(np.float64), b)
+        active = (y >= lo) & (y <= hi)
+        jac = np.einsum("njk,nk,nlk->njl", bb, active.astype(np.float64), bb)
         jac += 1e-12 * np.eye(m.shape[1])
         step = np.linalg.solve(jac, gradient[..., None])[..., 0]
-        base = dual(lam)
+        base = _dual(bb, mm, lam, lo, hi)
         slope = np.einsum("nj,nj->n", gradient, step)
-        t = np.ones(m.shape[0])
-        pending = ~converged
+        t = np.ones(len(rows))
+        pending = ~done
         for _ in range(30):
-            trial = dual(lam + t[:, None] * step)
+            trial = _dual(bb, mm, lam + t[:, None] * step, lo, hi)
             ok = trial >= base + 1e-4 * t * slope - 1e-14 * np.abs(base)
             pending &= ~ok
             if not pending.any():
                 break
             t = np.where(pending, 0.5 * t, t)
-        lam = np.where(converged[:, None], lam, lam + t[:, None] * step)
-    return primal(lam)[1], converged
+        lam_all[rows] = np.where(done[:, None], lam, lam + t[:, None] * step)
+        rows = rows[~done]
+    return _primal(b, lam_all, lower_all, upper)[1], converged
+
+
+def _primal(
+    b: FloatArray, lam: FloatArray, lower: FloatArray, upper: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    y = np.einsum("njk,nj->nk", b, lam)
+    return y, np.clip(y, lower, upper)
+
+
+def _dual(
+    b: FloatArray, m: FloatArray, lam: FloatArray, lower: FloatArray, upper: FloatArray
+) -> FloatArray:
+    y, x = _primal(b, lam, lower, upper)
+    return np.asarray(np.einsum("nj,nj->n", lam, m) - np.sum(x * y - 0.5 * x * x, axis=1))
 
 
 class FastSolver:
     """Batched static optimisation for one subject."""
 
     name = "fast"
+    per_frame = True  # every frame solved on its own: motions may be solved as one batch
 
     def __init__(
         self, anatomy: Anatomy, reserve_optimal_force_nm: float = RESERVE_OPTIMAL_FORCE_NM
@@ -228,6 +241,7 @@ class FastSolver:
         # A tiny reserve strength makes reserve torque so costly that the solver uses it only
         # where the muscles at full activation cannot supply the moment (the envelope's hold test).
         self.reserve_optimal_force_nm = reserve_optimal_force_nm
+        self.inverse_dynamics_cpu_s = 0.0  # of all solves so far (cervical bench scale)
 
     def solve(self, traj: Trajectory) -> SolverResult:
         result, converged = self.solve_unchecked(traj)
@@ -241,7 +255,9 @@ class FastSolver:
         """The solution and each frame's convergence flag (callers decide what non-convergence
         means; deeply infeasible postures under very weak reserves may not converge)."""
         d = self.dynamics
+        started = time.process_time()
         moments = d.inverse_dynamics_nm(traj)
+        self.inverse_dynamics_cpu_s += time.process_time() - started
         lengths, arms = d.kinematics.lengths_and_moment_arms(traj.q_rad)  # (N,M), (N,M,6)
         speeds = -np.einsum("nmj,nj->nm", arms, traj.qd_rad_s)  # dL/dt = -r . qdot
         capacity = d.capacity_n(lengths, speeds)
