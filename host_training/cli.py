@@ -293,6 +293,14 @@ def train_command(
         int,
         typer.Option(help="Train on every n-th frame of each trajectory (box frames: all).", min=1),
     ] = 2,
+    train_subjects: Annotated[
+        int | None,
+        typer.Option(
+            help="Train on this many of the training subjects only (validation and test "
+            "subjects unchanged: for learning curves).",
+            min=1,
+        ),
+    ] = None,
     memory_budget_mb: Annotated[
         float,
         typer.Option(
@@ -328,7 +336,7 @@ def train_command(
         TrainConfig(), hidden_units=units, time_budget_s=time_budget_s, max_epochs=max_epochs,
         patience_epochs=patience, epochs=epochs, heldout_family=heldout_family, seed=seed,
         hub_view_share=hub_view_share, memory_budget_mb=memory_budget_mb, frame_stride=frame_stride,
-        twin_hidden_units=twin,
+        twin_hidden_units=twin, max_train_subjects=train_subjects,
     )  # fmt: skip
     progress, report = _stage_progress()
     try:

@@ -72,6 +72,9 @@ class TrainConfig:
     frame_stride: int = 2
     val_fraction: float = 0.1
     test_fraction: float = 0.1
+    # train on the first N training subjects of the seeded order only (None: all of them); the
+    # validation and test subjects stay the same, so runs of a learning curve are comparable
+    max_train_subjects: int | None = None
     heldout_family: str = "circumduction"
     seed: int = 0
     input_normalisation: str = "range"
@@ -115,6 +118,8 @@ class TrainConfig:
                 f"twin_budget_share {self.twin_budget_share} / confidence_flag_rate "
                 f"{self.confidence_flag_rate} (shares, strictly between 0 and 1)"
             )
+        if self.max_train_subjects is not None and self.max_train_subjects < 1:
+            problems.append(f"max_train_subjects {self.max_train_subjects}")
         if not 0.0 <= self.hub_view_share <= 1.0:
             problems.append(f"hub_view_share {self.hub_view_share} (a share, 0..1)")
         if problems:
@@ -148,7 +153,7 @@ def split_subjects(
     if n_test + n_val >= len(unique):
         raise TrainingError(f"{len(unique)} subjects leave none for training")
     test, val = order[:n_test], order[n_test : n_test + n_val]
-    train = np.concatenate([order[n_test + n_val :], anchors])
+    train = np.concatenate([order[n_test + n_val :][: config.max_train_subjects], anchors])
     return Splits(*(tuple(sorted(int(s) for s in part)) for part in (train, val, test)))
 
 

@@ -36,6 +36,13 @@ def test_subject_splits_are_disjoint_seeded_and_cover_everyone() -> None:
     assert len(a.test) == 5 and len(a.val) == 5
     with pytest.raises(TrainingError, match="at least 3"):
         split_subjects(np.array([0, 0, 1]), TrainConfig())
+    # a learning curve's smaller runs: fewer training subjects, the same validation and test
+    every = split_subjects(ids, TrainConfig(seed=1), always_train=(49,))
+    few = split_subjects(ids, TrainConfig(seed=1, max_train_subjects=7), always_train=(49,))
+    assert (few.val, few.test) == (every.val, every.test) and len(few.train) == 7 + 1
+    assert set(few.train) < set(every.train) and 49 in few.train
+    with pytest.raises(TrainingError, match="max_train_subjects 0"):
+        TrainConfig(max_train_subjects=0).check()
 
 
 def test_metrics_know_perfect_and_mean_predictions() -> None:
