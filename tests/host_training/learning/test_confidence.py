@@ -14,7 +14,7 @@ import pytest
 
 from edge_runtime.contracts.confidence import disagreement
 from host_training.errors import TrainingError
-from host_training.learning.confidence import measure_confidence
+from host_training.learning.confidence import DEFAULT_FLAG_RATE, measure_confidence
 from host_training.learning.run import load_run
 from host_training.learning.training import TrainConfig, train
 
@@ -84,7 +84,7 @@ def test_a_run_carries_its_twin_and_the_bench_judges_with_it(learning_run: Path)
     run = load_run(learning_run)
     section = run.manifest.confidence
     assert run.twin is not None and section is not None
-    assert section["threshold_of_fmax"] > 0 and section["flag_rate"] == 0.05
+    assert section["threshold_of_fmax"] > 0 and section["flag_rate"] == DEFAULT_FLAG_RATE
     assert section["twin"]["hidden_units"] == [128, 128]
     # the twin is another network: it disagrees with the run somewhere in the input box
     corners = np.array(run.spec.input_range).T  # (2, n_inputs): lowest and highest inputs
@@ -99,6 +99,7 @@ def test_a_run_carries_its_twin_and_the_bench_judges_with_it(learning_run: Path)
         figures
     )
     assert figures["threshold_of_fmax"] > 0.0 and 0.0 <= figures["flagged_in_distribution"] <= 1
+    assert figures["flag_rate_validation"] == section["flag_rate"]  # the run's own, by default
 
 
 def test_a_run_whose_twin_is_missing_is_refused(learning_run: Path, tmp_path: Path) -> None:
