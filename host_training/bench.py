@@ -341,3 +341,64 @@ def bench_scale(
     table.add_row("1,000,000 subjects", *(f"{h:,.0f} core-hours" for h in hours))
     table.add_row("", f"{r['projected_disk_gb_1m']:,.0f} GB on disk", "")
     Console().print(table)
+
+
+def bench_learning_curve(
+    data: Annotated[Path, typer.Option(help="Dataset directory (from `cervical simulate`).")],
+    runs_dir: Annotated[Path, typer.Option(help="One run per point (reused when complete).")],
+    subjects: Annotated[
+        str, typer.Option(help="Training subjects per point, comma-separated.")
+    ] = "100,1000,5000,20000",
+    frame_budget: Annotated[
+        int, typer.Option(help="Training frames every point sees (epochs x rows).", min=1)
+    ] = 20_000_000,
+    frame_stride: Annotated[int, typer.Option(help="As `cervical train`.", min=1)] = 1,
+    heldout_family: Annotated[str, typer.Option(help="As `cervical train`.")] = "circumduction",
+    hidden: Annotated[str, typer.Option(help="Hidden widths, comma-separated.")] = "256,256,256",
+    plot: Annotated[Path | None, typer.Option(help="Write the curve as a PNG here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Held-out subjects' and held-out family's worst and median muscle R² against the number of
+    training subjects, every point with the same training frames (runs under --runs-dir)."""
+    from edge_runtime.common.text import report_error
+    from edge_runtime.contracts.errors import ContractError
+    from edge_runtime.contracts.training_run import MIN_CALIBRATION_ROWS
+    from host_training.errors import HostTrainingError
+    from host_training.learning.subject_curve import measure_subject_curve, plot_subject_curve
+    from host_training.learning.training import TrainConfig
+
+    console = Console(stderr=True)
+    try:
+        counts = [int(n) for n in subjects.split(",")]
+        units = tuple(int(u) for u in hidden.split(","))
+    except ValueError as exc:
+        report_error(ValueError(f"--subjects {subjects!r} / --hidden {hidden!r}: {exc}"))
+        raise typer.Exit(2) from exc
+    # the curve's runs are compared, never quantised: the smallest calibration set will do
+    base = TrainConfig(hidden_units=units, frame_stride=frame_stride,
+                       heldout_family=heldout_family,
+                       calibration_samples=MIN_CALIBRATION_ROWS)  # fmt: skip
+    try:
+        base.check()
+        curve = measure_subject_curve(
+            data, runs_dir, counts, frame_budget, base, lambda m: console.print(m, markup=False)
+        )
+        if plot is not None:
+            plot_subject_curve(plot, curve)
+    except (HostTrainingError, ContractError) as exc:
+        report_error(exc)
+        raise typer.Exit(2) from exc
+    if as_json:
+        print(json.dumps(curve, sort_keys=True))
+        return
+    table = Table(title=f"learning curve, {frame_budget:,} training frames per point ({data})")
+    for col in ("training subjects", "epochs", "held-out subjects worst / median",
+                f"held-out family ({heldout_family}) worst / median"):  # fmt: skip
+        table.add_column(col, justify="right")
+    for p in curve["points"]:
+        table.add_row(
+            f"{p['train_subjects']:,}", str(p["epochs"]),
+            f"{p['heldout_subjects_r2_min']:.4f} / {p['heldout_subjects_r2_median']:.4f}",
+            f"{p['heldout_family_r2_min']:.4f} / {p['heldout_family_r2_median']:.4f}",
+        )  # fmt: skip
+    Console().print(table)

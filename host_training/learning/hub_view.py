@@ -114,6 +114,8 @@ def apply_hub_view(
     angle_cols = [features.index(f) for f in NECK_ANGLE_NAMES]
     kin_cols = [features.index(f) for f in KINEMATIC_FEATURES]
     selected = np.flatnonzero(rows)
+    if selected.size == 0:  # a shard of validation subjects, or of none of a curve's subjects
+        return {"trajectories": 0, "frames": 0}
     order = selected[np.lexsort((frame[selected], motion_code[selected], subject_id[selected]))]
     keys = np.stack([subject_id[order], motion_code[order]], axis=1)
     starts = np.flatnonzero(np.r_[True, (keys[1:] != keys[:-1]).any(axis=1)])

@@ -53,6 +53,11 @@ def test_deterministic_in_seed_and_only_given_rows_change():
     assert not np.array_equal(a, c)
     np.testing.assert_array_equal(a[~rows], x[~rows])
     assert (a[rows] != x[rows]).any(axis=1).all()
+    # no rows at all (a shard of validation subjects only): nothing changes, nothing fails
+    none = np.zeros(len(x), bool)
+    assert _apply(c, sid, code, frame, ids, HubInputView(share=1.0), rows=none) == {
+        "trajectories": 0, "frames": 0,
+    }  # fmt: skip
 
 
 def test_share_picks_whole_trajectories():
