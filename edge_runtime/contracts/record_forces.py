@@ -15,7 +15,8 @@ FORCE_PERCENTILES: tuple[int, ...] = (50, 90, 99)
 
 @dataclass(frozen=True)
 class ForceStats:
-    """One series' force statistics over the usable frames (N; None where none were usable)."""
+    """One series' force statistics over the usable frames of trusted forces (N; None where
+    there were none)."""
 
     mean_n: float | None
     peak_n: float | None

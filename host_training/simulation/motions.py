@@ -120,8 +120,9 @@ class Trajectory:
         def joined(field: str) -> FloatArray:
             return np.concatenate([getattr(p, field) for p in parts])
 
+        first, last = parts[0].motion_id, parts[-1].motion_id  # named in solver errors
         stacked = cls(
-            "",
+            first if len(parts) == 1 else f"{first}..{last}",
             joined("t_s"),
             joined("q_rad"),
             joined("qd_rad_s"),
