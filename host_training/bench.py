@@ -347,8 +347,9 @@ def bench_learning_curve(
     data: Annotated[Path, typer.Option(help="Dataset directory (from `cervical simulate`).")],
     runs_dir: Annotated[Path, typer.Option(help="One run per point (reused when complete).")],
     subjects: Annotated[
-        str, typer.Option(help="Training subjects per point, comma-separated.")
-    ] = "100,1000,5000,20000",
+        str,
+        typer.Option(help="Training subjects per point, comma-separated; `all`: the whole split."),
+    ] = "100,1000,5000,all",
     frame_budget: Annotated[
         int, typer.Option(help="Training frames every point sees (epochs x rows).", min=1)
     ] = 20_000_000,
@@ -369,14 +370,15 @@ def bench_learning_curve(
 
     console = Console(stderr=True)
     try:
-        counts = [int(n) for n in subjects.split(",")]
+        counts = [None if n.strip() == "all" else int(n) for n in subjects.split(",")]
         units = tuple(int(u) for u in hidden.split(","))
     except ValueError as exc:
         report_error(ValueError(f"--subjects {subjects!r} / --hidden {hidden!r}: {exc}"))
         raise typer.Exit(2) from exc
-    # the curve's runs are compared, never quantised: the smallest calibration set will do
+    # the curve's runs are compared, never shipped: no int8 fine-tuning (every point sees exactly
+    # its frame budget) and the smallest calibration set will do
     base = TrainConfig(hidden_units=units, frame_stride=frame_stride,
-                       heldout_family=heldout_family,
+                       heldout_family=heldout_family, qat_epochs=0,
                        calibration_samples=MIN_CALIBRATION_ROWS)  # fmt: skip
     try:
         base.check()

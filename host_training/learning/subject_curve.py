@@ -40,7 +40,8 @@ def _point(run: Path, config: TrainConfig) -> dict[str, Any] | None:
     if not layout.metrics.is_file():
         return None
     made = RunManifest.read(layout).train_config
-    for key in ("max_train_subjects", "epochs", "seed", "heldout_family", "frame_stride"):
+    for key in ("max_train_subjects", "epochs", "seed", "heldout_family", "frame_stride",
+                "qat_epochs"):
         if made.get(key) != getattr(config, key):
             raise TrainingError(
                 f"{run}: a run made with {key} = {made.get(key)!r}, not {getattr(config, key)!r}"
@@ -60,23 +61,25 @@ def _point(run: Path, config: TrainConfig) -> dict[str, Any] | None:
 def measure_subject_curve(
     data_dir: Path,
     runs_dir: Path,
-    subjects: Sequence[int],
+    subjects: Sequence[int | None],
     frame_budget: int,
     base: TrainConfig,
     progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Train (or read) one run per number of training subjects (module docstring)."""
+    """Train (or read) one run per number of training subjects (module docstring); None: every
+    training subject of the split."""
     anchors = tuple(manifest_config(data_dir).get("anchor_subjects", []))  # errors: not a dataset
     splits = split_subjects(dataset_subject_ids(data_dir), base, anchors)
     available = len(splits.train)
-    too_many = [n for n in subjects if n > available]
+    counts = [available if n is None else n for n in subjects]
+    too_many = [n for n in counts if n > available]
     if too_many:
         raise TrainingError(
             f"--subjects {too_many}: the dataset's split has {available} training subjects"
         )
     rows_per_subject = _frames_per_subject(data_dir) / base.frame_stride
     points = []
-    for n in sorted(set(subjects)):
+    for n in sorted(set(counts)):
         epochs = max(2, math.ceil(frame_budget / (n * rows_per_subject)))
         run = runs_dir / f"subjects-{n}"
         config = dataclasses.replace(

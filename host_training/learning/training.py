@@ -268,7 +268,7 @@ def train(
     with tempfile.TemporaryDirectory(
         prefix=f".{out_dir.name}.cache.", dir=parent_dir(out_dir)
     ) as c:
-        learned = _learn(data_dir, splits, fingerprint["n_shards"], muscles, fmax, config, view,
+        learned = _learn(data_dir, splits, muscles, fmax, config, view,
                          Path(c), report)  # fmt: skip
     tested = evaluate_test_subjects(data_dir, learned.network, learned.spec, splits, config, fmax,
                                     report)  # fmt: skip
@@ -325,7 +325,6 @@ class _Learned:
 def _learn(
     data_dir: Path,
     splits: Splits,
-    n_shards: int,
     muscles: Sequence[str],
     fmax: Sequence[float],
     config: TrainConfig,
@@ -342,7 +341,7 @@ def _learn(
         data_dir, DEFAULT_FEATURES, muscles, splits.train, splits.val, config.heldout_family,
         cache_dir, frame_stride=config.frame_stride, input_transforms=input_transforms,
         output_transform=config.output_transform, view=view,
-        calibration_samples=config.calibration_samples, n_shards=n_shards, seed=config.seed,
+        calibration_samples=config.calibration_samples, seed=config.seed,
         progress=lambda i, n: report("preparing the training data", i, n, ""),
     )  # fmt: skip
     candidates = prepared.calibration_candidates

@@ -148,7 +148,6 @@ def prepare(
     output_transform: str,
     view: HubInputView,
     calibration_samples: int,
-    n_shards: int,
     seed: int,
     progress: Any = None,
 ) -> PreparedData:
@@ -165,7 +164,9 @@ def prepare(
     candidates: list[Frames] = []
     families: set[str] = set()
     viewed = {"trajectories": 0, "frames": 0}
-    per_shard_calibration = math.ceil(2 * calibration_samples / max(n_shards, 1))
+    # each shard offers calibration candidates in proportion to its training subjects, so a
+    # few training subjects among many shards (a learning curve's small point) still offer enough
+    candidates_per_subject = 2 * calibration_samples / max(len(train_ids), 1)
     cache_dir.mkdir(parents=True, exist_ok=True)
     subjects = [*train_subjects, *val_subjects]
     for k, part in enumerate(iter_frames(data_dir, features, muscles, subjects, progress)):
@@ -193,7 +194,9 @@ def prepare(
         val.add(part.x[val_rows], part.y[val_rows])
         pool = np.flatnonzero(is_train)
         if len(pool):
-            chosen = calibration_rows(part, pool, per_shard_calibration, seed + k)
+            n_subjects = len(np.unique(part.subject_id[pool]))
+            quota = math.ceil(candidates_per_subject * n_subjects)
+            chosen = calibration_rows(part, pool, quota, seed + k)
             candidates.append(part.subset(chosen))
     if not files:
         raise DatasetError(

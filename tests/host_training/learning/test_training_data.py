@@ -40,7 +40,7 @@ def _prepared(data: Path, cache: Path, share: float = 0.5):
     prepared = prepare(
         data, DEFAULT_FEATURES, _muscles(), splits.train, splits.val, "circumduction", cache,
         frame_stride=2, input_transforms=transforms, output_transform="sqrt",
-        view=HubInputView(share=share), calibration_samples=500, n_shards=2, seed=0,
+        view=HubInputView(share=share), calibration_samples=500, seed=0,
     )  # fmt: skip
     spec = FeatureSpec(
         features=DEFAULT_FEATURES,
@@ -74,6 +74,24 @@ def test_prepare_matches_the_whole_dataset_at_once(learning_dataset: Path, tmp_p
     assert len(prepared.val_x) == val.sum()
     assert set(prepared.families) == set(frames.families())
     assert len(prepared.calibration_candidates) >= 500
+
+
+def test_few_training_subjects_still_offer_enough_calibration_rows(
+    learning_dataset: Path, tmp_path: Path
+) -> None:
+    """Candidates are shared out by training subject, not by shard: one training subject among
+    every shard of the dataset (a learning curve's smallest point) still offers twice the sample."""
+    frames = load_frames(learning_dataset, DEFAULT_FEATURES, _muscles())
+    splits = split_subjects(frames.subject_id, TrainConfig())
+    prepared = prepare(
+        learning_dataset, DEFAULT_FEATURES, _muscles(), splits.train[:1], splits.val,
+        "circumduction", tmp_path / "c", frame_stride=1,
+        input_transforms=default_input_transforms(DEFAULT_FEATURES), output_transform="sqrt",
+        view=HubInputView(share=0.0), calibration_samples=300, seed=0,
+    )  # fmt: skip
+    candidates = prepared.calibration_candidates
+    assert len(candidates) >= 300
+    assert set(np.unique(candidates.subject_id)) == {splits.train[0]}
 
 
 def test_streamed_epochs_visit_every_row_once(learning_dataset: Path, tmp_path: Path) -> None:
@@ -189,7 +207,7 @@ def test_box_frames_are_never_thinned(tmp_path: Path, monkeypatch: pytest.Monkey
         tmp_path, DEFAULT_FEATURES, muscles, [0], [1], "circumduction", tmp_path / "c",
         frame_stride=4, input_transforms=default_input_transforms(DEFAULT_FEATURES),
         output_transform="sqrt", view=HubInputView(share=0.0), calibration_samples=10,
-        n_shards=1, seed=0,
+        seed=0,
     )  # fmt: skip
     assert prepared.n_train == n // 4 + n  # a quarter of the trajectory, every box frame
     cached = np.load(prepared.cache_files[0][0])
