@@ -40,8 +40,8 @@ def _point(run: Path, config: TrainConfig) -> dict[str, Any] | None:
     if not layout.metrics.is_file():
         return None
     made = RunManifest.read(layout).train_config
-    for key in ("max_train_subjects", "epochs", "seed", "heldout_family", "frame_stride",
-                "qat_epochs"):
+    keys = ("max_train_subjects", "epochs", "seed", "heldout_family", "frame_stride", "qat_epochs")
+    for key in keys:
         if made.get(key) != getattr(config, key):
             raise TrainingError(
                 f"{run}: a run made with {key} = {made.get(key)!r}, not {getattr(config, key)!r}"

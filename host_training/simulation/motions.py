@@ -225,34 +225,34 @@ def trajectory(spec: MotionSpec, split: PlaneSplit) -> Trajectory:
     """Sample ``spec`` at 100 Hz (t = 0 .. duration), coordinates and derivatives. A ``box``
     spec is ``duration_s * 100`` independent frames (``simulation.everyday``), not a motion.
     A spec with ``extra["keep_fraction"]`` keeps that share of its frames (at least one), drawn
-    without replacement by a generator seeded from the spec: the same rows as the whole motion's."""
-    whole = _whole_trajectory(spec, split)
+    without replacement by a generator seeded from the spec: the same rows as the whole motion's.
+    An analytic motion is evaluated at the kept instants only (its angle function is pointwise in
+    time, so the rows are bit for bit the whole motion's; tested)."""
     keep = spec.extra.get("keep_fraction")
-    if keep is None:
-        return whole
-    n = len(whole.t_s)
-    digest = hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode()).digest()
-    rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
-    rows = np.sort(rng.choice(n, size=min(n, max(1, round(keep * n))), replace=False))
-    return whole.take(rows)
-
-
-def _whole_trajectory(spec: MotionSpec, split: PlaneSplit) -> Trajectory:
-    if spec.family == "box":
+    if spec.family == "box":  # independent random frames: drawn together, then kept
         n = round(spec.duration_s * SAMPLE_RATE_HZ)
         angles, velocity, acceleration = box_frames(spec, split.limits_rad, n)
         t = np.arange(n) / SAMPLE_RATE_HZ
         q, qd, qdd = (split.to_coordinates(a) for a in (angles, velocity, acceleration))
-        return Trajectory(spec.motion_id, t, q, qd, qdd)
+        whole = Trajectory(spec.motion_id, t, q, qd, qdd)
+        return whole if keep is None else whole.take(_kept_rows(spec, n, keep))
     theta, duration = _angle_function(spec, split)
     n = round(duration * SAMPLE_RATE_HZ) + 1
-    t = np.arange(n) / SAMPLE_RATE_HZ
+    rows = None if keep is None else _kept_rows(spec, n, keep)
+    t = (np.arange(n) if rows is None else rows) / SAMPLE_RATE_HZ
     h = DERIVATIVE_STEP_S
     th0, thp, thm = theta(t), theta(t + h), theta(t - h)
     q = split.to_coordinates(th0)
     qd = split.to_coordinates((thp - thm) / (2 * h))
     qdd = split.to_coordinates((thp - 2 * th0 + thm) / (h * h))
-    return Trajectory(spec.motion_id, t, q, qd, qdd)
+    return Trajectory(spec.motion_id, t, q, qd, qdd, rows)
+
+
+def _kept_rows(spec: MotionSpec, n: int, keep: float) -> npt.NDArray[np.int64]:
+    """``keep`` of a motion's ``n`` frames, sorted, seeded from the spec."""
+    digest = hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode()).digest()
+    rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+    return np.sort(rng.choice(n, size=min(n, max(1, round(keep * n))), replace=False))
 
 
 def _unit(*v: float) -> tuple[float, float, float]:

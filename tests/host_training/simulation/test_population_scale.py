@@ -74,6 +74,10 @@ def test_the_kept_rows_are_those_of_the_whole_everyday_motions(
         frames = table.column("frame").to_numpy()[rows]
         n = len(whole.t_s)
         assert len(frames) == max(1, round(POPULATION_KEEP_FRACTION * n)) < n
+        part = trajectory(spec, split)  # evaluated at the kept instants only: the same bits
+        np.testing.assert_array_equal(part.frame_numbers(), frames)
+        for field in ("t_s", "q_rad", "qd_rad_s", "qdd_rad_s2"):
+            np.testing.assert_array_equal(getattr(part, field), getattr(whole, field)[frames])
         forces = solver.solve(whole).forces_n.astype(np.float32)[frames]
         stored = np.stack([table.column(force_column(m)).to_numpy()[rows] for m in names], 1)
         np.testing.assert_array_equal(stored, forces, err_msg=spec.motion_id)
