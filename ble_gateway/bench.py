@@ -74,7 +74,7 @@ async def _bench_hub(tmp: Path, store: Any, seed: int) -> tuple[Any, Any, Any]:
 
     from edge_runtime.ble.identity import BleIdentity
     from edge_runtime.ble.radio import VirtualRadio
-    from edge_runtime.ble.server import CervicalGattServer
+    from edge_runtime.ble.server import CervicalGattServer, WithoutGuidedTests
     from edge_runtime.ble.service import hub_device
     from edge_runtime.contracts.anthropometrics import Anthropometrics
 
@@ -83,7 +83,7 @@ async def _bench_hub(tmp: Path, store: Any, seed: int) -> tuple[Any, Any, Any]:
     controller = radio.controller()
     device = hub_device(identity, tmp / "ble", controller, AsyncPipeSink(controller), "hub")
 
-    class Hub:
+    class Hub(WithoutGuidedTests):
         def __init__(self) -> None:
             self.store = store
 

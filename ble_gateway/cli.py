@@ -1,5 +1,5 @@
-"""``cervical gateway ...``: sync hubs into the clinic store, push models, set profiles, and serve
-the clinician web view."""
+"""``cervical gateway ...``: sync hubs into the clinic store, push models, set profiles, run
+guided tests, and serve the clinician web view."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ble_gateway.errors import USER_ERRORS
+from ble_gateway.guided_test import Guidance, abort_guided_test, run_guided_test
 from ble_gateway.hub_client import (
     push_model,
     read_status,
@@ -209,6 +210,38 @@ def status(
         f"{profile.to_dict()}",
         markup=False,
     )
+
+
+@gateway_app.command("test")
+def guided_test(
+    device: DeviceOpt = None,
+    radio: RadioOpt = "system",
+    state_dir: StateOpt = DEFAULT_STATE_DIR,
+    passkey: PasskeyOpt = None,
+    abort: Annotated[
+        bool, typer.Option("--abort", help="Stop the test the hub is running instead.")
+    ] = False,
+) -> None:
+    """Run a guided range-of-motion test: the hub follows the wearer, this terminal says each
+    step. Exit 0: complete; 1: incomplete or abandoned (what is missing is printed); 2: refused
+    or the link lost."""
+    gateway = _radio(radio, state_dir, passkey)
+
+    def say(g: Guidance) -> None:
+        style = {"prompt": "bold", "done": "green", "missed": "yellow"}.get(g.kind, "")
+        out.print(g.text if g.kind != "prompt" else f"> {g.text}", style=style, markup=False)
+
+    async def main() -> Any:
+        address = await _address(gateway, device)
+        if abort:
+            return await abort_guided_test(gateway, address)
+        return await run_guided_test(gateway, address, say)
+
+    result = _run(main)
+    if abort:
+        out.print("the test was stopped" if result else "no test was running", markup=False)
+    elif result.outcome != "complete":
+        raise typer.Exit(1)
 
 
 # The clinician web view and its accounts (ble_gateway.web.cli imports the web stack lazily).

@@ -95,7 +95,7 @@ class HubConnection:
     async def status(self) -> gatt.StatusPayload:
         return gatt.StatusPayload.from_bytes(bytes(await self.client.read_gatt_char(gatt.STATUS)))
 
-    async def _answer(self, queue: asyncio.Queue[T], timeout_s: float) -> T:
+    async def answer(self, queue: asyncio.Queue[T], timeout_s: float) -> T:
         getter = asyncio.ensure_future(queue.get())
         lost = asyncio.ensure_future(self.lost.wait())
         done, _ = await asyncio.wait(
@@ -121,12 +121,12 @@ class HubConnection:
         """Write a control-point request; the indicated response to the same op."""
         await self.client.write_gatt_char(uuid, bytes(request), response=True)
         while True:
-            response = await self._answer(queue, timeout_s)
+            response = await self.answer(queue, timeout_s)
             if response.op is request.op:  # type: ignore[attr-defined]
                 return response
 
 
-async def _attempts(
+async def with_attempts(
     radio: GatewayRadio,
     address: str,
     policy: RetryPolicy,
@@ -262,7 +262,7 @@ async def sync_hub(
             )
             state["unsynced"] = ack.count
 
-    await _attempts(radio, address, policy, work, lambda: state["new"])
+    await with_attempts(radio, address, policy, work, lambda: state["new"])
     return SyncResult(
         address,
         state["device"],
@@ -335,7 +335,7 @@ async def push_model(
             raise LinkLostError(f"hub reports {done.status.name}; sending again")
         raise HubRefusedError(f"the hub refused the model: {done.status.name}: {done.message}")
 
-    return str(await _attempts(radio, address, policy, work, lambda: state["confirmed"]))
+    return str(await with_attempts(radio, address, policy, work, lambda: state["confirmed"]))
 
 
 # -- profile and status ----------------------------------------------------------------------
@@ -356,7 +356,7 @@ async def set_profile(
             raise HubRefusedError(f"the hub holds {echoed.profile}, not the profile written")
         return echoed.profile
 
-    result: Anthropometrics = await _attempts(radio, address, policy, work, lambda: 0)
+    result: Anthropometrics = await with_attempts(radio, address, policy, work, lambda: 0)
     return result
 
 
@@ -369,7 +369,7 @@ async def read_status(
         raw = bytes(await hub.client.read_gatt_char(gatt.PROFILE))
         return await hub.status(), gatt.ProfilePayload.from_bytes(raw).profile
 
-    result: tuple[gatt.StatusPayload, Anthropometrics] = await _attempts(
+    result: tuple[gatt.StatusPayload, Anthropometrics] = await with_attempts(
         radio, address, policy, work, lambda: 0
     )
     return result

@@ -1,7 +1,7 @@
 """Stages 5-6: a virtual hub in its own process on the virtual radio (its own process too),
 measuring the simulated patient; the gateway (this process) pairs with it using the passkey on
-its label, sets the patient's profile, pushes the signed bundle and syncs the session into the
-clinic store.
+its label, sets the patient's profile, pushes the signed bundle, runs a guided range-of-motion
+test that the patient performs, and syncs the sessions into the clinic store.
 
 The hub starts as one fresh from the factory: no model and a generic profile. It serves BLE and
 measures nothing until the gateway has pushed a model, so the session it records is computed
@@ -119,6 +119,7 @@ async def _gateway(
     hub: Background, hub_dir: Path, gateway_dir: Path, clinic_path: Path, bundle: Path,
     port: int, stage: StageReporter,
 ) -> HubResult:  # fmt: skip
+    from ble_gateway.guided_test import Guidance, guidance_for, run_guided_test
     from ble_gateway.hub_client import push_model, read_status, set_profile, sync_hub
     from ble_gateway.radio import parse_radio
     from ble_gateway.store import ClinicStore
@@ -147,6 +148,16 @@ async def _gateway(
         progress=lambda done, total: stage.update(done, total, "model bytes pushed"),
     )  # fmt: skip
     stage.note(f"model {version} pushed: the hub verified and installed it and started measuring")
+    # the patient performs the guided test the gateway runs (wear sessions judge no range)
+    prompts: list[str] = []
+
+    def guide(g: Guidance) -> None:
+        if g.kind == "prompt":
+            prompts.append(g.text)
+            stage.update(len(prompts), None, f"test prompts said (latest: {g.text[:40]}...)")
+
+    end = await run_guided_test(radio, address, guide)
+    stage.note(f"guided test: {len(prompts)} prompts; {guidance_for(end).text}")
     started = time.monotonic()
     while "all sensors ended" not in hub.log.read_text(errors="replace"):
         hub.check_running()

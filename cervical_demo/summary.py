@@ -39,6 +39,8 @@ def key_figures(
         a = s.get("assessment") or {}
         sectors = {x["sector"]: x for x in a.get("sectors", [])}
         sessions.append({
+            "kind": s.get("kind"),
+            "guided_test": (s.get("guided_test") or {}).get("outcome"),
             "flagged": a.get("flagged", []),
             "deficits_deg": {n: sectors[n]["deficit_deg"] for n in a.get("flagged", [])
                              if n in sectors},
@@ -87,6 +89,8 @@ def _low_share(confidence: dict[str, Any] | None) -> float | None:
 def scenario_mismatch(figures: dict[str, Any]) -> str | None:
     """Why the hub's outcome differs from the scenario's story (None: it does not)."""
     reasons = []
+    if not any(s.get("guided_test") == "complete" for s in figures["sessions"]):
+        reasons.append("no complete guided test among the sessions")
     if figures["flagged_regions"] != sorted(scenario.RESTRICTED):
         reasons.append(
             f"the hub flagged {figures['flagged_regions'] or 'nothing'}, the patient's "

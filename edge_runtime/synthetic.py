@@ -1,12 +1,12 @@
 """Synthetic subjects for validating the range-of-motion assessment end to end.
 
-A subject performs the standard protocol: a neutral hold (calibration), a nod (flexion, or
-extension when that reaches further; it calibrates the trunk's lateral axis), then each of the
-ten sector directions, out to the end
-of its range, a short hold, and back: each plane both ways and the four diagonals. A healthy
-subject reaches 90-100% of the personal envelope in every direction. A restricted subject has one
-to three restricted sectors (sometimes a whole quadrant: three neighbours), each capped so that
-its deficit lies between the flag threshold plus a margin and 85% of the expected range.
+A subject performs the guided test (``contracts.guided_test``): a neutral hold and a nod (flexion,
+or extension when that reaches further; it calibrates the trunk's lateral axis and is the test's
+movement in its direction), then each other direction in the test's order, out to the end of its
+range, a short hold, and back: each plane both ways, the four diagonals and both rotations. A
+healthy subject reaches 90-100% of the personal envelope in every direction. A restricted subject
+has one to three restricted sectors (sometimes a whole quadrant: three neighbours), each capped so
+that its deficit lies between the flag threshold plus a margin and 85% of the expected range.
 
 The head-on-trunk motion is rendered through the IMU simulator (trunk motion, mounting
 misalignment, bias, drift, noise, magnetometer), fused back into neck angles and assessed, so the
@@ -23,16 +23,16 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_runtime.contracts.envelope import MotionEnvelope
+from edge_runtime.contracts.guided_test import DIRECTION_ORDER
+from edge_runtime.contracts.guided_test import direction_unit as sector_direction
 from edge_runtime.contracts.neck_angles import rotation_from_neck_angles
 from edge_runtime.contracts.rom_assessment import (
-    AXIAL_SECTORS,
     PLANAR_SECTORS,
     SECTORS,
     AssessmentConfig,
     RomAssessment,
     assess_session,
     expected_deg,
-    planar_sector_centre_rad,
 )
 from edge_runtime.fusion import neck_kinematics_from_imus
 from edge_runtime.imu_sim import SimulationSetup, simulate_imus
@@ -45,14 +45,6 @@ STROKE_OUT_S = 1.2
 HOLD_S = 0.4
 REST_S = 0.5
 RESTRICTION_MARGIN_DEG = 4.0  # restrictions start this far above the flag threshold
-
-
-def sector_direction(name: str) -> FloatArray:
-    """Unit vector in (extension, right bend, left rotation) space for a sector's centre."""
-    if name in AXIAL_SECTORS:
-        return np.array([0.0, 0.0, 1.0 if name == "left_rotation" else -1.0])
-    theta = planar_sector_centre_rad(name)
-    return np.array([math.cos(theta), math.sin(theta), 0.0])
 
 
 def sector_limit_rad(envelope: MotionEnvelope, name: str) -> float:
@@ -99,7 +91,7 @@ def protocol_angles(
     nod: Literal["flexion", "extension"] = (
         "flexion" if amplitudes_rad["flexion"] >= amplitudes_rad["extension"] else "extension"
     )
-    order = (nod, *tuple(s for s in SECTORS if s != nod))
+    order = (nod, *(s for s in DIRECTION_ORDER if s != nod))  # the nod is its direction's move
     dt = 1.0 / RATE_HZ
     pieces = [np.zeros((int(NEUTRAL_S * RATE_HZ), 3))]
     nod_window = (NEUTRAL_S, NEUTRAL_S + 2 * STROKE_OUT_S + HOLD_S)

@@ -97,8 +97,13 @@ def test_tiny_demo_runs_every_stage_and_leaves_its_outputs(
         assert store.unsynced_count == 1  # the hub's own stop, recorded after the sync
     last = json.loads(hub_records.pop().payload_json)
     assert last["event"] == "hub_stopped"
-    assert len(sessions) == 1
-    session = sessions[0].payload
+    # the guided test the gateway ran is the one test; the sessions around it are wear
+    kinds = [r.payload["kind"] for r in sessions]
+    assert kinds.count("test") == 1 and set(kinds) <= {"test", "wear"}, kinds
+    index = kinds.index("test")
+    session = sessions[index].payload
+    assert session["guided_test"]["outcome"] == "complete"
+    assert all(r.payload["assessment"] is None for r in sessions if r.payload["kind"] == "wear")
     assert session["model"]["bundle_version"] == bundle.version
     assert session["profile"] == scenario.PATIENT_PROFILE.to_dict()  # set by the gateway
     # the bundle's confidence twin ran on the hub: the session says how many frames it doubted
@@ -106,7 +111,7 @@ def test_tiny_demo_runs_every_stage_and_leaves_its_outputs(
     low_share = (
         session["force_confidence"]["low_frames"] / session["force_confidence"]["assessed_frames"]
     )
-    assert figures["sessions"][0]["low_confidence_force_frames"] == round(low_share, 4)
+    assert figures["sessions"][index]["low_confidence_force_frames"] == round(low_share, 4)
     # 6. every record synced into the clinic store, once, and assigned to the patient
     clinic = ClinicStore(out / "clinic.db")
     try:
@@ -232,12 +237,17 @@ def test_the_demo_fails_when_the_hub_outcome_differs_from_the_scenario() -> None
     from cervical_demo import scenario
     from cervical_demo.summary import scenario_mismatch
 
-    def figures(flagged: list[str], marks: list[str], missing: list[str]) -> dict[str, Any]:
-        session = {"flagged": flagged, "insufficient_data": missing, "sensor_marks": marks}
+    def figures(
+        flagged: list[str], marks: list[str], missing: list[str], test: str = "complete"
+    ) -> dict[str, Any]:
+        session = {"flagged": flagged, "insufficient_data": missing, "sensor_marks": marks,
+                   "guided_test": test}  # fmt: skip
         return {"flagged_regions": sorted(flagged), "sensor_marks": marks, "sessions": [session]}
 
     story = sorted(scenario.RESTRICTED)
     assert scenario_mismatch(figures(story, [], [])) is None
+    untested = scenario_mismatch(figures([], [], [], test="abandoned"))
+    assert untested is not None and "no complete guided test" in untested
     lost = scenario_mismatch(figures([], ["sensor_lost"], list(story)))
     assert lost is not None
     assert "flagged nothing" in lost and "sensor_lost" in lost and story[0] in lost

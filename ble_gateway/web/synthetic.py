@@ -23,6 +23,13 @@ import numpy as np
 from ble_gateway.store import ClinicStore, DeviceKey
 from edge_runtime.contracts.anthropometrics import Anthropometrics
 from edge_runtime.contracts.gatt import SyncRecord
+from edge_runtime.contracts.guided_test import (
+    CALIBRATE,
+    TEST_STEPS,
+    GuidedTestResult,
+    GuidedTestSettings,
+    StepResult,
+)
 from edge_runtime.contracts.neck_angles import NECK_ANGLE_NAMES
 from edge_runtime.contracts.record_payloads import (
     AngleSummary,
@@ -70,7 +77,6 @@ CALIBRATION = CalibrationInfo(
     nod_direction="flexion",
     trunk_axes=((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)),
 )
-NOT_CALIBRATED = "not calibrated: no neutral hold followed by a nod was found"
 
 
 CONFIDENCE_THRESHOLD = 0.12  # of Fmax: the twin disagreement above which a frame is doubted
@@ -169,6 +175,7 @@ def session_payload(
         )
 
     usable = int(frames * (0.9 if calibrated else 0.0))
+    test = guided_test_result(calibrated)
     low_share = (0.12 if out_of_range else 0.02) + 0.02 * math.sin(day / 3) ** 2
     trusted = _trusted(usable, low_share, with_confidence)
     return SessionRecord(
@@ -181,7 +188,7 @@ def session_payload(
         calibration=CALIBRATION if calibrated else None,
         calibration_rejected=(),
         assessment=RomAssessment.from_dict(assessment.to_dict()) if calibrated else None,
-        assessment_note=None if calibrated else NOT_CALIBRATED,
+        assessment_note=None if calibrated else test.words(),
         envelope_clamped_fields=(),
         forces=ForceSummary(
             frames if trusted["confidence"] is None else trusted["force_frames"],
@@ -195,7 +202,27 @@ def session_payload(
         bundle_version=model_version,
         profile=PROFILE,
         confidence=trusted["confidence"],
+        kind="test",
+        guided_test=test,
     )
+
+
+def guided_test_result(performed: bool) -> GuidedTestResult:
+    """A guided test, every step done in turn (``performed``) or, when the calibration was
+    never found, every step missed at its timeout: an incomplete test."""
+    settings = GuidedTestSettings()
+    steps, t = [], 0.0
+    for step in TEST_STEPS:
+        took = (8.0 if step == CALIBRATE else 4.5) if performed else (
+            settings.calibrate_timeout_s if step == CALIBRATE else settings.step_timeout_s
+        )  # fmt: skip
+        peak = None if step == CALIBRATE else (30.0 if performed else 0.0)
+        steps.append(StepResult(step, "done" if performed else "missed", t, t + took, peak))
+        t += took
+    if performed:
+        return GuidedTestResult("complete", tuple(steps), (), "", settings)
+    reason = "a step timed out without the movement"
+    return GuidedTestResult("incomplete", tuple(steps), TEST_STEPS, reason, settings)
 
 
 def fill_history(

@@ -39,9 +39,10 @@ from bumble.pairing import PairingConfig, PairingDelegate
 from bumble.profiles.device_information_service import DeviceInformationService
 
 from edge_runtime.ble.identity import BleIdentity
-from edge_runtime.contracts import gatt
+from edge_runtime.contracts import gatt, gatt_guided
 from edge_runtime.contracts.anthropometrics import Anthropometrics
 from edge_runtime.contracts.bundle_archive import unpack_bundle
+from edge_runtime.contracts.guided_test import GuidedTestError, GuidedTestResult, StepProgress
 from edge_runtime.hub.storage import HubStore, StorageError
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,30 @@ class HubAccess(Protocol):
     async def install_model(self, bundle: Path) -> str:
         """Verify and install; returns the installed version or raises (InstallError)."""
         ...
+
+    def start_test(self, listener: Callable[[StepProgress | GuidedTestResult], None]) -> None:
+        """Start a guided test reporting to ``listener``, or raise GuidedTestError."""
+        ...
+
+    def abort_test(self, words: str) -> bool:
+        """Abandon the running test, ``words`` saying why (False: none runs)."""
+        ...
+
+    def test_running(self) -> bool: ...
+
+
+class WithoutGuidedTests:
+    """HubAccess's guided-test methods for a hub that measures nothing (no model, no sensors):
+    a test is refused as needing a model."""
+
+    def start_test(self, listener: Callable[[StepProgress | GuidedTestResult], None]) -> None:
+        raise GuidedTestError("no model is installed: a test needs one", "no_model")
+
+    def abort_test(self, words: str) -> bool:
+        return False
+
+    def test_running(self) -> bool:
+        return False
 
 
 class ModelTransfer:
@@ -135,6 +160,7 @@ class _Link:
     pairing: asyncio.Event | None = None  # set while a pairing runs, until it ends
     report: asyncio.Task[None] | None = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    test_out: asyncio.Queue[bytes] | None = None  # guided-test indications, in order
 
 
 class _HubPairingDelegate(PairingDelegate):
@@ -178,6 +204,7 @@ class CervicalGattServer:
         self.pairing_failures: list[float] = []
         self.locked_until = 0.0
         self.installing = False
+        self.test_owner: Connection | None = None  # the link that started the running test
         self._delegate = _HubPairingDelegate(self)
         device.pairing_config_factory = lambda _: PairingConfig(
             sc=True,
@@ -216,6 +243,9 @@ class CervicalGattServer:
         )
         self.model_data = char(gatt.MODEL_DATA, p.WRITE, write=self._on_model_data)
         self.status = char(gatt.STATUS, p.READ, read=self._read_status)
+        self.test_control = char(
+            gatt_guided.TEST_CONTROL, p.WRITE | p.INDICATE, write=self._on_test_control
+        )
         device.add_services(
             [
                 DeviceInformationService(
@@ -234,6 +264,7 @@ class CervicalGattServer:
                         self.model_control,
                         self.model_data,
                         self.status,
+                        self.test_control,
                     ],
                 ),
             ]
@@ -269,6 +300,9 @@ class CervicalGattServer:
 
         def on_disconnection(reason: int) -> None:
             self.links.pop(connection, None)
+            if self.test_owner is connection:  # nobody prompts the wearer any more
+                self.test_owner = None
+                self.hub.abort_test("the phone or computer disconnected")
             for task in [link.report, *link.tasks]:
                 if task is not None:
                     task.cancel()
@@ -486,6 +520,59 @@ class CervicalGattServer:
             except Exception as exc:  # any refusal (BundleError, InstallError): the model stays
                 return gatt.ModelResponse(op, gatt.ModelStatus.INSTALL_REFUSED, 0, str(exc))
         return gatt.ModelResponse(op, gatt.ModelStatus.OK, len(archive), version)
+
+    # -- guided test (contracts.gatt_guided) ---------------------------------------------------
+    async def _on_test_control(self, connection: Connection, value: bytes) -> None:
+        request = gatt_guided.GuidedRequest.from_bytes(value)
+        op, status, message = request.op, gatt_guided.GuidedStatus.OK, ""
+        if op is gatt_guided.GuidedOp.START:
+            try:
+                self.hub.start_test(lambda item: self._test_event(connection, item))
+                self.test_owner = connection
+            except GuidedTestError as exc:
+                status = _REFUSALS.get(exc.reason, gatt_guided.GuidedStatus.REFUSED)
+                message = str(exc)
+        elif op is gatt_guided.GuidedOp.ABORT:
+            if self.hub.abort_test("stopped from the phone or computer"):
+                self.test_owner = None
+            else:
+                status = gatt_guided.GuidedStatus.NOT_RUNNING
+        elif not self.hub.test_running():
+            status = gatt_guided.GuidedStatus.NOT_RUNNING
+        else:
+            status = gatt_guided.GuidedStatus.RUNNING
+        self._send_test(connection, bytes(gatt_guided.GuidedResponse(op, status, message)))
+
+    def _test_event(self, connection: Connection, item: StepProgress | GuidedTestResult) -> None:
+        if isinstance(item, GuidedTestResult):
+            if self.test_owner is connection:
+                self.test_owner = None
+            self._send_test(connection, bytes(gatt_guided.GuidedEnd.of(item)))
+        else:
+            self._send_test(connection, bytes(gatt_guided.GuidedStep(item)))
+
+    def _send_test(self, connection: Connection, payload: bytes) -> None:
+        """Queue an indication for the link (gone: dropped); one sender per link keeps them in
+        order."""
+        link = self.links.get(connection)
+        if link is None:
+            return
+        if link.test_out is None:
+            queue: asyncio.Queue[bytes] = asyncio.Queue()
+            link.test_out = queue
+
+            async def sender() -> None:
+                while True:
+                    await self._indicate(connection, self.test_control, await queue.get())
+
+            self._spawn(link, sender())
+        link.test_out.put_nowait(payload)
+
+
+_REFUSALS = {
+    "running": gatt_guided.GuidedStatus.RUNNING,
+    "no_model": gatt_guided.GuidedStatus.NO_MODEL,
+}
 
 
 async def _as_att_error(awaitable: Awaitable[Any]) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from edge_runtime.common.atomic import atomic_path
 from edge_runtime.contracts import gatt
 from edge_runtime.contracts.anthropometrics import Anthropometrics, write_profile
 from edge_runtime.contracts.bonds import DurableJsonKeyStore
+from edge_runtime.contracts.guided_test import GuidedTestError, GuidedTestResult, StepProgress
 from edge_runtime.contracts.record_payloads import EventRecord, ModelRecord
 from edge_runtime.hub.config import BleSettings
 from edge_runtime.hub.daemon import HubContext, Service
@@ -102,6 +104,19 @@ class DaemonHubAccess:
         else:
             self.ctx.pipeline.reconfigure(profile=profile)
             self.ctx.pipeline.store_record(changed)
+
+    def start_test(self, listener: Callable[[StepProgress | GuidedTestResult], None]) -> None:
+        pipeline = self.ctx.pipeline
+        if pipeline is None:
+            raise GuidedTestError("no model is installed: a test needs one", "no_model")
+        pipeline.start_test()  # (refusals leave the listener of the test that runs)
+        pipeline.test_listener = listener
+
+    def abort_test(self, words: str) -> bool:
+        return self.ctx.pipeline is not None and self.ctx.pipeline.abort_test(words)
+
+    def test_running(self) -> bool:
+        return self.ctx.pipeline is not None and self.ctx.pipeline.test_running
 
     async def install_model(self, bundle: Path) -> str:
         installed = await asyncio.to_thread(self.ctx.slots.install, bundle, self.ctx.profile)

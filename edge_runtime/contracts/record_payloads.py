@@ -27,6 +27,11 @@ from typing import Any, ClassVar, Literal
 
 from edge_runtime.contracts.anthropometrics import Anthropometrics
 from edge_runtime.contracts.errors import ContractError
+from edge_runtime.contracts.guided_test import (
+    GuidedTestResult,
+    SessionKind,
+    read_session_kind,
+)
 from edge_runtime.contracts.hub_records import (
     FLAG_NAMES,
     READABLE_FORMATS,
@@ -59,6 +64,9 @@ END_REASONS = (
     "sensors_unusable",
     "model_changed",
     "profile_changed",
+    "test_started",  # a wear session, closed for a guided test
+    "test_finished",  # a test session, at its last step
+    "test_aborted",  # a test session, aborted from the gateway
 )
 # event name -> its fields (besides ``event``); every event carries exactly these
 EVENT_FIELDS: dict[str, tuple[str, ...]] = {
@@ -320,6 +328,8 @@ class SessionRecord(_Frames, _Payload):
     bundle_version: str
     profile: Anthropometrics
     confidence: ForceConfidence | None = None  # None: no confidence twin (or a format 1 hub)
+    kind: SessionKind | None = None  # None: a format 1 or 2 hub, before guided tests
+    guided_test: GuidedTestResult | None = None  # a test session's result (read_session_kind)
 
     @property
     def started(self) -> datetime:
@@ -348,6 +358,8 @@ class SessionRecord(_Frames, _Payload):
             "model": {"bundle_version": self.bundle_version},
             "profile": self.profile.to_dict(),
             "force_confidence": None if self.confidence is None else self.confidence.to_dict(),
+            "kind": self.kind,
+            "guided_test": None if self.guided_test is None else self.guided_test.to_dict(),
         }
 
     @classmethod
@@ -396,6 +408,7 @@ class SessionRecord(_Frames, _Payload):
             forces=forces, out_of_range=OutOfRange.read(f.sub("out_of_range")), marks=_marks(f),
             bundle_version=bundle_version, profile=wearer,
             confidence=read_confidence(f, version, forces.frames),
+            **read_session_kind(f, version, assessment),
         )  # fmt: skip
 
 

@@ -19,6 +19,7 @@ from edge_runtime.common.files import refuse_same_file
 from edge_runtime.common.text import report_error
 from edge_runtime.contracts.anthropometrics import read_profile
 from edge_runtime.contracts.bundle import load_public_key
+from edge_runtime.contracts.guided_test import GuidedTestError
 from edge_runtime.contracts.model_bundle import verify_model_bundle
 from edge_runtime.contracts.record_payloads import SessionRecord, parse_record
 from edge_runtime.contracts.recording import ImuRecording, RecordingError, check_same_time_base
@@ -103,8 +104,16 @@ def replay(
     profile: Annotated[Path, typer.Option(help="Wearer's profile TOML.")],
     db: Annotated[Path, typer.Option(help="Record store (SQLite); created or appended to.")],
     pubkey: Annotated[Path, typer.Option(help="Trusted public key (PEM).")],
+    guided_test: Annotated[
+        bool,
+        typer.Option(
+            "--guided-test",
+            help="The recordings begin with a guided test (as if the gateway started one).",
+        ),
+    ] = False,
 ) -> None:
-    """Run the hub's pipeline on two recordings, as fast as the CPU allows."""
+    """Run the hub's pipeline on two recordings, as fast as the CPU allows. Sessions are wear
+    (no range-of-motion judgement) unless --guided-test: then the first is a guided test."""
     try:
         checked = verify_model_bundle(bundle, load_public_key(pubkey))
         wearer = read_profile(profile)
@@ -117,6 +126,11 @@ def replay(
     first = store.last_seq
     with store:
         pipeline = HubPipeline(store, checked, wearer, PipelineSettings())
+        if guided_test:
+            try:
+                pipeline.start_test()
+            except GuidedTestError as exc:
+                raise _fail(exc) from exc
         streams = [chunked(r, 1.0, realtime=False) for r in recordings]
         for head_chunk, trunk_chunk in zip_longest(*streams):
             if head_chunk is not None:
@@ -142,7 +156,8 @@ def _print_sessions(sessions: list[StoredRecord]) -> None:
         a = p.assessment
         marks = sorted({m.reason for m in p.marks} - {"uncalibrated"})
         lines = [
-            f"session {r.session_id}: {p.duration_s:.1f} s, {p.usable_fraction:.0%} usable, "
+            f"{p.kind or 'session'} {r.session_id}: {p.duration_s:.1f} s, "
+            f"{p.usable_fraction:.0%} usable, "
             f"{'calibrated' if p.calibration else 'not calibrated'}, ended by {p.end_reason}",
             f"  flagged: {', '.join(a.flagged if a else ()) or 'none'}",
             f"  insufficient data: {', '.join(a.insufficient if a else ()) or 'none'}",

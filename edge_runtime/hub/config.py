@@ -18,6 +18,7 @@ relative paths are relative to the file. Example (``deploy/hub.toml``)::
     [pipeline]      # PipelineSettings fields
     [calibration]   # CalibrationSettings fields
     [assessment]    # AssessmentConfig fields
+    [guided_test]   # GuidedTestSettings fields (timeouts and thresholds of a guided test)
     [ble]           # BleSettings fields (no section or no transport: no BLE service)
 """
 
@@ -31,6 +32,7 @@ from typing import Any
 
 from edge_runtime.common.files import read_text
 from edge_runtime.common.numbers import is_finite_number
+from edge_runtime.contracts.guided_test import GuidedTestSettings
 from edge_runtime.contracts.rom_assessment import AssessmentConfig
 from edge_runtime.errors import HubError
 from edge_runtime.hub.pipeline import PipelineSettings
@@ -153,7 +155,7 @@ def load_config(path: Path) -> HubConfig:
         data = tomllib.loads(read_text(path, ConfigError, max_bytes=1024**2))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    sections = {"hub", "sensors", "pipeline", "calibration", "assessment", "ble"}
+    sections = {"hub", "sensors", "pipeline", "calibration", "assessment", "guided_test", "ble"}
     unknown = sorted(set(data) - sections)
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {unknown}; known: {sorted(sections)}")
@@ -175,11 +177,14 @@ def load_config(path: Path) -> HubConfig:
     _hub_settings(hub, f"{path} [hub]")
     calibration = _build(CalibrationSettings, data.get("calibration", {}), f"{path} [calibration]")
     assessment = _build(AssessmentConfig, data.get("assessment", {}), f"{path} [assessment]")
+    test = _build(GuidedTestSettings, data.get("guided_test", {}), f"{path} [guided_test]")
     pipeline_values = dict(data.get("pipeline", {}))
     if "rate_hz" in sensors:
         pipeline_values["rate_hz"] = sensors["rate_hz"]
     pipeline = _build(PipelineSettings, pipeline_values, f"{path} [pipeline]")
-    pipeline = dataclasses.replace(pipeline, calibration=calibration, assessment=assessment)
+    pipeline = dataclasses.replace(
+        pipeline, calibration=calibration, assessment=assessment, guided_test=test
+    )
     ble_values = dict(data.get("ble", {}))
     if "state_dir" in ble_values:
         ble_values["state_dir"] = (path.parent / str(ble_values["state_dir"])).resolve()

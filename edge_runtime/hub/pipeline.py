@@ -7,6 +7,12 @@ A *session* runs from the first usable frame until either sensor has been unusab
 ``break_s`` (taken off, out of battery, out of range) or ``max_session_s`` have passed; a new
 session calibrates again, since the sensors may have moved on the body.
 
+Sessions are *wear* (ordinary life: no range-of-motion judgement, so no deficit can be shown) or
+*test*: ``start_test`` (the gateway's test control) closes the open wear session and the next
+session runs a guided test (``contracts.guided_test``), reporting each step to ``test_listener``;
+it ends at the test's last step, or aborted (``abort_test``, the sensors lost, a new model), and
+only a complete test is assessed against the wearer's envelope.
+
 Every defect (hub_records flags) is logged once per session with its first time, and every
 record carries the spans it affected. Records that cannot be stored because the disk is full
 wait in memory (up to ``max_pending_records``, then the oldest epoch records are dropped and
@@ -18,6 +24,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +34,14 @@ import numpy.typing as npt
 
 from edge_runtime.contracts.anthropometrics import Anthropometrics
 from edge_runtime.contracts.envelope import MotionEnvelope
+from edge_runtime.contracts.guided_test import (
+    TEST_STEPS,
+    GuidedTestError,
+    GuidedTestResult,
+    GuidedTestRunner,
+    GuidedTestSettings,
+    StepProgress,
+)
 from edge_runtime.contracts.hub_records import (
     FLAG_NAMES,
     INVALID,
@@ -69,6 +84,7 @@ class PipelineSettings:
     max_pending_records: int = 2000
     calibration: CalibrationSettings = field(default_factory=CalibrationSettings)
     assessment: AssessmentConfig = field(default_factory=AssessmentConfig)
+    guided_test: GuidedTestSettings = field(default_factory=GuidedTestSettings)
 
 
 def _session_id() -> str:
@@ -89,8 +105,10 @@ class _Epoch:
 class Session:
     """One session's state: tracker, epoch in progress, and what its summary needs."""
 
-    def __init__(self, pipeline: HubPipeline, t0_s: float) -> None:
+    def __init__(self, pipeline: HubPipeline, t0_s: float, test: bool = False) -> None:
         self.p, self.id, self.t0_s = pipeline, _session_id(), t0_s
+        self.runner = GuidedTestRunner(t0_s, pipeline.settings.guided_test) if test else None
+        self.abort_words = ""  # why the gateway stopped the test (abort_test)
         self.started_utc = datetime.now(UTC).isoformat(timespec="seconds")
         cfg = pipeline.settings
         self.tracker = NeckTracker(cfg.rate_hz, pipeline.use_magnetometer, cfg.calibration)
@@ -123,6 +141,9 @@ class Session:
             records.append(
                 self.p.record(CalibrationRecord(info, tuple(self.tracker.rejected)), self.id)
             )
+            if self.runner is not None:
+                nod_end = info.nod_s[1] + self.t0_s
+                self.p.tell(self.runner.calibrated(nod_end, info.nod_direction))
         kin = block.kinematics
         est = self.p.estimator.estimate(kin)
         forces = est.forces
@@ -135,6 +156,9 @@ class Session:
         self.low_confidence_frames += int(doubtful.sum())
         self.stats.add(forces[usable])
         angles = np.where(((flags & INVALID) == 0)[:, None], kin[:, :3], np.nan)
+        if self.runner is not None:
+            trusted = (flags & (INVALID | UNCALIBRATED)) == 0
+            self.p.tell(self.runner.push(block.t_s, angles, trusted))
         self.t.append(block.t_s)
         self.angles.append(angles)
         self.flags.append(flags)
@@ -201,8 +225,18 @@ class Session:
         )
         return self.p.record(record, self.id)
 
+    @property
+    def test_finished(self) -> bool:
+        return self.runner is not None and self.runner.finished
+
     def close(self, reason: str) -> list[NewRecord]:
         records = self.consume(self.tracker.finish())
+        if self.runner is not None:  # the test's end, told once: finished or abandoned here
+            if not self.runner.finished:
+                words = self.abort_words or _ABORT_WORDS.get(reason, reason.replace("_", " "))
+                self.runner.abort(words)
+            assert self.runner.result is not None
+            self.p.tell([self.runner.result])
         if self.epoch is not None:
             records.append(self._epoch_record(self.epoch))
             self.epoch = None
@@ -216,12 +250,17 @@ class Session:
         angles = np.concatenate(self.angles) if self.angles else np.zeros((0, 3))
         calibrated = (flags & UNCALIBRATED) == 0
         assessment = None
-        note = None
-        if p.envelope is None:
+        test = None if self.runner is None else self.runner.result
+        if test is None:
+            note = "wear: range of motion is judged in guided tests only"
+        elif not test.complete:
+            note = test.words()
+        elif p.envelope is None:  # (a test is refused without one; the model may have changed)
             note = "the installed model bundle carries no motion envelope"
         elif calibrated.sum() < 2:
             note = "not calibrated: no neutral hold followed by a nod was found"
         else:
+            note = None
             assessment = assess_session(
                 t[calibrated] - self.t0_s, angles[calibrated], p.envelope, p.settings.assessment
             )
@@ -246,7 +285,19 @@ class Session:
             bundle_version=p.bundle_version,
             profile=p.profile,
             confidence=p.confidence(self.stats.count, self.low_confidence_frames),
+            kind="wear" if self.runner is None else "test",
+            guided_test=test,
         )
+
+
+# what an abandoned test says of the session end that stopped it
+_ABORT_WORDS = {
+    "sensors_unusable": "the sensors stopped sending usable data",
+    "model_changed": "a new model was installed",
+    "profile_changed": "the wearer's profile changed",
+    "max_duration": "the session reached its maximum length",
+    "end_of_input": "the hub stopped",
+}
 
 
 def _marks(flags: npt.NDArray[np.uint16], t_s: FloatArray) -> tuple[Mark, ...]:
@@ -282,6 +333,8 @@ class HubPipeline:
         self.storage_full_logged = False
         self.sessions_closed = 0
         self.unusable_since_s: float | None = None  # hub time the sensors became unusable
+        self.test_requested = False  # a test starts with the next session
+        self.test_listener: Callable[[StepProgress | GuidedTestResult], None] | None = None
 
     def _configure(self, bundle: VerifiedBundle, profile: Anthropometrics) -> None:
         self.bundle, self.profile = bundle, profile
@@ -302,9 +355,7 @@ class HubPipeline:
         under the old one (its records stay consistent), the next session uses the new one."""
         reason = "model_changed" if bundle is not None else "profile_changed"
         if self.session is not None:
-            self._write(self.session.close(reason))
-            self.session = None
-            self.sessions_closed += 1
+            self._write(self._close_session(reason))
         self._configure(bundle or self.bundle, profile or self.profile)
 
     @property
@@ -319,6 +370,52 @@ class HubPipeline:
         if twin is None:
             return None
         return ForceConfidence(trusted_frames + low_frames, low_frames, twin.threshold_of_fmax)
+
+    # -- guided tests --------------------------------------------------------------------
+    @property
+    def test_running(self) -> bool:
+        return self.test_requested or (self.session is not None and self.session.runner is not None)
+
+    def start_test(self) -> None:
+        """Run a guided test from the next frames on (module docstring); ``GuidedTestError``
+        when one already runs or the model has no envelope to test against (nothing changes)."""
+        if self.test_running:
+            raise GuidedTestError("a guided test is already running: abort it first", "running")
+        if self.envelope is None:
+            raise GuidedTestError(
+                "the installed model bundle carries no motion envelope: a test cannot be assessed"
+            )
+        if self.session is not None:
+            self._write(self._close_session("test_started"))
+        self.test_requested = True
+
+    def abort_test(self, words: str = "stopped from the phone or computer") -> bool:
+        """Stop the running test (False: none runs); it is recorded as abandoned, ``words``
+        saying why."""
+        if self.test_requested:  # not begun (no usable frames yet): nothing to record
+            self.test_requested = False
+            result = GuidedTestResult("abandoned", (), TEST_STEPS, words, self.settings.guided_test)
+            self.tell([result])
+            return True
+        if self.session is None or self.session.runner is None:
+            return False
+        self.session.abort_words = words
+        self._write(self._close_session("test_aborted"))
+        return True
+
+    def tell(self, progress: Sequence[StepProgress | GuidedTestResult]) -> None:
+        """Report a test's progress to whoever listens (the BLE service's test control)."""
+        for item in progress:
+            log.info("guided test: %s", item)
+            if self.test_listener is not None:
+                self.test_listener(item)
+
+    def _close_session(self, reason: str) -> list[NewRecord]:
+        assert self.session is not None
+        records = self.session.close(reason)
+        self.session = None
+        self.sessions_closed += 1
+        return records
 
     def record(self, payload: HubRecord, session_id: str | None) -> NewRecord:
         return NewRecord(payload.KIND, payload.to_dict(), session_id)
@@ -342,9 +439,7 @@ class HubPipeline:
         """End of input: flush the sensors, close the session, write what waits."""
         self._process(self.pairer.take(flush=True))
         if self.session is not None:
-            self._write(self.session.close("end_of_input"))
-            self.session = None
-            self.sessions_closed += 1
+            self._write(self._close_session("end_of_input"))
         self._write([])
 
     def _process(self, block: FrameBlock | None) -> None:
@@ -368,20 +463,23 @@ class HubPipeline:
                     }
                     records.append(self.record(EventRecord("sensors_unusable", span), None))
                     self.unusable_since_s = None
-                self.session = Session(self, float(block.t_s[start]))
+                self.session = Session(self, float(block.t_s[start]), self.test_requested)
+                if self.session.runner is not None:
+                    self.test_requested = False
+                    self.tell(self.session.runner.start())
             stop = self._session_stop(block, invalid, start)
             part = block.slice(start, stop)
             records += self.session.consume(self.session.tracker.push(part))
             start = stop
-            if stop < len(block) or self._break_reached():
+            if self.session.test_finished:  # at the test's last step: wear from the next block
+                records += self._close_session("test_finished")
+            elif stop < len(block) or self._break_reached():
                 reason = (
                     "sensors_unusable"
                     if self.invalid_run >= self.settings.break_s * rate
                     else "max_duration"
                 )
-                records += self.session.close(reason)
-                self.session = None
-                self.sessions_closed += 1
+                records += self._close_session(reason)
                 if reason == "sensors_unusable":
                     self.unusable_since_s = float(block.t_s[stop - 1])
         self._write(records)

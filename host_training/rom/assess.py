@@ -7,7 +7,12 @@ all; an existing directory is never overwritten):
 - ``forces.parquet``: t_s, valid, out_of_range, the nine neck kinematics columns and one force
   column per muscle (N; NaN where the markers could not give a posture);
 - ``forces.png``: the neck angles and the largest muscle forces over time;
-- ``assessment.json`` and ``assessment.png``: the assessment record and its picture;
+- ``guided_test.json``: whether the recording holds a complete guided test
+  (``contracts.guided_test``: the ten directions in the test's order, each out and back to the
+  centre; markers need no calibration, so that step counts from the first frame);
+- ``assessment.json`` and ``assessment.png``: the assessment record and its picture, only for a
+  recording with a complete test (without one nothing is judged a deficit: free-living motion
+  does not show how far a wearer can move);
 - ``envelope.json``: the personal envelope used;
 - ``markers.json``: the gap report per marker and the frames without a posture.
 """
@@ -33,6 +38,11 @@ import pyarrow.parquet as pq
 from edge_runtime.contracts.anthropometrics import Anthropometrics
 from edge_runtime.contracts.feature_spec import feature_matrix
 from edge_runtime.contracts.force_model import ForceModel
+from edge_runtime.contracts.guided_test import (
+    GuidedTestResult,
+    GuidedTestRunner,
+    GuidedTestSettings,
+)
 from edge_runtime.contracts.model_bundle import VerifiedBundle
 from edge_runtime.contracts.neck_angles import (
     NECK_ACCELERATION_NAMES,
@@ -81,7 +91,8 @@ def assess_marker_session(
         for i in range(0, rows.size, INFERENCE_BATCH):
             forces[rows[i : i + INFERENCE_BATCH]] = model.forces(x[i : i + INFERENCE_BATCH])
     envelope, clamped = bundle.envelope.for_subject(profile)
-    assessment = assess_session(t, angles, envelope, mapping.assessment)
+    test = find_guided_test(t, angles, kin.valid)
+    assessment = assess_session(t, angles, envelope, mapping.assessment) if test.complete else None
 
     parent = out.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
@@ -94,8 +105,10 @@ def assess_marker_session(
             columns[f"{muscle}_n"] = forces[:, j]
         pq.write_table(pa.table(columns), work / "forces.parquet")
         _plot_forces(t, angles, forces, spec.outputs, work / "forces.png")
-        (work / "assessment.json").write_text(json.dumps(assessment.to_dict(), indent=1) + "\n")
-        plot_assessment(assessment, envelope, work / "assessment.png")
+        (work / "guided_test.json").write_text(json.dumps(test.to_dict(), indent=1) + "\n")
+        if assessment is not None:
+            (work / "assessment.json").write_text(json.dumps(assessment.to_dict(), indent=1) + "\n")
+            plot_assessment(assessment, envelope, work / "assessment.png")
         (work / "envelope.json").write_text(json.dumps(envelope.to_dict(), indent=1) + "\n")
         marker_report = {
             "markers": [asdict(g) for g in kin.gaps],
@@ -115,12 +128,51 @@ def assess_marker_session(
     return {
         "frames": len(t),
         "frames_without_posture": int((~kin.valid).sum()),
-        "flagged": list(assessment.flagged),
-        "insufficient_data": list(assessment.insufficient),
+        "guided_test": test.words(),
+        "flagged": [] if assessment is None else list(assessment.flagged),
+        "insufficient_data": [] if assessment is None else list(assessment.insufficient),
         "filled_gaps": sum(g.filled for g in kin.gaps),
         "unfilled_gaps": sum(g.unfilled for g in kin.gaps),
         "peak_force_n": float(np.nanmax(forces)) if rows.size else math.nan,
     }
+
+
+def find_guided_test(
+    t_s: np.ndarray, angles_rad: np.ndarray, valid: np.ndarray
+) -> GuidedTestResult:
+    """The guided test's runner over a whole recording. Markers need no calibration, so that
+    step is done once the recording's first movement, the nod, is back at the centre (a first
+    movement that is not a nod leaves every direction to find); a test not finished by the last
+    frame is incomplete, what remains missing."""
+    runner = GuidedTestRunner(float(t_s[0]))
+    runner.start()
+    nod, nod_end_s = _first_movement(t_s, angles_rad, valid, runner.settings)
+    runner.calibrated(nod_end_s, nod)
+    runner.push(t_s, angles_rad, valid)
+    if runner.result is not None:
+        return runner.result
+    ended = runner.abort("the recording ended before the test did")
+    return GuidedTestResult("incomplete", ended.steps, ended.missing, ended.reason, ended.settings)
+
+
+def _first_movement(
+    t_s: np.ndarray, angles_rad: np.ndarray, valid: np.ndarray, settings: GuidedTestSettings
+) -> tuple[str | None, float]:
+    """The direction of the recording's first movement if it is a nod (flexion or extension
+    dominant at its furthest), and when it came back to the centre."""
+    size_deg = np.degrees(np.linalg.norm(np.nan_to_num(angles_rad), axis=1))
+    usable = valid & np.isfinite(angles_rad).all(axis=1)
+    out = np.flatnonzero(usable & (size_deg >= settings.min_attempt_deg))
+    if out.size == 0:
+        return None, float(t_s[0])
+    first = int(out[0])
+    back = np.flatnonzero(usable[first:] & (size_deg[first:] <= settings.centre_deg))
+    stop = first + int(back[0]) if back.size else len(t_s) - 1
+    furthest = first + int(np.argmax(size_deg[first : stop + 1]))
+    e, b, r = angles_rad[furthest]
+    if abs(e) < max(abs(b), abs(r)):
+        return None, float(t_s[0])
+    return ("flexion" if e < 0 else "extension"), float(t_s[stop])
 
 
 def _plot_forces(

@@ -139,6 +139,7 @@ def assess_command(
         f"({summary['frames_without_posture']} without a posture; gaps filled "
         f"{summary['filled_gaps']}, left {summary['unfilled_gaps']})"
     )
+    out.print(summary["guided_test"])
     out.print(f"flagged: {', '.join(summary['flagged']) or 'none'}")
     if summary["insufficient_data"]:
         out.print(f"insufficient data: {', '.join(summary['insufficient_data'])}")

@@ -28,21 +28,19 @@ from edge_runtime.contracts.bundle import (
 )
 from edge_runtime.contracts.confidence import disagreement
 from edge_runtime.contracts.force_model import ForceModel
+from edge_runtime.contracts.guided_test import TEST_STEPS, GuidedTestError
 from edge_runtime.contracts.model_bundle import verify_model_bundle
-from edge_runtime.contracts.neck_angles import rotation_from_neck_angles
 from edge_runtime.contracts.recording import ImuRecording
-from edge_runtime.contracts.rom_assessment import AssessmentConfig
 from edge_runtime.hub.config import load_config
 from edge_runtime.hub.forces import ForceFrames
 from edge_runtime.hub.models import InstallError, ModelSlots
 from edge_runtime.hub.pipeline import HubPipeline
 from edge_runtime.hub.storage import HubStore
-from edge_runtime.imu_sim import SimulationSetup, simulate_imus
 from edge_runtime.sensors import ImuSource, SensorRole
 from edge_runtime.sensors.replay import REPLAY_BUFFER_S
 from edge_runtime.sensors.sim import SimSource
-from edge_runtime.synthetic import WARMUP_S, protocol_angles, random_subject
-from tests.hub_fixtures import resign_bundle, write_hub_config
+from edge_runtime.synthetic import WARMUP_S
+from tests.hub_fixtures import protocol_session, resign_bundle, sensor_chunks, write_hub_config
 
 CERVICAL = str(Path(sys.executable).with_name("cervical"))
 
@@ -53,45 +51,21 @@ def cervical(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[st
     )
 
 
-def _session(
-    bundle: Path, pub: Path, wearer: Anthropometrics, seed: int
-) -> tuple[ImuRecording, ImuRecording, tuple[str, ...]]:
-    """A restricted synthetic wearer's protocol rendered as two IMU recordings."""
-    checked = verify_model_bundle(bundle, load_public_key(pub))
-    assert checked.envelope is not None
-    envelope, _ = checked.envelope.for_subject(wearer)
-    rng = np.random.default_rng(seed)
-    subject = random_subject(rng, envelope, True, AssessmentConfig(), seed)
-    _, truth, _, _ = protocol_angles(subject.amplitudes_rad(envelope))
-    angles = np.concatenate([np.zeros((int(WARMUP_S * 100), 3)), truth])
-    t = np.arange(len(angles)) / 100.0
-    sim = simulate_imus(
-        t, rotation_from_neck_angles(angles), SimulationSetup(calm_s=WARMUP_S + 3.0), seed=seed
-    )
-    return sim.head, sim.trunk, subject.restricted
-
-
 def _run(
-    pipeline: HubPipeline, head: ImuRecording, trunk: ImuRecording, chunk_s: float = 0.5
-) -> None:
-    """Deliver both recordings as a hub would receive them: by time, half a second at a time."""
-    start = float(min(np.nanmin(head.t_s), np.nanmin(trunk.t_s)))
-    end = float(max(np.nanmax(head.t_s), np.nanmax(trunk.t_s)))
-    for k in range(int((end - start) / chunk_s) + 1):
-        lo, hi = start + k * chunk_s, start + (k + 1) * chunk_s
-        for role, rec in (("head", head), ("trunk", trunk)):
-            # a sample belongs to the chunk its predecessor's time falls in, so a sample with a
-            # bad timestamp travels with its neighbours as it would on a real bus
-            ref = np.maximum.accumulate(np.nan_to_num(rec.t_s, nan=-np.inf))
-            sl = (ref >= lo) & (ref < hi)
-            part = ImuRecording(
-                rec.t_s[sl],
-                rec.gyr_rad_s[sl],
-                rec.acc_m_s2[sl],
-                None if rec.mag_ut is None else rec.mag_ut[sl],
-            )
-            pipeline.push(role, part)  # type: ignore[arg-type]
+    pipeline: HubPipeline, head: ImuRecording, trunk: ImuRecording, chunk_s: float = 0.5,
+    at: tuple[float, Any] | None = None,
+) -> None:  # fmt: skip
+    """Deliver both recordings as a hub would receive them, then close (``at``: (t, f): call f()
+    once the recordings reach t s)."""
+    for start, role, part in sensor_chunks(head, trunk, chunk_s):
+        if at is not None and start >= at[0]:
+            at[1]()
+            at = None
+        pipeline.push(role, part)  # type: ignore[arg-type]
     pipeline.close()
+
+
+_session = protocol_session
 
 
 def test_replay_gives_int8_forces_within_the_gate_and_the_expected_flags(
@@ -115,10 +89,18 @@ def test_replay_gives_int8_forces_within_the_gate_and_the_expected_flags(
         return estimates[-1]
 
     pipeline.estimator.estimate = spy  # type: ignore[method-assign]
+    progress: list[Any] = []
+    pipeline.test_listener = progress.append
+    pipeline.start_test()  # the wearer performs the guided test, as the gateway asked
     _run(pipeline, head, trunk)
     sessions = store.records_of_kind("session")
-    assert len(sessions) == 1
     summary = sessions[0].payload
+    assert summary["kind"] == "test" and summary["end_reason"] == "test_finished"
+    assert summary["guided_test"]["outcome"] == "complete", summary["guided_test"]
+    assert [s.payload["kind"] for s in sessions[1:]] == ["wear"] * (len(sessions) - 1)
+    done = [p.step for p in progress if getattr(p, "state", "") == "done"]
+    assert done[0] == "calibrate" and sorted(done) == sorted(TEST_STEPS)
+    assert progress[-1].outcome == "complete"  # the end told once, last
     assert set(summary["assessment"]["flagged"]) == set(restricted)
     assert summary["calibration"] is not None and summary["format"] == hr.RECORD_FORMAT
     # the same features through the float model: int8 stays within the bundle's gate
@@ -171,6 +153,47 @@ def test_replay_gives_int8_forces_within_the_gate_and_the_expected_flags(
         assert sum(e.payload["force_confidence"][what] for e in epochs) == confidence[what]
     assert sum(e.payload["force_frames"] for e in epochs) == stats["frames"]
     store.close()
+
+
+def test_wear_is_never_assessed_and_an_aborted_test_is_abandoned_without_one(
+    quantized_bundle: Path, signing_keys: tuple[Path, Path], wearer: Anthropometrics,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """The same restricted wearer's protocol: as wear, no assessment (wear never judges range);
+    as a test aborted half-way, an abandoned test, no assessment; a second test while one runs,
+    or a test against a model without an envelope, refused with nothing changed."""
+    head, trunk, _ = _session(quantized_bundle, signing_keys[1], wearer, seed=21)
+    checked = verify_model_bundle(quantized_bundle, load_public_key(signing_keys[1]))
+    store = HubStore(tmp_path / "hub.db")
+    wear = HubPipeline(store, checked, wearer)
+    _run(wear, head, trunk)
+    (session,) = [r.payload for r in store.records_of_kind("session")]
+    assert session["kind"] == "wear" and session["assessment"] is None
+    assert session["guided_test"] is None and "guided tests only" in session["assessment_note"]
+
+    store = HubStore(tmp_path / "test.db")
+    pipeline = HubPipeline(store, checked, wearer)
+    told: list[Any] = []
+    pipeline.test_listener = told.append
+    pipeline.start_test()
+    with pytest.raises(GuidedTestError, match="already running"):
+        pipeline.start_test()
+    assert pipeline.test_running
+    _run(pipeline, head, trunk, at=(WARMUP_S + 12.0, pipeline.abort_test))
+    test, after = [r.payload for r in store.records_of_kind("session")]
+    assert test["kind"] == "test" and test["end_reason"] == "test_aborted"
+    assert test["guided_test"]["outcome"] == "abandoned" and test["assessment"] is None
+    assert test["guided_test"]["steps"][0]["step"] == "calibrate"  # it had begun
+    assert "Test abandoned (stopped from the phone or computer)" in test["assessment_note"]
+    assert after["kind"] == "wear" and after["assessment"] is None
+    assert told[-1].outcome == "abandoned" and not pipeline.test_running
+    assert pipeline.abort_test() is False  # nothing runs: nothing to abort
+
+    bare = replace(checked, manifest=replace(checked.manifest, envelope=None))
+    no_envelope = HubPipeline(HubStore(tmp_path / "n.db"), bare, wearer)
+    with pytest.raises(GuidedTestError, match="no motion envelope"):
+        no_envelope.start_test()
+    assert not no_envelope.test_running
 
 
 def test_bad_input_is_marked_and_never_crashes_or_loses_records(
@@ -348,9 +371,14 @@ def test_replay_cli_and_refusals(
         "--pubkey",
         str(signing_keys[1]),
     ]
-    r = cervical(*args)
+    r = cervical(*args, "--guided-test")
     assert r.returncode == 0, r.stderr
     assert "x real time" in r.stdout and restricted[0] in r.stdout
+    assert r.stdout.count("\ntest ") + r.stdout.startswith("test ") == 1
+    args[args.index("--db") + 1] = str(tmp_path / "wear.db")
+    r = cervical(*args)  # the same motion as wear: never judged
+    assert r.returncode == 0 and "flagged: none" in r.stdout and "test " not in r.stdout
+    assert "wear " in r.stdout and "guided tests only" in r.stdout
     other = tmp_path / "other.key"
     from edge_runtime.contracts.bundle import generate_key_pair
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from ble_gateway.web.synthetic import CALIBRATION, epoch_payload, session_payload
 from cervical_demo.fuzz_cases import json_paths
-from edge_runtime.contracts.hub_records import RECORD_FORMAT_1
+from edge_runtime.contracts.hub_records import RECORD_FORMAT_1, RECORD_FORMAT_2
 from edge_runtime.contracts.record_payloads import (
     RECORD_TYPES,
     CalibrationRecord,
@@ -56,17 +56,28 @@ def test_every_kind_matches_its_golden_file_and_reads_back(kind: str) -> None:
     assert parse_record(kind, record.to_json()).to_dict() == golden
 
 
+@pytest.mark.parametrize("old", [1, 2])
 @pytest.mark.parametrize("kind", sorted(RECORD_TYPES))
-def test_format_1_records_still_read_with_no_confidence(kind: str) -> None:
-    """Hubs in the field keep their format 1 stores: every kind still reads, as it was."""
-    golden = json.loads((GOLDEN / f"record_{kind}.format-1.json").read_text())
-    assert golden["format"] == RECORD_FORMAT_1
+def test_older_formats_still_read_as_they_were(kind: str, old: int) -> None:
+    """Hubs in the field keep their format 1 and 2 stores: every kind still reads, as it was
+    (format 1 with no force confidence; formats 1 and 2 with no session kind or test)."""
+    golden = json.loads((GOLDEN / f"record_{kind}.format-{old}.json").read_text())
+    assert golden["format"] == (RECORD_FORMAT_1, RECORD_FORMAT_2)[old - 1]
     record = parse_record(kind, json.dumps(golden))
-    assert record == examples(with_confidence=False)[kind]
-    assert getattr(record, "confidence", None) is None
-    if "force_confidence" in record.to_dict():  # a format 1 record has no such key
-        with pytest.raises(RecordError, match="force_confidence: unknown key"):
-            parse_record(kind, json.dumps({**golden, "force_confidence": None}))
+    now = examples(with_confidence=old >= 2)[kind].to_dict()
+    newer = {"format", "kind", "guided_test"}
+    assert {k: v for k, v in record.to_dict().items() if k not in newer} == {
+        k: v for k, v in now.items() if k not in newer
+    }
+    assert getattr(record, "kind", None) is None and getattr(record, "guided_test", None) is None
+    if old == 1:
+        assert getattr(record, "confidence", None) is None
+        if "force_confidence" in now:  # a format 1 record has no such key
+            with pytest.raises(RecordError, match="force_confidence: unknown key"):
+                parse_record(kind, json.dumps({**golden, "force_confidence": None}))
+    if kind == "session":  # nor has a format 2 session a kind
+        with pytest.raises(RecordError, match="kind: unknown key"):
+            parse_record(kind, json.dumps({**golden, "kind": "wear"}))
 
 
 def test_the_confidence_must_agree_with_the_force_statistics_beside_it() -> None:
@@ -94,7 +105,21 @@ def test_the_confidence_must_agree_with_the_force_statistics_beside_it() -> None
          "forces.groups.flexion.mean_n: 'x': not a number"),
         ("session", lambda p: p.update(started_utc="2026-11-24T09:30:00"), "has no UTC offset"),
         ("session", lambda p: p["profile"].update(head_mass_kg=40.0), "profile: anthropometrics"),
-        ("session", lambda p: p.update(format="cervical-hub-record/3"), "format"),
+        ("session", lambda p: p.update(format="cervical-hub-record/4"), "format"),
+        ("session", lambda p: p.pop("kind"), "session record: kind: missing"),
+        ("session", lambda p: p.update(kind="nap"), "kind: 'nap': not one of"),
+        ("session", lambda p: p.update(kind="wear"), "a wear session has no test result"),
+        ("session", lambda p: p.update(kind="wear", guided_test=None),
+         "a wear session carries no range-of-motion assessment"),
+        ("session", lambda p: p.update(guided_test=None), "a test session needs test result"),
+        ("session", lambda p: p["guided_test"].update(outcome="abandoned"),
+         "missing: \\[\\]: contradicts the outcome 'abandoned'"),
+        ("session", lambda p: p["guided_test"].update(outcome="incomplete", missing=["flexion"]),
+         "an incomplete test carries no range-of-motion assessment"),
+        ("session", lambda p: p["guided_test"]["steps"][1].update(step="yoga"),
+         "guided_test.steps\\[1\\].step: 'yoga': not one of"),
+        ("session", lambda p: p["guided_test"]["settings"].update(step_timeout_s=-1),
+         "must be > 0"),
         ("session", lambda p: p.pop("force_confidence"), "force_confidence: missing"),
         ("epoch", lambda p: p["force_confidence"].update(threshold_of_fmax=-1), "below 0"),
         ("epoch", lambda p: p.update(usable_frames=10**6), "more than the 1000 frames"),

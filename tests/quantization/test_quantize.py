@@ -379,8 +379,9 @@ def test_assess_marker_session_end_to_end(
             "--profile", str(tmp_path / "p.toml"), "--out"]  # fmt: skip
     r = cervical(*args, str(tmp_path / "report"))
     assert r.returncode == 0, r.stderr
-    assert "flagged: right_rotation" in r.stdout
+    assert "flagged: right_rotation" in r.stdout and "Test complete" in r.stdout
     report = tmp_path / "report"
+    assert json.loads((report / "guided_test.json").read_text())["outcome"] == "complete"
     assessment = json.loads((report / "assessment.json").read_text())
     assert assessment["flagged"] == ["right_rotation"]
     rot = next(s for s in assessment["sectors"] if s["sector"] == "right_rotation")
@@ -393,6 +394,21 @@ def test_assess_marker_session_end_to_end(
     assert next(g for g in gaps["markers"] if g["marker"] == "HB")["filled"] == 1
     for png in ("forces.png", "assessment.png"):
         assert (report / png).read_bytes()[:4] == b"\x89PNG"
+    # free-living motion of the same wearer (smooth motion on every axis, no test): no deficit
+    rng = np.random.default_rng(3)
+    free_t = np.arange(0, 40, 0.01)
+    free = sum(
+        np.radians(rng.uniform(5, 25, 3))
+        * np.sin(2 * np.pi * rng.uniform(0.05, 0.6, 3) * free_t[:, None] + rng.uniform(0, 6, 3))
+        for _ in range(4)
+    )
+    write_trc(tmp_path / "free.trc", free_t, synthetic_markers(free_t, free))
+    free_args = [str(tmp_path / "free.trc") if a.endswith("session.trc") else a for a in args]
+    r = cervical(*free_args, str(tmp_path / "free"))
+    assert r.returncode == 0, r.stderr
+    assert "flagged: none" in r.stdout and "Test incomplete" in r.stdout
+    assert not (tmp_path / "free" / "assessment.json").exists()
+    assert json.loads((tmp_path / "free" / "guided_test.json").read_text())["missing"]
     # nothing is overwritten, and an untrusted key stops everything
     r = cervical(*args, str(report))
     assert r.returncode == 2 and "already exists" in r.stderr

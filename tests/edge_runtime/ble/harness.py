@@ -12,6 +12,7 @@ from bumble.transport.common import AsyncPipeSink
 
 from edge_runtime.ble.identity import BleIdentity
 from edge_runtime.ble.radio import VirtualRadio
+from edge_runtime.ble.server import WithoutGuidedTests
 from edge_runtime.ble.service import run_gatt_server
 from edge_runtime.contracts.anthropometrics import Anthropometrics
 from edge_runtime.hub.config import BleSettings
@@ -21,7 +22,7 @@ from edge_runtime.hub.storage import HubStore
 PROFILE = Anthropometrics("female", 1.64, 61.0, 0.105, 0.36, 4.1)
 
 
-class StoreHub:
+class StoreHub(WithoutGuidedTests):
     """HubAccess over a real record store (no model: installs are refused)."""
 
     def __init__(self, store: HubStore) -> None:

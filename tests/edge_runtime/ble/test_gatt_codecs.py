@@ -11,7 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge_runtime.contracts import gatt
+from edge_runtime.contracts import gatt_guided as wire
 from edge_runtime.contracts.anthropometrics import Anthropometrics
+from edge_runtime.contracts.guided_test import StepProgress
 
 PROFILE = Anthropometrics("female", 1.64, 61.0, 0.105, 0.36, 4.1)
 RECORD = gatt.SyncRecord(7, "2026-11-24T10:00:00.000+00:00", "epoch", "s1", '{"a":1}')
@@ -55,6 +57,25 @@ def test_round_trips() -> None:
     ):
         assert type(value).from_bytes(bytes(value)) == value
     assert len(bytes(gatt.ProfilePayload(PROFILE))) == 22  # one read at the default MTU 23
+
+
+def test_guided_test_payloads_golden_and_round_trips() -> None:
+    assert bytes(wire.GuidedRequest(wire.GuidedOp.START)) == b"\x01"
+    response = wire.GuidedResponse(wire.GuidedOp.START, wire.GuidedStatus.NO_MODEL, "no model")
+    assert bytes(response) == b"\x01\x01\x01no model"
+    step = wire.GuidedStep(StepProgress(2, "right_bend", "done", 12.345, 38.52))
+    # kind, index, step 3 of TEST_STEPS, state 1 (done), 12,345 ms, 3,852 cdeg
+    assert bytes(step) == struct.pack("<BBBBIh", 2, 2, 3, 1, 12345, 3852)
+    assert len(bytes(step)) <= 20  # one indication at the default MTU
+    end = wire.GuidedEnd("incomplete", ("calibrate", "left_rotation"), "a step timed out")
+    assert bytes(end)[:4] == struct.pack("<BBH", 3, 1, 1 | 1 << 9)
+    nod = wire.GuidedStep(StepProgress(1, "flexion", "done", 20.0, None))
+    for value in (response, step, end, nod, wire.GuidedEnd("complete", ())):
+        assert wire.decode_indication(bytes(value)) == value
+    with pytest.raises(gatt.ProtocolError, match="complete with missing"):
+        wire.GuidedEnd.from_bytes(struct.pack("<BBH", 3, 0, 2))
+    with pytest.raises(gatt.ProtocolError, match="unknown kind 9"):
+        wire.decode_indication(b"\x09")
 
 
 def test_record_stream_reassembles_any_cuts_and_detects_loss() -> None:
@@ -102,6 +123,8 @@ DECODERS = [
     gatt.ModelChunk.from_bytes,
     gatt.StatusPayload.from_bytes,
     gatt.RecordFrame.decode_body,
+    wire.GuidedRequest.from_bytes,
+    wire.decode_indication,
 ]
 
 
@@ -118,7 +141,8 @@ def test_decoders_raise_only_protocol_errors(decode: object, data: bytes) -> Non
     if refusal is not None:
         assert refusal.payload and refusal.reason  # it names the payload and what was wrong
     else:
-        assert type(decoded).__module__ == gatt.__name__  # accepted: a payload of the contract
+        # accepted: a payload of the contract
+        assert type(decoded).__module__ in (gatt.__name__, wire.__name__)
 
 
 @FUZZ
