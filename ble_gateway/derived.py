@@ -28,7 +28,7 @@ from edge_runtime.contracts.record_payloads import (
 )
 
 log = logging.getLogger(__name__)
-DERIVED_VERSION = 4  # 4: the forces' low-confidence share
+DERIVED_VERSION = 5  # 4: the forces' low-confidence share; 5: the session's kind
 
 
 @dataclass
@@ -107,6 +107,7 @@ def _session_rows(device_id: int, r: SyncRecord, p: SessionRecord) -> DerivedRow
             "out_of_range_frames": p.out_of_range.frames,
             "low_confidence_fraction": _low_fraction(p.confidence),
             "note": p.assessment_note,
+            "kind": p.kind,
         }
     )
     if assessment is not None:

@@ -122,6 +122,7 @@ sessions = Table(
     # share of the force frames of low confidence, left out of the forces (None: not scored)
     Column("low_confidence_fraction", Float),
     Column("note", Text),
+    Column("kind", String(8)),  # wear or test (None: a hub before guided tests)
 )
 session_directions = Table(
     "session_directions",

@@ -132,7 +132,8 @@ def test_tiny_demo_runs_every_stage_and_leaves_its_outputs(
         and e["resource"].get("interpretation", [{}])[0].get("coding", [{}])[0].get("code") == "L"
     }
     assert low == set(scenario.RESTRICTED)
-    assert len((out / "sessions.csv").read_text().strip().splitlines()) == 2  # header + 1
+    rows = (out / "sessions.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + len(sessions)  # header + one per session, wear and test
     assert stat.S_IMODE((out / "web-login.txt").stat().st_mode) == 0o600
     web = summary["web_view"]
     base = web["url"].split("/patients/")[0]

@@ -151,6 +151,7 @@ class SessionRow:
     low_confidence_fraction: float | None  # of the force frames; None: not checked
     note: str | None
     reviewed_by: str | None
+    kind: str | None = None  # wear or test (None: recorded before guided tests)
 
     @property
     def open_flags(self) -> tuple[str, ...]:
@@ -229,7 +230,8 @@ class PatientHistory:
                 f"{beyond[-1].started_utc:%Y-%m-%d}."
             )
         out += self._confidence_warnings()
-        unassessed = [s for s in self.sessions if not s.assessed]
+        # wear is never assessed (range is judged in guided tests): only tests are missing one
+        unassessed = [s for s in self.sessions if not s.assessed and s.kind != "wear"]
         if unassessed:
             notes = Counter(s.note or s.end_reason or "no assessment" for s in unassessed)
             text = "; ".join(f"{n} x {reason}" for reason, n in notes.most_common())
@@ -307,6 +309,7 @@ def _session_columns() -> list[Any]:
         sessions.c.low_confidence_fraction,
         sessions.c.note,
         reviews.c.username,
+        sessions.c.kind,
     ]
 
 
@@ -327,6 +330,7 @@ def _session_row(r: Any) -> SessionRow:
         None if r[11] is None else float(r[11]),
         r[12],
         r[13],
+        r[14],
     )
 
 

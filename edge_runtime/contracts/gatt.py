@@ -11,6 +11,7 @@ profile            read, write                 ``ProfilePayload`` (22 bytes: fit
 model control      write, indicate             ``ModelRequest`` in, ``ModelResponse`` out
 model data         write                       ``ModelChunk`` (offset-addressed)
 status             read                        ``StatusPayload``
+test control       write, indicate             ``gatt_guided``: a guided range-of-motion test
 =================  ==========================  ===============================================
 
 Every characteristic of the Cervical service needs an encrypted link whose key came from an

@@ -186,3 +186,32 @@ def test_a_store_with_bad_records_from_before_is_healed_on_opening(tmp_path: Pat
         groups = db.execute(select(session_forces.c.muscle_group).distinct()).scalars().all()
     assert all("$" not in g for g in groups)
     store.close()
+
+
+def test_wear_sessions_are_kept_apart_and_never_reported_as_missing_an_assessment(
+    tmp_path: Path,
+) -> None:
+    """A wear session carries no assessment by design: it is stored with its kind and the
+    review does not count it among the sessions that lack one (an incomplete test is counted)."""
+    from ble_gateway.web.review import patient_history
+    from ble_gateway.web.synthetic import guided_test_result
+
+    store = ClinicStore(tmp_path / "clinic.db")
+    device = store.device_id(DeviceKey("AA:BB:CC:DD:EE:FF", "00" * 16), "1.0.0")
+    store.assign_device(device, PATIENT.code)
+    wear = _session_payload() | {
+        "kind": "wear", "guided_test": None, "assessment": None,
+        "assessment_note": "wear: range of motion is judged in guided tests only",
+    }  # fmt: skip
+    undone = guided_test_result(False)
+    incomplete = _session_payload(1) | {
+        "guided_test": undone.to_dict(), "assessment": None, "assessment_note": undone.words(),
+    }  # fmt: skip
+    store.add_records(device, [_session(1, wear, "w1"), _session(2, _session_payload(2), "t1")])
+    history = patient_history(store.engine, PATIENT.code)
+    assert sorted(s.kind or "" for s in history.sessions) == ["test", "wear"]
+    assert not any("without a range-of-motion assessment" in w for w in history.warnings())
+    store.add_records(device, [_session(3, incomplete, "t2")])
+    warnings = " ".join(patient_history(store.engine, PATIENT.code).warnings())
+    assert "1 session(s) without a range-of-motion assessment: 1 x Test incomplete" in warnings
+    store.close()
