@@ -172,6 +172,7 @@ def measure_assessment(
         "specificity": c.specificity,
         "healthy_subjects": c.healthy_subjects,
         "healthy_subjects_flagged": c.healthy_subjects_flagged,
+        "guided_tests_incomplete": c.tests_incomplete,
         "min_deficit_deg": config.min_deficit_deg,
         "angle_rmse_deg_mean": [float(v) for v in rmse.mean(axis=0)],
         "angle_rmse_deg_p95": [float(v) for v in np.percentile(rmse, 95, axis=0)],
@@ -219,6 +220,7 @@ def bench_assessment(
     Console().print(
         f"sensitivity {f['sensitivity']:.4f}, specificity {f['specificity']:.4f}; healthy subjects "
         f"flagged {f['healthy_subjects_flagged']}/{f['healthy_subjects']}; insufficient-data "
-        f"sectors {f['insufficient_data']}; fused neck-angle RMSE (ext, bend, rot) {rmse} deg; "
+        f"sectors {f['insufficient_data']}; guided tests not complete "
+        f"{f['guided_tests_incomplete']}; fused neck-angle RMSE (ext, bend, rot) {rmse} deg; "
         f"{f['seconds_per_subject'] * 1000:.0f} ms per subject"
     )

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_runtime.contracts.envelope import MotionEnvelope
-from edge_runtime.contracts.guided_test import DIRECTION_ORDER
+from edge_runtime.contracts.guided_test import DIRECTION_ORDER, GuidedTestResult, GuidedTestRunner
 from edge_runtime.contracts.guided_test import direction_unit as sector_direction
 from edge_runtime.contracts.neck_angles import rotation_from_neck_angles
 from edge_runtime.contracts.rom_assessment import (
@@ -108,8 +108,9 @@ def protocol_angles(
 @dataclass(frozen=True)
 class SyntheticResult:
     subject: SyntheticSubject
-    assessment: RomAssessment
+    assessment: RomAssessment | None  # None: the guided test was not complete
     angle_rmse_deg: FloatArray  # (3,) fused vs true neck angles
+    guided_test: GuidedTestResult
 
 
 def run_subject(
@@ -133,8 +134,17 @@ def run_subject(
     )
     measured = kin.angles_rad[warmup:]
     rmse = np.degrees(np.sqrt(np.nanmean((measured - truth) ** 2, axis=0)))
-    assessment = assess_session(kin.t_s[warmup:], measured, envelope, config)
-    return SyntheticResult(subject, assessment, rmse)
+    # the hub judges range only in a complete guided test: follow it on the fused angles
+    t_test = kin.t_s[warmup:] - kin.t_s[warmup]
+    runner = GuidedTestRunner(0.0)
+    runner.start()
+    runner.calibrated(nod_end, nod)
+    runner.push(t_test, measured, np.asarray(np.isfinite(measured).all(axis=1)))
+    test = runner.result or runner.abort("the recording ended before the test did")
+    assessment = None
+    if test.complete:
+        assessment = assess_session(kin.t_s[warmup:], measured, envelope, config)
+    return SyntheticResult(subject, assessment, rmse, test)
 
 
 @dataclass(frozen=True)
@@ -146,6 +156,7 @@ class Confusion:
     insufficient: int = 0
     healthy_subjects: int = 0
     healthy_subjects_flagged: int = 0
+    tests_incomplete: int = 0  # guided tests the runner did not find complete
 
     @property
     def sensitivity(self) -> float:
@@ -157,10 +168,12 @@ class Confusion:
 
 
 def confusion(results: list[SyntheticResult]) -> Confusion:
-    tp = fn = fp = tn = insufficient = healthy = healthy_flagged = 0
+    """Sector counts; a test that was not complete flags nothing (its restrictions are missed)."""
+    tp = fn = fp = tn = insufficient = healthy = healthy_flagged = incomplete = 0
     for r in results:
-        flagged = set(r.assessment.flagged)
-        insufficient += len(r.assessment.insufficient)
+        flagged = set(r.assessment.flagged) if r.assessment else set()
+        insufficient += len(r.assessment.insufficient) if r.assessment else 0
+        incomplete += not r.guided_test.complete
         for s in SECTORS:
             restricted = s in r.subject.restricted
             if restricted and s in flagged:
@@ -174,4 +187,4 @@ def confusion(results: list[SyntheticResult]) -> Confusion:
         if not r.subject.restricted:
             healthy += 1
             healthy_flagged += bool(flagged)
-    return Confusion(tp, fn, fp, tn, insufficient, healthy, healthy_flagged)
+    return Confusion(tp, fn, fp, tn, insufficient, healthy, healthy_flagged, incomplete)

@@ -48,6 +48,7 @@ def test_synthetic_flags_sensitivity_and_specificity() -> None:
     f = measure_assessment(box_envelope(), 40, seed=5, config=AssessmentConfig())
     assert f["sensitivity"] >= 0.95 and f["specificity"] >= 0.95, f
     assert f["healthy_subjects_flagged"] == 0 and f["insufficient_data"] == 0
+    assert f["guided_tests_incomplete"] == 0  # every performed test is found complete
 
 
 def test_calibration_needs_a_nod() -> None:
