@@ -140,7 +140,7 @@ def run_subject(
     runner.start()
     runner.calibrated(nod_end, nod)
     runner.push(t_test, measured, np.asarray(np.isfinite(measured).all(axis=1)))
-    test = runner.result or runner.abort("the recording ended before the test did")
+    test = runner.end_of_recording(float(t_test[-1]))
     assessment = None
     if test.complete:
         assessment = assess_session(kin.t_s[warmup:], measured, envelope, config)

@@ -298,6 +298,19 @@ class GuidedTestRunner:
             progress += self._frame(float(t_s[i]), angles_rad[i])
         return progress
 
+    def end_of_recording(self, t_s: float) -> GuidedTestResult:
+        """A recording (offline) ended at ``t_s``: the active step ends as at its timeout (done
+        if the movement was made), the steps after it are missing (an incomplete test)."""
+        if self.result is None and self.index > 0:
+            self._finish_step("done" if self._attempted() else "missed", t_s)
+        if self.result is None:
+            done = {r.step for r in self.results if r.state == "done"}
+            missing = tuple(s for s in TEST_STEPS if s not in done)
+            reason = "the recording ended before the test did"
+            self.result = GuidedTestResult("incomplete", tuple(self.results), missing, reason,
+                                           self.settings)  # fmt: skip
+        return self.result
+
     def abort(self, reason: str) -> GuidedTestResult:
         """End the test now (the gateway's abort, the session ended); what remains is missing."""
         if self.result is None:

@@ -142,17 +142,14 @@ def find_guided_test(
 ) -> GuidedTestResult:
     """The guided test's runner over a whole recording. Markers need no calibration, so that
     step is done once the recording's first movement, the nod, is back at the centre (a first
-    movement that is not a nod leaves every direction to find); a test not finished by the last
-    frame is incomplete, what remains missing."""
+    movement that is not a nod leaves every direction to find); at the last frame the active step
+    ends as at its timeout and what remains is missing."""
     runner = GuidedTestRunner(float(t_s[0]))
     runner.start()
     nod, nod_end_s = _first_movement(t_s, angles_rad, valid, runner.settings)
     runner.calibrated(nod_end_s, nod)
     runner.push(t_s, angles_rad, valid)
-    if runner.result is not None:
-        return runner.result
-    ended = runner.abort("the recording ended before the test did")
-    return GuidedTestResult("incomplete", ended.steps, ended.missing, ended.reason, ended.settings)
+    return runner.end_of_recording(float(t_s[-1]))
 
 
 def _first_movement(

@@ -142,3 +142,20 @@ def test_the_result_reads_back_and_bad_settings_are_refused() -> None:
         GuidedTestSettings(step_timeout_s=0)
     with pytest.raises(GuidedTestError, match="unknown setting"):
         GuidedTestSettings.from_dict({"timeout": 3})
+
+
+def test_a_recording_that_ends_in_the_last_return_is_complete_one_cut_short_is_not() -> None:
+    """Offline, the end of the recording ends the active step as its timeout would: done if the
+    movement was made; the steps never reached are missing."""
+    t, angles, nod_end = _protocol()
+    last = len(t) - int(1.0 * RATE_HZ)  # the last rest and half of the return cut off
+    runner = GuidedTestRunner(0.0)
+    _run(runner, t[:last], angles[:last], nod_end)
+    assert runner.result is None  # online, it would wait for the return
+    assert runner.end_of_recording(float(t[last - 1])).complete
+    half = _stroke_start(t, nod_end, "left_rotation") + 150  # in the left rotation's movement
+    runner = GuidedTestRunner(0.0)
+    _run(runner, t[:half], angles[:half], nod_end)
+    result = runner.end_of_recording(float(t[half - 1]))
+    assert result.outcome == "incomplete" and result.missing == ("right_rotation",)
+    assert "recording ended" in result.reason
