@@ -33,6 +33,7 @@ EARTH_DIP_DEG = 60.0
 NEUTRAL_FACING_NORTH = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 HEAD_SENSOR_LEVER_M = np.array([0.02, 0.22, 0.0])  # from the lower neck, in head axes
 TRUNK_SENSOR_LEVER_M = np.array([-0.08, -0.05, 0.0])  # on the upper back, in trunk axes
+WARMUP_TAU_S = 600.0  # a body-worn sensor's approach to skin temperature
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ class ImuErrors:
     gyr_noise_deg_s: float = 0.1
     gyr_bias_deg_s: float = 1.0  # per axis, uniform in +-
     gyr_bias_walk_deg_s_per_sqrt_s: float = 0.005
+    # the zero-rate level's change as the sensor warms to skin temperature (per axis, uniform in
+    # +-, reached with a 10 min time constant); 0: none, and no random draw for it
+    gyr_bias_warmup_deg_s: float = 0.0
     acc_noise_m_s2: float = 0.02
     acc_bias_m_s2: float = 0.05
     mag_noise_ut: float = 0.5
@@ -172,6 +176,9 @@ def _render_imu(
     ) * math.sqrt(dt)  # fmt: skip
     gyr = gyr + rng.uniform(-1, 1, 3) * math.radians(err.gyr_bias_deg_s) + walk
     gyr += rng.normal(size=(n, 3)) * math.radians(err.gyr_noise_deg_s)
+    if err.gyr_bias_warmup_deg_s:
+        warm = 1.0 - np.exp(-(t - t[0]) / WARMUP_TAU_S)
+        gyr += rng.uniform(-1, 1, 3) * math.radians(err.gyr_bias_warmup_deg_s) * warm[:, None]
     acc = (
         acc
         + rng.uniform(-1, 1, 3) * err.acc_bias_m_s2
