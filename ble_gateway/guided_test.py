@@ -96,8 +96,8 @@ async def run_guided_test(
                 if not started:
                     raise
                 raise GuidedTestLinkLostError(
-                    f"{address}: the link dropped during the test ({exc}); the hub abandoned it "
-                    "and stored it as abandoned: start a new test"
+                    f"{address}: the link to the hub failed during the test ({exc}); the hub "
+                    "abandons a test whose link drops and stores it as abandoned: start a new test"
                 ) from exc
             if isinstance(item, wire.GuidedResponse):
                 if item.op is not wire.GuidedOp.START:

@@ -10,6 +10,7 @@ import itertools
 import json
 import random
 import shutil
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -224,3 +225,41 @@ def test_fresh_hub_waits_for_its_first_model_then_measures_with_the_profile_it_w
         assert (hub_dir / "models" / "current").is_symlink()
 
     asyncio.run(main())
+
+
+def test_gateway_test_command_runs_a_guided_test_on_the_hub_daemon(
+    quantized_bundle: Path, signing_keys: tuple[Path, Path], wearer: Anthropometrics, tmp_path: Path
+) -> None:
+    """``cervical gateway test`` (its own process, its own bond) against the hub daemon (its own
+    process, simulated sensors paced at 10x): the terminal says the prompts and the result, the
+    exit code says whether the test was complete, and the hub stored that test session. On a
+    busy machine the command may start after the first nod; the sensors repeat the protocol,
+    and whatever the outcome, both sides must tell the same one."""
+    hub_dir = tmp_path / "hub"
+    hub_dir.mkdir()
+
+    async def main() -> tuple[subprocess.CompletedProcess[str], list[dict[str, object]]]:
+        async with hub_on_radio(
+            hub_dir, quantized_bundle, signing_keys[1], wearer, 10, "sim:seed=3,repeats=2",
+            replay_speed=10.0,
+        ) as (radio, _hub, address, passkey):  # fmt: skip
+            port = await radio.serve(0)  # a second host for the command's own gateway
+            command = [CERVICAL, "gateway", "test", "--device", address, "--radio",
+                       f"bumble:tcp-client:127.0.0.1:{port}", "--state-dir",
+                       str(tmp_path / "gw"), "--passkey", f"{passkey:06d}"]  # fmt: skip
+            run = await asyncio.to_thread(
+                subprocess.run, command, capture_output=True, text=True, timeout=600
+            )
+            with HubStore(hub_dir / "hub.db") as store:
+                return run, [r.payload for r in store.records_of_kind("session")]
+
+    run, sessions = asyncio.run(main())
+    assert run.returncode in (0, 1), run.stderr[-3000:]
+    assert "> Sit upright and look straight ahead" in run.stdout
+    tests = [s for s in sessions if s["kind"] == "test"]
+    assert len(tests) == 1, sessions
+    outcome = tests[0]["guided_test"]["outcome"]  # type: ignore[index]
+    assert (run.returncode == 0) == (outcome == "complete")
+    assert ("Test complete" in run.stdout) == (outcome == "complete")
+    if outcome == "complete":
+        assert tests[0]["assessment"] is not None
