@@ -1,5 +1,6 @@
 """``cervical bench model-runtime``: float32 vs int8 TFLite on the hub runtime, side by side;
-``cervical bench assessment``: the range-of-motion flags on synthetic subjects.
+``cervical bench assessment``: the range-of-motion flags on synthetic subjects performing the
+guided test, and on healthy wearers' free-living wear (which must never show a deficit).
 
 Latency per sample of ``invoke`` (with set/get tensor) at batch 1 and batched, and of the whole
 hub path (normalise, quantise, invoke, dequantise, forces in N) at batch 1, for both models,
@@ -25,9 +26,14 @@ from edge_runtime.contracts.anthropometrics import Anthropometrics
 from edge_runtime.contracts.envelope import ENVELOPE_GRID_FORMAT, EnvelopeGrid, MotionEnvelope
 from edge_runtime.contracts.errors import ContractError
 from edge_runtime.contracts.force_model import ForceModel, runtime_name
-from edge_runtime.contracts.rom_assessment import AssessmentConfig
+from edge_runtime.contracts.guided_test import find_guided_test
+from edge_runtime.contracts.neck_angles import rotation_from_neck_angles
+from edge_runtime.contracts.rom_assessment import AssessmentConfig, assess_session
 from edge_runtime.contracts.training_run import RunLayout, RunManifest
+from edge_runtime.fusion import neck_kinematics_from_imus
+from edge_runtime.imu_sim import SimulationSetup, simulate_imus
 from edge_runtime.synthetic import confusion, random_subject, run_subject
+from edge_runtime.wear_sim import NEUTRAL_S, free_living_angles, nod_window_s
 
 
 def _per_sample_us(fn: Callable[[], Any], samples: int, repeats: int) -> float:
@@ -180,6 +186,41 @@ def measure_assessment(
     }
 
 
+def measure_wear(
+    source: EnvelopeGrid | MotionEnvelope, wearers: int, minutes: float, seed: int,
+    config: AssessmentConfig, progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Healthy wearers' free-living wear (``wear_sim``) through simulated IMUs and fusion, then
+    the offline test detector (``find_guided_test``): a wear session taken for a complete test
+    would be assessed, and any flag there is a false deficit. (The hub never assesses wear: only
+    a test the gateway started, so there the count is zero by construction.)"""
+    rng = np.random.default_rng(seed + 1)
+    neutral, nod = nod_window_s()
+    taken = flagged = 0
+    for i in range(wearers):
+        if isinstance(source, EnvelopeGrid):
+            values = {k: float(rng.uniform(v[0], v[-1])) for k, v in source.axes.items()}
+            envelope, _ = source.for_subject(Anthropometrics("female", 1.70, **values))
+        else:
+            envelope = source
+        t, truth = free_living_angles(minutes * 60.0, seed + 100_000 + i)
+        setup = SimulationSetup(calm_s=NEUTRAL_S)
+        sim = simulate_imus(t, rotation_from_neck_angles(truth), setup, seed=seed + 100_000 + i)
+        kin = neck_kinematics_from_imus(sim.head, sim.trunk, neutral, nod)
+        test = find_guided_test(kin.t_s, kin.angles_rad, kin.valid)
+        if test.complete:
+            taken += 1
+            flagged += bool(assess_session(kin.t_s, kin.angles_rad, envelope, config).flagged)
+        if progress:
+            progress(i + 1)
+    return {
+        "wear_sessions": wearers,
+        "wear_minutes": minutes,
+        "wear_sessions_taken_for_tests": taken,
+        "wear_sessions_with_deficit_flags": flagged,
+    }
+
+
 def bench_assessment(
     envelope: Annotated[
         Path,
@@ -188,10 +229,13 @@ def bench_assessment(
     subjects: Annotated[int, typer.Option(min=2)] = 1000,
     seed: Annotated[int, typer.Option(min=0)] = 0,
     min_deficit_deg: Annotated[float, typer.Option(help="Flag threshold (deg).", min=0)] = 12.0,
+    wear_sessions: Annotated[int, typer.Option(min=0, help="Healthy wearers' wear.")] = 50,
+    wear_minutes: Annotated[float, typer.Option(min=1.0, help="Each wear session.")] = 30.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Sector-level sensitivity and specificity of the range-of-motion flags on synthetic subjects
-    (half healthy, half with 1-3 restricted sectors) rendered through simulated IMUs and fusion."""
+    (half healthy, half with 1-3 restricted sectors) performing the guided test, rendered through
+    simulated IMUs and fusion; and healthy wearers' free-living wear that must flag nothing."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     err = Console(stderr=True)
@@ -206,6 +250,9 @@ def bench_assessment(
         task = bar.add_task("subjects", total=subjects)
         f = measure_assessment(source, subjects, seed, config,
                                lambda done: bar.update(task, completed=done))  # fmt: skip
+        wear = bar.add_task("wear sessions", total=wear_sessions)
+        f |= measure_wear(source, wear_sessions, wear_minutes, seed, config,
+                          lambda done: bar.update(wear, completed=done))  # fmt: skip
     if as_json:
         print(json.dumps(f))
         return
@@ -222,5 +269,8 @@ def bench_assessment(
         f"flagged {f['healthy_subjects_flagged']}/{f['healthy_subjects']}; insufficient-data "
         f"sectors {f['insufficient_data']}; guided tests not complete "
         f"{f['guided_tests_incomplete']}; fused neck-angle RMSE (ext, bend, rot) {rmse} deg; "
+        f"wear: {f['wear_sessions']} sessions of {f['wear_minutes']:g} min, "
+        f"{f['wear_sessions_taken_for_tests']} taken for a test, "
+        f"{f['wear_sessions_with_deficit_flags']} with deficit flags; "
         f"{f['seconds_per_subject'] * 1000:.0f} ms per subject"
     )

@@ -227,15 +227,34 @@ def direction_unit(name: str) -> FloatArray:
     return np.array([math.cos(theta), math.sin(theta), 0.0])
 
 
+def in_sector(angles_rad: FloatArray, name: str) -> bool:
+    """Whether a posture (extension, right bend, left rotation; rad) lies in a direction's sector:
+    the assessment's 45-deg planar sectors with the bending plane dominant over rotation, or
+    rotation to that side dominant over the planar excursion."""
+    e, b, r = (float(v) for v in angles_rad)
+    rho = math.hypot(e, b)
+    if name in AXIAL_SECTORS:
+        return (r > 0) == (name == "left_rotation") and abs(r) >= rho
+    theta = math.atan2(b, e) % (2 * math.pi)
+    nearest = round(theta / (2 * math.pi / 8)) % 8
+    return rho >= abs(r) and SECTORS[nearest] == name
+
+
 class GuidedTestRunner:
     """Follows one test from its start (module docstring). Feed it the session's calibrated
     frames (``push``) and tell it when the calibration was found (``calibrated``); every call
     returns the progress it made. Times are the session's (s); the runner reports them from the
     test's start."""
 
-    def __init__(self, t0_s: float, settings: GuidedTestSettings | None = None) -> None:
+    def __init__(
+        self, t0_s: float, settings: GuidedTestSettings | None = None, unprompted: bool = False
+    ) -> None:
         self.settings = settings or GuidedTestSettings()
         self.t0_s = t0_s
+        # a recording searched for a test (nobody prompted): a movement counts for a direction
+        # only while the head is inside that direction's sector, where a prompted wearer's
+        # drifting a little sideways still counts (module docstring)
+        self.unprompted = unprompted
         self.order: list[str] = list(TEST_STEPS)  # the nod's direction moves up (calibrated)
         self.nod: str | None = None
         self.index = 0
@@ -321,8 +340,9 @@ class GuidedTestRunner:
         return math.degrees(self.peak_rad) >= self.settings.min_attempt_deg
 
     def _frame(self, t: float, angles: FloatArray) -> list[StepProgress]:
-        direction = direction_unit(self.order[self.index])
-        self.peak_rad = max(self.peak_rad, float(angles @ direction))
+        name = self.order[self.index]
+        if not self.unprompted or in_sector(angles, name):
+            self.peak_rad = max(self.peak_rad, float(angles @ direction_unit(name)))
         if not self._attempted():
             return []
         if math.degrees(float(np.linalg.norm(angles))) > self.settings.centre_deg:
@@ -361,6 +381,51 @@ class GuidedTestRunner:
         if outcome == "complete":
             assert not missing
         return GuidedTestResult(outcome, tuple(self.results), missing, reason, self.settings)
+
+
+# a recording searched for a test: nobody waits for a prompt, so directions follow closely (a
+# protocol's movement out, hold and back takes 3-5 s)
+OFFLINE_SETTINGS = GuidedTestSettings(step_timeout_s=8.0)
+
+
+def find_guided_test(
+    t_s: FloatArray, angles_rad: FloatArray, valid: npt.NDArray[np.bool_]
+) -> GuidedTestResult:
+    """The guided test's runner over a whole recording of calibrated neck angles (offline: a
+    marker session, a simulated one), unprompted (each movement inside its direction's sector,
+    ``OFFLINE_SETTINGS``): the calibration step is done once the recording's first movement, the
+    nod, is back at the centre (a first
+    movement that is not a nod leaves every direction to find); at the last frame the active step
+    ends as at its timeout and what remains is missing."""
+    runner = GuidedTestRunner(float(t_s[0]), OFFLINE_SETTINGS, unprompted=True)
+    runner.start()
+    nod, nod_end_s = _first_movement(t_s, angles_rad, valid, runner.settings)
+    runner.calibrated(nod_end_s, nod)
+    runner.push(t_s, angles_rad, valid)
+    return runner.end_of_recording(float(t_s[-1]))
+
+
+def _first_movement(
+    t_s: FloatArray,
+    angles_rad: FloatArray,
+    valid: npt.NDArray[np.bool_],
+    settings: GuidedTestSettings,
+) -> tuple[str | None, float]:
+    """The direction of the recording's first movement if it is a nod (flexion or extension
+    dominant at its furthest), and when it came back to the centre."""
+    size_deg = np.degrees(np.linalg.norm(np.nan_to_num(angles_rad), axis=1))
+    usable = valid & np.isfinite(angles_rad).all(axis=1)
+    out = np.flatnonzero(usable & (size_deg >= settings.min_attempt_deg))
+    if out.size == 0:
+        return None, float(t_s[0])
+    first = int(out[0])
+    back = np.flatnonzero(usable[first:] & (size_deg[first:] <= settings.centre_deg))
+    stop = first + int(back[0]) if back.size else len(t_s) - 1
+    furthest = first + int(np.argmax(size_deg[first : stop + 1]))
+    e, b, r = angles_rad[furthest]
+    if abs(e) < max(abs(b), abs(r)):
+        return None, float(t_s[0])
+    return ("flexion" if e < 0 else "extension"), float(t_s[stop])
 
 
 SessionKind = Literal["wear", "test"]

@@ -38,11 +38,7 @@ import pyarrow.parquet as pq
 from edge_runtime.contracts.anthropometrics import Anthropometrics
 from edge_runtime.contracts.feature_spec import feature_matrix
 from edge_runtime.contracts.force_model import ForceModel
-from edge_runtime.contracts.guided_test import (
-    GuidedTestResult,
-    GuidedTestRunner,
-    GuidedTestSettings,
-)
+from edge_runtime.contracts.guided_test import find_guided_test
 from edge_runtime.contracts.model_bundle import VerifiedBundle
 from edge_runtime.contracts.neck_angles import (
     NECK_ACCELERATION_NAMES,
@@ -135,41 +131,6 @@ def assess_marker_session(
         "unfilled_gaps": sum(g.unfilled for g in kin.gaps),
         "peak_force_n": float(np.nanmax(forces)) if rows.size else math.nan,
     }
-
-
-def find_guided_test(
-    t_s: np.ndarray, angles_rad: np.ndarray, valid: np.ndarray
-) -> GuidedTestResult:
-    """The guided test's runner over a whole recording. Markers need no calibration, so that
-    step is done once the recording's first movement, the nod, is back at the centre (a first
-    movement that is not a nod leaves every direction to find); at the last frame the active step
-    ends as at its timeout and what remains is missing."""
-    runner = GuidedTestRunner(float(t_s[0]))
-    runner.start()
-    nod, nod_end_s = _first_movement(t_s, angles_rad, valid, runner.settings)
-    runner.calibrated(nod_end_s, nod)
-    runner.push(t_s, angles_rad, valid)
-    return runner.end_of_recording(float(t_s[-1]))
-
-
-def _first_movement(
-    t_s: np.ndarray, angles_rad: np.ndarray, valid: np.ndarray, settings: GuidedTestSettings
-) -> tuple[str | None, float]:
-    """The direction of the recording's first movement if it is a nod (flexion or extension
-    dominant at its furthest), and when it came back to the centre."""
-    size_deg = np.degrees(np.linalg.norm(np.nan_to_num(angles_rad), axis=1))
-    usable = valid & np.isfinite(angles_rad).all(axis=1)
-    out = np.flatnonzero(usable & (size_deg >= settings.min_attempt_deg))
-    if out.size == 0:
-        return None, float(t_s[0])
-    first = int(out[0])
-    back = np.flatnonzero(usable[first:] & (size_deg[first:] <= settings.centre_deg))
-    stop = first + int(back[0]) if back.size else len(t_s) - 1
-    furthest = first + int(np.argmax(size_deg[first : stop + 1]))
-    e, b, r = angles_rad[furthest]
-    if abs(e) < max(abs(b), abs(r)):
-        return None, float(t_s[0])
-    return ("flexion" if e < 0 else "extension"), float(t_s[stop])
 
 
 def _plot_forces(

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime.bench import measure_assessment
+from edge_runtime.bench import measure_assessment, measure_wear
 from edge_runtime.common.rotations import (
     axis_angle_matrix,
     matrix_to_quat,
@@ -49,6 +49,10 @@ def test_synthetic_flags_sensitivity_and_specificity() -> None:
     assert f["sensitivity"] >= 0.95 and f["specificity"] >= 0.95, f
     assert f["healthy_subjects_flagged"] == 0 and f["insufficient_data"] == 0
     assert f["guided_tests_incomplete"] == 0  # every performed test is found complete
+    # healthy wearers' free-living wear is never taken for a test, so it flags nothing
+    wear = measure_wear(box_envelope(), 3, 4.0, seed=5, config=AssessmentConfig())
+    assert wear == {"wear_sessions": 3, "wear_minutes": 4.0, "wear_sessions_taken_for_tests": 0,
+                    "wear_sessions_with_deficit_flags": 0}  # fmt: skip
 
 
 def test_calibration_needs_a_nod() -> None:

@@ -19,6 +19,8 @@ from edge_runtime.contracts.guided_test import (
     GuidedTestRunner,
     GuidedTestSettings,
     StepProgress,
+    find_guided_test,
+    in_sector,
 )
 from edge_runtime.contracts.record_fields import Fields
 from edge_runtime.synthetic import NEUTRAL_S, RATE_HZ, protocol_angles
@@ -159,3 +161,17 @@ def test_a_recording_that_ends_in_the_last_return_is_complete_one_cut_short_is_n
     result = runner.end_of_recording(float(t[half - 1]))
     assert result.outcome == "incomplete" and result.missing == ("right_rotation",)
     assert "recording ended" in result.reason
+
+
+def test_sectors_of_postures_and_an_unprompted_search_finds_the_performed_test() -> None:
+    deg = np.radians
+    assert in_sector(deg([30.0, 0.0, 5.0]), "extension")
+    assert in_sector(deg([20.0, 18.0, 0.0]), "extension_right_bend")
+    assert not in_sector(deg([30.0, 0.0, 5.0]), "extension_right_bend")
+    assert in_sector(deg([-5.0, 3.0, 40.0]), "left_rotation")
+    assert not in_sector(deg([-5.0, 3.0, 40.0]), "right_rotation")
+    assert not in_sector(deg([30.0, 0.0, 35.0]), "extension")  # rotation dominant
+    t, angles, _ = _protocol()
+    found = find_guided_test(t, angles, np.ones(len(t), dtype=bool))
+    assert found.complete, found  # the nod found as the first movement, each stroke in its sector
+    assert found.steps[1].step == "flexion"
