@@ -41,6 +41,7 @@ from ble_gateway.web.review import (
     ReviewError,
     confidence_words,
 )
+from ble_gateway.web.words import guided_test_words, session_kind_words
 from edge_runtime.contracts.rom_assessment import SECTORS
 
 __all__ = [
@@ -68,6 +69,8 @@ def create_app(
     )
     templates.env.filters["minutes"] = lambda s: f"{(s or 0) / 60:.1f}"
     templates.env.filters["confidence_words"] = confidence_words
+    templates.env.filters["session_kind"] = session_kind_words
+    templates.env.filters["guided_test_words"] = guided_test_words
     # the report embeds plots as images: WeasyPrint renders SVG images with its SVG engine
     templates.env.filters["svg_data_uri"] = lambda svg: (
         "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()

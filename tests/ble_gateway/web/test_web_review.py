@@ -22,6 +22,7 @@ from ble_gateway.web.review import (
     LOW_CONFIDENCE_WARN_FRACTION,
     MIN_WEAR_S_PER_DAY,
     Period,
+    SessionRow,
     confidence_words,
     patient_history,
     patients_overview,
@@ -173,3 +174,23 @@ def test_the_force_confidence_is_said_in_words_on_every_page(tmp_path: Path) -> 
     assert confidence_words(last.low_confidence_fraction) in detail.text
     assert "of trusted forces (" in detail.text
     assert confidence_words(None).startswith("not checked")
+
+
+def test_pages_name_each_session_kind_and_a_test_result_in_words(tmp_path: Path) -> None:
+    store = clinic(tmp_path, days=30)
+    history = patient_history(store.engine, PATIENT.code)
+    client = TestClient(web_app(store))
+    sign_in(client)
+    page = client.get(f"/patients/{PATIENT.code}?all=true").text
+    assert "<th>Kind</th>" in page
+    assert page.count('<td class="kind">guided test</td>') == len(history.sessions)
+    complete = next(s for s in history.sessions if s.assessed)
+    undone = next(s for s in history.sessions if not s.assessed)  # calibration never found
+
+    def kind_row(s: SessionRow) -> str:
+        detail = client.get(f"/patients/{PATIENT.code}/sessions/{s.device_id}/{s.session_id}")
+        return detail.text.split('id="session-kind">')[1].split("</td>")[0]
+
+    assert kind_row(complete) == "guided test: Test complete: every direction was performed."
+    assert kind_row(undone).startswith("guided test: Test incomplete (a step timed out")
+    assert "No range-of-motion result is given." in kind_row(undone)
