@@ -45,7 +45,13 @@ from edge_runtime.common.numbers import is_finite_number
 from edge_runtime.contracts.errors import ContractError
 from edge_runtime.contracts.hub_records import RECORD_FORMAT_1, RECORD_FORMAT_2
 from edge_runtime.contracts.record_fields import NAME_PATTERN, Fields
-from edge_runtime.contracts.rom_assessment import AXIAL_SECTORS, SECTORS, planar_sector_centre_rad
+from edge_runtime.contracts.rom_assessment import (
+    AXIAL_SECTORS,
+    PLANAR_SECTORS,
+    SECTOR_WIDTH_RAD,
+    SECTORS,
+    planar_sector_centre_rad,
+)
 
 FloatArray = npt.NDArray[np.float64]
 CALIBRATE = "calibrate"
@@ -236,8 +242,8 @@ def in_sector(angles_rad: FloatArray, name: str) -> bool:
     if name in AXIAL_SECTORS:
         return (r > 0) == (name == "left_rotation") and abs(r) >= rho
     theta = math.atan2(b, e) % (2 * math.pi)
-    nearest = round(theta / (2 * math.pi / 8)) % 8
-    return rho >= abs(r) and SECTORS[nearest] == name
+    nearest = round(theta / SECTOR_WIDTH_RAD) % len(PLANAR_SECTORS)  # as the assessment does
+    return rho >= abs(r) and PLANAR_SECTORS[nearest] == name
 
 
 class GuidedTestRunner:
