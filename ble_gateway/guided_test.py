@@ -3,11 +3,12 @@ step, report the result in words. A library API that any front end drives (a pho
 screens, a desktop window, a voice); ``cervical gateway test --device ADDR`` is its terminal
 front end.
 
-A test is interactive, so it runs on one connection and is never silently retried: if the link
-drops, the hub abandons the test (nobody prompts the wearer any more) and stores it as abandoned,
-and ``run_guided_test`` raises ``GuidedTestLinkLostError`` saying so; the front end offers to start
-again. A hub that refuses (no model, a test already running, no envelope) raises
-``HubRefusedError`` with the hub's words.
+A test is interactive, so once the hub has started it, it runs on that one connection and is never
+silently retried (connecting before that is retried as usual): if the link drops, the hub abandons
+the test (nobody prompts the wearer any more) and stores it as abandoned, and ``run_guided_test``
+raises ``GuidedTestLinkLostError`` saying so; the front end offers to start again. A hub that
+refuses (no model, a test already running, no envelope) raises ``HubRefusedError`` with the hub's
+words.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, Literal
 
 from ble_gateway.errors import GatewayError
 from ble_gateway.hub_client import (
+    HubConnection,
     HubRefusedError,
     LinkLostError,
     RetryPolicy,
@@ -70,11 +72,12 @@ async def run_guided_test(
     on_guidance: Callable[[Guidance], None],
     policy: RetryPolicy | None = None,
 ) -> wire.GuidedEnd:
-    """Start a guided test on the hub and follow it to its end (module docstring)."""
+    """Start a guided test on the hub and follow it to its end (module docstring). Connecting is
+    retried like any operation until the hub has answered START; after that a failed link ends
+    the call (the hub abandons a test whose link drops), never a silent second test."""
     policy = policy or RetryPolicy()
-    connect_policy = RetryPolicy(**{**policy.__dict__, "max_attempts": 1})
 
-    async def work(hub: Any) -> wire.GuidedEnd:
+    async def work(hub: HubConnection) -> wire.GuidedEnd:
         queue: asyncio.Queue[wire.GuidedResponse | wire.GuidedStep | wire.GuidedEnd] = (
             asyncio.Queue()
         )
@@ -113,7 +116,7 @@ async def run_guided_test(
             if isinstance(item, wire.GuidedEnd):
                 return item
 
-    result: wire.GuidedEnd = await with_attempts(radio, address, connect_policy, work, lambda: 0)
+    result: wire.GuidedEnd = await with_attempts(radio, address, policy, work, lambda: 0)
     return result
 
 
@@ -123,7 +126,7 @@ async def abort_guided_test(
     """Stop the test running on the hub (False: none was running); it is stored as abandoned."""
     policy = policy or RetryPolicy()
 
-    async def work(hub: Any) -> bool:
+    async def work(hub: HubConnection) -> bool:
         queue: asyncio.Queue[Any] = asyncio.Queue()
 
         def on_indication(_: Any, data: bytearray) -> None:
