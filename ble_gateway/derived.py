@@ -13,6 +13,7 @@ nothing, and never blocks the records after it or any page.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -28,7 +29,7 @@ from edge_runtime.contracts.record_payloads import (
 )
 
 log = logging.getLogger(__name__)
-DERIVED_VERSION = 5  # 4: the forces' low-confidence share; 5: the session's kind
+DERIVED_VERSION = 6  # 4: the forces' low-confidence share; 5: the session's kind; 6: days
 
 
 @dataclass
@@ -39,6 +40,7 @@ class DerivedRows:
     directions: list[dict[str, Any]] = field(default_factory=list)
     forces: list[dict[str, Any]] = field(default_factory=list)
     epochs: list[dict[str, Any]] = field(default_factory=list)
+    monitoring: list[dict[str, Any]] = field(default_factory=list)  # wear sessions' blocks
     quarantine: list[dict[str, Any]] = field(default_factory=list)
 
     def extend(self, other: DerivedRows) -> None:
@@ -46,6 +48,7 @@ class DerivedRows:
         self.directions += other.directions
         self.forces += other.forces
         self.epochs += other.epochs
+        self.monitoring += other.monitoring
         self.quarantine += other.quarantine
 
 
@@ -110,6 +113,10 @@ def _session_rows(device_id: int, r: SyncRecord, p: SessionRecord) -> DerivedRow
             "kind": p.kind,
         }
     )
+    if p.monitoring is not None:
+        out.monitoring.append(
+            {**key, "day": p.monitoring.day, "block": json.dumps(p.monitoring.to_dict())}
+        )
     if assessment is not None:
         threshold = assessment.config.min_deficit_deg
         out.directions += [

@@ -13,8 +13,11 @@ Tables:
 * derived from the records (``ble_gateway.derived``; rebuilt when their shape changes):
   ``sessions`` (one row per session summary, its main figures as columns),
   ``session_directions`` (the ROM assessment per direction), ``session_forces`` (force
-  statistics per muscle group), ``summaries`` (one row per 10 s epoch) and ``quarantine``
-  (records that did not read as their kind's payload, with the reason; they derive nothing).
+  statistics per muscle group), ``summaries`` (one row per 10 s epoch), ``session_monitoring``
+  (each wear session's monitoring block), ``days`` (per device and local day, the day's
+  summary: its sessions' blocks summed, ``contracts.daily``, redone whenever a block of that day
+  arrives) and ``quarantine`` (records that did not read as their kind's payload, with the
+  reason; they derive nothing).
 * ``reviews``: sessions whose flags a clinician marked as seen (the web view writes them).
 
 Everything from one sync batch is committed in one transaction, and the gateway acknowledges
@@ -23,6 +26,7 @@ records to the hub only after that commit returned.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Sequence
@@ -55,7 +59,10 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from ble_gateway.derived import DERIVED_VERSION, derive
 from ble_gateway.errors import GatewayError
 from edge_runtime.common.text import printable
+from edge_runtime.contracts.daily import DailySummary, DayFigures, daily_summaries
 from edge_runtime.contracts.gatt import SyncRecord
+from edge_runtime.contracts.record_fields import Fields
+from edge_runtime.contracts.wear_monitoring import DIRECTIONS, WearMonitoring
 
 log = logging.getLogger(__name__)
 PATIENT_CODE = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -159,6 +166,35 @@ summaries = Table(
     Column("usable_fraction", Float),
     Column("low_confidence_fraction", Float),
 )
+session_monitoring = Table(
+    "session_monitoring",
+    metadata,
+    Column("device_id", Integer, ForeignKey("devices.id"), primary_key=True),
+    Column("session_id", String(64), primary_key=True),
+    Column("day", String(10), nullable=False, index=True),  # the hub's local day (ISO)
+    Column("block", Text, nullable=False),  # the WearMonitoring as JSON
+)
+# a day's figures (contracts.daily.DayFigures) as columns; ``summary`` keeps the exact day
+days = Table(
+    "days",
+    metadata,
+    Column("device_id", Integer, ForeignKey("devices.id"), primary_key=True),
+    Column("day", String(10), primary_key=True),
+    Column("sessions", Integer, nullable=False),
+    Column("wear_s", Float, nullable=False),
+    Column("flexed_s", Float, nullable=False),
+    Column("force_s", Float, nullable=False),
+    Column("movements", Integer, nullable=False),
+    Column("speed_p50_deg_s", Float),
+    Column("speed_p95_deg_s", Float),
+    *(
+        Column(f"{d}_{what}", Integer if what == "n" else Float)
+        for d in DIRECTIONS
+        for what in ("n", "p50_deg", "p95_deg")
+    ),
+    Column("loads", Text, nullable=False),  # group -> [mean share, fraction above each level]
+    Column("summary", Text, nullable=False),  # the DailySummary as JSON (exact; merges)
+)
 # records that did not read as their kind's payload, and why (ble_gateway.derived)
 quarantine = Table(
     "quarantine",
@@ -168,7 +204,9 @@ quarantine = Table(
     Column("kind", String(16), nullable=False),
     Column("reason", Text, nullable=False),
 )
-DERIVED_TABLES = (sessions, session_directions, session_forces, summaries, quarantine)
+DERIVED_TABLES = (
+    sessions, session_directions, session_forces, summaries, session_monitoring, days, quarantine,
+)  # fmt: skip
 store_meta = Table(
     "store_meta",
     metadata,
@@ -346,11 +384,38 @@ class ClinicStore:
             (session_directions, rows.directions, ["device_id", "session_id", "sector"]),
             (session_forces, rows.forces, ["device_id", "session_id", "muscle_group"]),
             (summaries, rows.epochs, ["device_id", "seq"]),
+            (session_monitoring, rows.monitoring, ["device_id", "session_id"]),
             (quarantine, rows.quarantine, ["device_id", "seq"]),
         ):
             for at in range(0, len(values), 500):  # SQLite caps the variables of one statement
                 stmt = self._insert(table).values(values[at : at + 500])
                 db.execute(stmt.on_conflict_do_nothing(index_elements=key))
+        self._redo_days(db, device_id, sorted({r["day"] for r in rows.monitoring}))
+
+    def _redo_days(self, db: Connection, device_id: int, touched: list[str]) -> None:
+        """Each touched day again from all its sessions' blocks (exact, whatever the order or
+        number of syncs the day arrived in)."""
+        for at in range(0, len(touched), 200):
+            part = touched[at : at + 200]
+            blocks = [
+                WearMonitoring.read(Fields("session", json.loads(text), "monitoring"))
+                for text in db.execute(
+                    select(session_monitoring.c.block).where(
+                        session_monitoring.c.device_id == device_id,
+                        session_monitoring.c.day.in_(part),
+                    )
+                ).scalars()
+            ]
+            values = [_day_row(device_id, d) for d in daily_summaries(blocks)]
+            if values:
+                stmt = self._insert(days).values(values)
+                columns = [c for c in values[0] if c not in ("device_id", "day")]
+                db.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["device_id", "day"],
+                        set_={k: stmt.excluded[k] for k in columns},
+                    )
+                )
 
     def _ensure_derived(self) -> None:
         """Rebuild the derived tables from the records when they are of another version."""
@@ -412,6 +477,27 @@ class ClinicStore:
     def count(self, table: Table) -> int:
         with self.engine.connect() as db:
             return int(db.execute(select(func.count()).select_from(table)).scalar() or 0)
+
+
+def _day_row(device_id: int, summary: DailySummary) -> dict[str, Any]:
+    f = DayFigures.of(summary)
+    row: dict[str, Any] = {
+        "device_id": device_id,
+        "day": f.day.isoformat(),
+        "sessions": f.sessions,
+        "wear_s": f.wear_s,
+        "flexed_s": f.flexed_s,
+        "force_s": f.force_s,
+        "movements": f.movements,
+        "speed_p50_deg_s": f.speed_deg_s_by_q[0],
+        "speed_p95_deg_s": f.speed_deg_s_by_q[1],
+        "loads": json.dumps(f.load),
+        "summary": json.dumps(summary.to_dict()),
+    }
+    for d in DIRECTIONS:
+        row[f"{d}_n"] = f.excursions(d)
+        row[f"{d}_p50_deg"], row[f"{d}_p95_deg"] = f.range_deg_by_q[d]
+    return row
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -33,6 +33,7 @@ from edge_runtime.contracts.training_run import RunLayout, RunManifest
 from edge_runtime.fusion import neck_kinematics_from_imus
 from edge_runtime.imu_sim import SimulationSetup, simulate_imus
 from edge_runtime.synthetic import confusion, random_subject, run_subject
+from edge_runtime.wear_days import measure_wear_days
 from edge_runtime.wear_sim import NEUTRAL_S, free_living_angles, nod_window_s
 
 
@@ -231,6 +232,12 @@ def bench_assessment(
     min_deficit_deg: Annotated[float, typer.Option(help="Flag threshold (deg).", min=0)] = 12.0,
     wear_sessions: Annotated[int, typer.Option(min=0, help="Healthy wearers' wear.")] = 50,
     wear_minutes: Annotated[float, typer.Option(min=1.0, help="Each wear session.")] = 30.0,
+    wear_days: Annotated[
+        int, typer.Option(min=0, help="Days of wear per wearer, judged for change (0: none).")
+    ] = 14,
+    restricted_wearers: Annotated[
+        int, typer.Option(min=0, help="Wearers whose range drops after their baseline week.")
+    ] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Sector-level sensitivity and specificity of the range-of-motion flags on synthetic subjects
@@ -253,6 +260,13 @@ def bench_assessment(
         wear = bar.add_task("wear sessions", total=wear_sessions)
         f |= measure_wear(source, wear_sessions, wear_minutes, seed, config,
                           lambda done: bar.update(wear, completed=done))  # fmt: skip
+        if wear_days:
+            wearers = wear_sessions + restricted_wearers
+            days = bar.add_task("wearers' days", total=wearers)
+            f |= measure_wear_days(
+                wear_sessions, restricted_wearers, wear_days, wear_minutes, seed,
+                progress=lambda done: bar.update(days, completed=done),
+            )  # fmt: skip
     if as_json:
         print(json.dumps(f))
         return
@@ -272,5 +286,12 @@ def bench_assessment(
         f"wear: {f['wear_sessions']} sessions of {f['wear_minutes']:g} min, "
         f"{f['wear_sessions_taken_for_tests']} taken for a test, "
         f"{f['wear_sessions_with_deficit_flags']} with deficit flags; "
-        f"{f['seconds_per_subject'] * 1000:.0f} ms per subject"
+        + (
+            f"days judged for change: healthy {f['healthy_wear_days_with_change_flags']}/"
+            f"{f['healthy_wear_days']} flagged, range dropped to {f['wear_restriction']:.0%} "
+            f"{f['restricted_wear_days_with_change_flags']}/{f['restricted_wear_days']}; "
+            if "healthy_wear_days" in f
+            else ""
+        )
+        + f"{f['seconds_per_subject'] * 1000:.0f} ms per subject"
     )

@@ -16,6 +16,7 @@ from fastapi.templating import Jinja2Templates
 from ble_gateway.errors import GatewayError
 from ble_gateway.store import ClinicStore
 from ble_gateway.web.accounts import Accounts, WebSession
+from ble_gateway.web.daily import PatientDays, patient_days
 from ble_gateway.web.pages import PlotCache
 from ble_gateway.web.review import PatientHistory, Period, patient_history
 
@@ -101,3 +102,9 @@ def safe_next(target: str | None) -> str:
 
 def history(request: Request, code: str, start: str | None, end: str | None) -> PatientHistory:
     return patient_history(state(request).store.engine, code, Period.parse(start, end))
+
+
+def days_of(request: Request, history: PatientHistory) -> PatientDays:
+    """The patient's days of wear over the history's period (``web.daily``)."""
+    ids = [d.id for d in history.devices]
+    return patient_days(state(request).store.engine, ids, history.period)

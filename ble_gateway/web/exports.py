@@ -8,7 +8,8 @@ session: value = reached range in degrees (UCUM ``deg``), ``referenceRange.low``
 personal envelope minus the deficit threshold (below it the hub flags a deficit), components for
 the envelope, the deficit in degrees and in percent, interpretation L (deficit) or N; and for each
 session whose hub checked its forces' confidence, one Observation of the share of its muscle-force
-frames the hub trusted (``FORCE_CONFIDENCE_SYSTEM``, UCUM ``%``). The codes are local
+frames the hub trusted (``FORCE_CONFIDENCE_SYSTEM``, UCUM ``%``); and one Observation per day of
+wear (``exports_daily``). The codes are local
 (``ROM_CODE_SYSTEM``); no standard terminology has one code per combined direction, so a
 hospital maps them with a ConceptMap. Resource ids are UUIDv5 of stable identifiers, so the same
 export twice yields the same resources.
@@ -22,6 +23,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from ble_gateway.web.daily import PatientDays
+from ble_gateway.web.exports_daily import daily_observation
 from ble_gateway.web.review import Direction, PatientHistory, SessionRow, confidence_words
 from edge_runtime.contracts.rom_assessment import SECTORS
 
@@ -213,8 +216,10 @@ def _confidence_observation(
     }
 
 
-def fhir_bundle(history: PatientHistory, generated: datetime | None = None) -> dict[str, Any]:
-    """The FHIR R4 Bundle (module docstring) of the period's assessed sessions."""
+def fhir_bundle(
+    history: PatientHistory, generated: datetime | None = None, days: PatientDays | None = None
+) -> dict[str, Any]:
+    """The FHIR R4 Bundle (module docstring) of the period's assessed sessions and days."""
     generated = generated or datetime.now(UTC)
     patient_url = _uuid("patient", history.code)
     entries: list[dict[str, Any]] = [
@@ -259,6 +264,10 @@ def fhir_bundle(history: PatientHistory, generated: datetime | None = None) -> d
             entries.append(
                 {"fullUrl": _uuid("observation", obs["identifier"][0]["value"]), "resource": obs}
             )
+    for day in days.days if days else ():
+        identifier = f"{history.code}/{day.day.isoformat()}"
+        obs = daily_observation(day, days.judgements[day.day], patient_url, identifier)  # type: ignore[union-attr]
+        entries.append({"fullUrl": _uuid("observation", "daily", identifier), "resource": obs})
     return {
         "resourceType": "Bundle",
         "identifier": {

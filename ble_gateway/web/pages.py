@@ -14,7 +14,8 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-from ble_gateway.web import plots
+from ble_gateway.web import plots, plots_daily
+from ble_gateway.web.daily import PatientDays
 from ble_gateway.web.review import MIN_WEAR_S_PER_DAY, PatientHistory, SessionRow
 
 PLOT_CACHE_ENTRIES = 32  # each a few hundred kB of SVG
@@ -59,16 +60,19 @@ def patient_context(
     chosen: str | None,
     compare: str | None,
     cache: PlotCache | None = None,
+    days: PatientDays | None = None,
 ) -> dict[str, Any]:
     """The chosen session (default: the latest assessed) against another (default: the first
-    assessed of the period), and the plots."""
+    assessed of the period), the plots, and the days of wear (their plots: ``days_context``)."""
     assessed = history.assessed
     by_key = {s.key: s for s in assessed}
     now = by_key.get(_parse_key(chosen) or (-1, "")) or (assessed[-1] if assessed else None)
     before = by_key.get(_parse_key(compare) or (-1, "")) or (assessed[0] if assessed else None)
     if before is not None and now is not None and before.key == now.key:
         before = None
-    context: dict[str, Any] = {"now": now, "before": before, "warnings": history.warnings()}
+    context: dict[str, Any] = {
+        "now": now, "before": before, "warnings": history.warnings(), "daily": days,
+    }  # fmt: skip
     if now is not None:
         context["now_directions"] = history.directions[now.key]
         context["before_directions"] = history.directions[before.key] if before else {}
@@ -98,11 +102,31 @@ def _plots(
             f"{before.started_utc:%Y-%m-%d}" if before else "",
         )
         out["trend_svg"] = plots.rom_trend_svg(history)
-    if history.sessions:
-        out["wear_svg"] = plots.wear_svg(history, MIN_WEAR_S_PER_DAY / 60)
     if groups:
         out["forces_svg"] = plots.forces_trend_svg(history, groups)
     return out
+
+
+def days_context(
+    history: PatientHistory, days: PatientDays, cache: PlotCache | None = None
+) -> dict[str, Any]:
+    """The daily-monitoring page's plots: habitual range, activity, load, and usable wear per
+    day (cached like the patient page's)."""
+    version = tuple((d.id, d.last_sync_utc) for d in history.devices)
+    key = (history.code, history.period, version, "days")
+    rendered = cache.get(key) if cache else None
+    if rendered is None:
+        rendered = {}
+        if history.wear.minutes_by_day:
+            rendered["wear_svg"] = plots.wear_svg(history, MIN_WEAR_S_PER_DAY / 60)
+        if days.days:
+            rendered["habitual_svg"] = plots_daily.habitual_range_svg(days)
+            rendered["activity_svg"] = plots_daily.activity_svg(days)
+        if days.groups:
+            rendered["load_svg"] = plots_daily.load_svg(days)
+        if cache:
+            cache.put(key, rendered)
+    return rendered
 
 
 def _force_table(history: PatientHistory, groups: list[str]) -> list[dict[str, Any]]:

@@ -264,6 +264,11 @@ def wear_svg(history: PatientHistory, min_minutes: float) -> str:
             cast(Any, days), [wear.get(d, 0.0) for d in days], step="mid", color=BLUE, lw=0
         )
         ax.axhline(min_minutes, color=GREY, ls=":", lw=1)
+        if days:  # the axis spans the days with data, not matplotlib's padded guess
+            ends = [datetime(d.year, d.month, d.day) for d in (days[0], days[-1])]
+            lo, hi = (float(v) for v in _datenums(ends))
+            ax.set_xlim(lo - 0.5, hi + 0.5)
+            _date_axis(ax, _date_ticks(ends, 6) if hi > lo else [lo])
         ax.set_ylabel("min / day")
         ax.set_title("Usable wear time per day (UTC); days without a bar have no data")
         ax.tick_params(labelsize=7)

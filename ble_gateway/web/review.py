@@ -23,11 +23,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
-from ble_gateway.errors import GatewayError
 from ble_gateway.store import (
     devices,
     patients,
@@ -38,9 +37,11 @@ from ble_gateway.store import (
     session_forces,
     sessions,
 )
-from edge_runtime.contracts.record_payloads import DATE_RANGE, parse_record
+from ble_gateway.web.period import NotFoundError, Period, ReviewError
+from edge_runtime.contracts.record_payloads import parse_record
 from edge_runtime.contracts.rom_assessment import SECTORS
 
+__all__ = ["NotFoundError", "Period", "ReviewError"]  # (their home: web.period)
 MIN_WEAR_S_PER_DAY = 60.0
 ADHERENCE_WINDOWS_DAYS = (14, 30)
 # a session with more of its force frames of low confidence than this is named in the warnings
@@ -58,61 +59,6 @@ def confidence_words(low_fraction: float | None) -> str:
         f"{trusted}; {100 * low_fraction:.1f} % left out of the forces (motion the model "
         "knows too little about to estimate reliably)"
     )
-
-
-class ReviewError(GatewayError, ValueError):
-    """A request the review cannot answer (a bad period; names the field and value)."""
-
-
-class NotFoundError(ReviewError, LookupError):
-    """An unknown patient, device or session."""
-
-
-@dataclass(frozen=True)
-class Period:
-    """Inclusive UTC dates; None is open-ended."""
-
-    start: date | None = None
-    end: date | None = None
-
-    @classmethod
-    def parse(cls, start: str | None, end: str | None) -> Period:
-        def day(text: str | None, name: str) -> date | None:
-            if not text:
-                return None
-            try:
-                value = date.fromisoformat(text)
-            except ValueError:
-                raise ReviewError(f"{name} = {text[:40]!r}: not a date (YYYY-MM-DD)") from None
-            first, last = DATE_RANGE[0].date(), DATE_RANGE[1].date() - timedelta(days=1)
-            if not first <= value <= last:
-                raise ReviewError(f"{name} = {text!r}: not between {first} and {last}")
-            return value
-
-        period = cls(day(start, "from"), day(end, "to"))
-        if period.start and period.end and period.start > period.end:
-            raise ReviewError(f"period: from {period.start} is after to {period.end}")
-        return period
-
-    def where(self, column: Any) -> ColumnElement[bool]:
-        """SQL condition on an ISO-8601 UTC text column."""
-        conditions = []
-        if self.start:
-            conditions.append(column >= self.start.isoformat())
-        if self.end:
-            conditions.append(column < (self.end + timedelta(days=1)).isoformat())
-        return and_(True, *conditions)
-
-    @property
-    def label(self) -> str:
-        if not self.start and not self.end:
-            return "all data"
-        return f"{self.start or 'first session'} to {self.end or 'last session'}"
-
-    def query(self) -> str:
-        """As URL query parameters (empty for all data)."""
-        parts = [f"from={self.start}" if self.start else "", f"to={self.end}" if self.end else ""]
-        return "&".join(p for p in parts if p)
 
 
 @dataclass(frozen=True)
@@ -182,6 +128,17 @@ class GroupForce:
 
 
 @dataclass(frozen=True)
+class WearTotals:
+    """The period's sessions summed by the store: how many wear sessions, usable minutes per
+    UTC day (all sessions), and the wear sessions outside the model's training range."""
+
+    sessions: int
+    minutes_by_day: dict[date, float]
+    out_of_range_sessions: int
+    out_of_range_frames: int
+
+
+@dataclass(frozen=True)
 class PatientHistory:
     code: str
     period: Period
@@ -191,6 +148,8 @@ class PatientHistory:
     forces: dict[tuple[int, str], dict[str, GroupForce]]
     days_with_data: dict[int, int] = field(default_factory=dict)
     unreadable_records: int = 0  # synced records of the patient's hubs that were quarantined
+    # wear sessions are summed (their days: web.daily), not listed, unless asked for
+    wear: WearTotals = field(default_factory=lambda: WearTotals(0, {}, 0, 0))
 
     @property
     def assessed(self) -> list[SessionRow]:
@@ -203,11 +162,8 @@ class PatientHistory:
         raise NotFoundError(f"session {session_id!r} of device {device_id}: not in this period")
 
     def wear_by_day(self) -> dict[date, float]:
-        """Usable sensor minutes per UTC day."""
-        minutes: dict[date, float] = defaultdict(float)
-        for s in self.sessions:
-            minutes[s.started_utc.date()] += s.usable_s / 60
-        return dict(minutes)
+        """Usable sensor minutes per UTC day, every session of the period (wear included)."""
+        return self.wear.minutes_by_day
 
     def group_names(self) -> list[str]:
         return sorted({g for f in self.forces.values() for g in f})
@@ -219,6 +175,13 @@ class PatientHistory:
             out.append(
                 f"{self.unreadable_records} record(s) synced from this patient's hub(s) could not "
                 "be read and are not shown; they are kept as received for the device engineers."
+            )
+        if self.wear.out_of_range_sessions:
+            frames = self.wear.out_of_range_frames
+            out.append(
+                f"{self.wear.out_of_range_sessions} wear session(s) moved outside the force "
+                f"model's training range ({frames / 100:.0f} s at 100 Hz): their forces there are "
+                "extrapolated."
             )
         beyond = [s for s in self.sessions if s.out_of_range_frames]
         if beyond:
@@ -466,8 +429,14 @@ def unassigned_devices(engine: Engine) -> list[DeviceInfo]:
 
 
 def patient_history(
-    engine: Engine, code: str, period: Period = Period(), today: date | None = None
+    engine: Engine,
+    code: str,
+    period: Period = Period(),  # noqa: B008 (frozen)
+    today: date | None = None,
+    include_wear: bool = False,
 ) -> PatientHistory:
+    """The patient's tests (and sessions from before tests) over the period, with their
+    assessments and forces; wear sessions only summed (``include_wear``: listed as well)."""
     today = today or datetime.now(UTC).date()
     with engine.connect() as db:
         patient_id = db.execute(select(patients.c.id).where(patients.c.code == code)).scalar()
@@ -480,6 +449,9 @@ def patient_history(
         ).all()
         ids = [int(r[0]) for r in device_rows]
         in_period = and_(sessions.c.device_id.in_(ids), period.where(sessions.c.started_utc))
+        wear = _wear_totals(db, in_period)
+        if not include_wear:
+            in_period = and_(in_period, or_(sessions.c.kind.is_(None), sessions.c.kind != "wear"))
         session_rows = db.execute(
             select(*_session_columns())
             .select_from(_with_reviews())
@@ -526,9 +498,9 @@ def patient_history(
     forces: dict[tuple[int, str], dict[str, GroupForce]] = defaultdict(dict)
     for r in force_rows:
         forces[(int(r[0]), str(r[1]))][r[2]] = GroupForce(r[3], r[4], r[5])
-    wear: dict[date, float] = defaultdict(float)
+    recent_wear: dict[date, float] = defaultdict(float)
     for started, usable_s in recent:
-        wear[datetime.fromisoformat(started).astimezone(UTC).date()] += (usable_s or 0) / 60
+        recent_wear[datetime.fromisoformat(started).astimezone(UTC).date()] += (usable_s or 0) / 60
     return PatientHistory(
         code=code,
         period=period,
@@ -536,9 +508,29 @@ def patient_history(
         sessions=tuple(_session_row(r) for r in session_rows),
         directions=dict(directions),
         forces=dict(forces),
-        days_with_data=_days_with_data(wear, today),
+        days_with_data=_days_with_data(recent_wear, today),
         unreadable_records=int(unreadable or 0),
+        wear=wear,
     )
+
+
+def _wear_totals(db: Any, in_period: ColumnElement[bool]) -> WearTotals:
+    day = func.substr(sessions.c.started_utc, 1, 10)
+    minutes = {
+        date.fromisoformat(d): float(total or 0) / 60
+        for d, total in db.execute(
+            select(day, func.sum(sessions.c.usable_s)).where(in_period).group_by(day)
+        ).all()
+    }
+    is_wear = and_(in_period, sessions.c.kind == "wear")
+    count, beyond, frames = db.execute(
+        select(
+            func.count(),
+            func.count().filter(sessions.c.out_of_range_frames > 0),
+            func.coalesce(func.sum(sessions.c.out_of_range_frames), 0),
+        ).where(is_wear)
+    ).one()
+    return WearTotals(int(count), minutes, int(beyond), int(frames))
 
 
 def _same_session(table: Any, key: tuple[Any, Any]) -> list[ColumnElement[bool]]:

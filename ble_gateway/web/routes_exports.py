@@ -10,9 +10,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
 from ble_gateway.web import common as web
-from ble_gateway.web import exports, plots
+from ble_gateway.web import exports, exports_daily, plots
 from ble_gateway.web.accounts import WebSession
-from ble_gateway.web.pages import patient_context
+from ble_gateway.web.pages import days_context, patient_context
 from ble_gateway.web.review import MIN_WEAR_S_PER_DAY, PatientHistory
 from edge_runtime.contracts.rom_assessment import SECTORS
 
@@ -50,13 +50,26 @@ def csv_export(
     )
 
 
+@router.get("/patients/{code}/days.csv")
+def days_csv_export(
+    request: Request, user: web.User, code: str, start: web.From = None, to: str | None = None
+) -> Response:
+    history = _exported(request, user, code, start, to, "days csv")
+    return Response(
+        exports_daily.days_csv(web.days_of(request, history)),
+        media_type="text/csv; charset=utf-8",
+        headers=_attachment(f"cervical-days-{code}.csv"),
+    )
+
+
 @router.get("/patients/{code}/fhir.json")
 def fhir_export(
     request: Request, user: web.User, code: str, start: web.From = None, to: str | None = None
 ) -> Response:
     history = _exported(request, user, code, start, to, "fhir bundle")
+    bundle = exports.fhir_bundle(history, days=web.days_of(request, history))
     return Response(
-        json.dumps(exports.fhir_bundle(history), indent=1, allow_nan=False),  # FHIR JSON
+        json.dumps(bundle, indent=1, allow_nan=False),  # FHIR JSON
         media_type="application/fhir+json",
         headers=_attachment(f"cervical-fhir-{code}.json"),
     )
@@ -86,7 +99,9 @@ def _stylesheet() -> str:
 def _report_html(request: Request, history: PatientHistory, user: WebSession) -> str:
     state = web.state(request)
     css = _stylesheet()
-    context = patient_context(history, None, None, state.plot_cache)
+    days = web.days_of(request, history)
+    context = patient_context(history, None, None, state.plot_cache, days)
+    context |= days_context(history, days, state.plot_cache)
     template = state.templates.get_template("report.html")
     return template.render(
         h=history,

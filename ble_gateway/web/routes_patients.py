@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from ble_gateway.store import ClinicStoreError
 from ble_gateway.web import common as web
 from ble_gateway.web import plots
-from ble_gateway.web.pages import patient_context
+from ble_gateway.web.pages import days_context, patient_context
 from ble_gateway.web.review import (
     MIN_WEAR_S_PER_DAY,
     NotFoundError,
@@ -78,7 +78,8 @@ def patient_page(
     show_all: Annotated[bool, Query(alias="all")] = False,
 ) -> Response:
     history = web.history(request, code, start, to)
-    context = patient_context(history, session, compare, web.state(request).plot_cache)
+    days = web.days_of(request, history)
+    context = patient_context(history, session, compare, web.state(request).plot_cache, days)
     web.state(request).accounts.audit(
         user.username, web.client(request), "view", f"patient page ({history.period.label})", code
     )
@@ -94,6 +95,32 @@ def patient_page(
         query=history.period.query(),
         **context,
     )
+
+
+@router.get("/patients/{code}/days", response_class=HTMLResponse)
+def days_page(
+    request: Request,
+    user: web.User,
+    code: str,
+    start: web.From = None,
+    to: str | None = None,
+    show_all: Annotated[bool, Query(alias="all")] = False,
+) -> Response:
+    """Daily monitoring: the patient's days of ordinary wear, apart from the guided tests."""
+    history = web.history(request, code, start, to)
+    days = web.days_of(request, history)
+    plots_shown = days_context(history, days, web.state(request).plot_cache)
+    web.state(request).accounts.audit(
+        user.username,
+        web.client(request),
+        "view",
+        f"daily monitoring ({history.period.label})",
+        code,
+    )
+    return web.page(
+        request, "days.html", user=user, h=history, daily=days, show_all=show_all,
+        query=history.period.query(), **plots_shown,
+    )  # fmt: skip
 
 
 @router.get("/patients/{code}/sessions/{device_id}/{session_id}", response_class=HTMLResponse)

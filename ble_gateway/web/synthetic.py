@@ -47,6 +47,12 @@ from edge_runtime.contracts.rom_assessment import (
     RomAssessment,
     SectorResult,
 )
+from edge_runtime.contracts.wear_monitoring import (
+    DIRECTIONS,
+    LOAD_LEVELS,
+    GroupLoad,
+    WearMonitoring,
+)
 
 # a personal envelope along each sector's centre (deg), as the demo wearer's bundle gives it
 EXPECTED_DEG: dict[str, float] = dict(
@@ -207,6 +213,95 @@ def session_payload(
     )
 
 
+# habitual excursion (deg, the median of a healthy wearer's) per direction, and its sector
+HABITUAL_DEG: dict[str, tuple[float, str]] = {
+    "flexion": (22.0, "flexion"),
+    "extension": (10.0, "extension"),
+    "left_bend": (9.0, "left_bend"),
+    "right_bend": (9.0, "right_bend"),
+    "left_rotation": (23.0, "left_rotation"),
+    "right_rotation": (23.0, "right_rotation"),
+}
+
+
+def wear_monitoring_block(
+    rng: np.random.Generator, day: str, wear_s: float, progress: float
+) -> WearMonitoring:
+    """A wear session's monitoring on ``day``: excursions drawn around the habitual range,
+    restricted like the tests (``RESTRICTED``) at ``progress`` 0 and recovered at 1."""
+    per_hour = 130.0  # excursions per direction and hour of wear
+    excursions = {}
+    for d in DIRECTIONS:
+        median, sector = HABITUAL_DEG[d]
+        start = RESTRICTED.get(sector, 1.0)
+        ratio = start + (1.0 - start) * progress
+        n = int(rng.poisson(per_hour * wear_s / 3600))
+        peaks = np.minimum(rng.gamma(3.0, median * ratio / 2.7, n), 120.0)
+        excursions[d] = tuple(int(c) for c in np.bincount(peaks.astype(np.intp))) if n else ()
+    moves = int(rng.poisson(1000.0 * wear_s / 3600))
+    speeds = np.minimum(rng.lognormal(math.log(60.0), 0.5, moves), 599.0)
+    force_s = round(wear_s * 0.97, 2)
+    load = {}
+    for group, mean_n in GROUPS_N.items():
+        share = mean_n / 2000.0
+        above = tuple(round(force_s * float(np.exp(-level / share)), 2) for level in LOAD_LEVELS)
+        load[group] = GroupLoad(round(share * force_s, 4), above)
+    flexed = round(float(rng.uniform(0.05, 0.2)) * wear_s, 2)
+    return WearMonitoring(
+        day, round(wear_s, 2), excursions,
+        tuple(int(c) for c in np.bincount((speeds // 10).astype(np.intp))) if moves else (),
+        flexed, force_s, load,
+    )  # fmt: skip
+
+
+def wear_session_payload(
+    rng: np.random.Generator,
+    started: datetime,
+    model_version: str,
+    progress: float,
+    duration_s: float = 1800.0,
+) -> SessionRecord:
+    """A wear session of ``duration_s`` (its monitoring: ``wear_monitoring_block``)."""
+    frames = int(duration_s * 100)
+    usable = int(frames * 0.95)
+    trusted = _trusted(usable, 0.02, True)
+
+    def stats(mean_n: float) -> ForceStats:
+        return ForceStats(
+            round(mean_n, 2),
+            round(3 * mean_n, 2),
+            (round(0.8 * mean_n, 2), round(1.5 * mean_n, 2), round(2.5 * mean_n, 2)),
+        )
+
+    block = wear_monitoring_block(rng, started.date().isoformat(), usable / 100, progress)
+    return SessionRecord(
+        started_utc=started.isoformat(timespec="seconds"),
+        source_t0_s=0.0,
+        duration_s=round(duration_s, 3),
+        end_reason="max_duration",
+        frames=frames,
+        usable_frames=usable,
+        calibration=CALIBRATION,
+        calibration_rejected=(),
+        assessment=None,
+        assessment_note="wear: range of motion is judged in guided tests only",
+        envelope_clamped_fields=(),
+        forces=ForceSummary(
+            trusted["force_frames"],
+            {m: stats(6.0) for m in MUSCLES},
+            {g: stats(0.6 * n) for g, n in GROUPS_N.items()},
+        ),
+        out_of_range=OutOfRange(0, {}),
+        marks=(),
+        bundle_version=model_version,
+        profile=PROFILE,
+        confidence=trusted["confidence"],
+        kind="wear",
+        guided_test=None,
+        monitoring=block,
+    )
+
+
 def guided_test_result(performed: bool) -> GuidedTestResult:
     """A guided test, every step done in turn (``performed``) or, when the calibration was
     never found, every step missed at its timeout: an incomplete test."""
@@ -232,9 +327,13 @@ def fill_history(
     seed: int = 0,
     end: datetime | None = None,
     wear_probability: float = 0.85,
+    wear_sessions_per_day: int = 0,
+    test_every_days: int = 1,
 ) -> int:
-    """Write ``days`` days ending at ``end`` (default: today) of one session a day (days missed
-    at random) with an epoch record each, through the sync path. Returns the device id."""
+    """Write ``days`` days ending at ``end`` (default: today), through the sync path: on days
+    worn (days missed at random) ``wear_sessions_per_day`` wear sessions of 30 min with their
+    monitoring, and every ``test_every_days`` days a guided test with an epoch record, all
+    restricted at first and recovering. Returns the device id."""
     rng = np.random.default_rng(seed)
     end = end or datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0)
     device_id = store.device_id(DeviceKey(patient.address, patient.store_id), patient.model_version)
@@ -245,11 +344,18 @@ def fill_history(
         if rng.random() > wear_probability:
             continue
         started = end - timedelta(days=days - 1 - day)
-        session = session_payload(day, days, rng, started, patient.model_version)
-        session_id = started.strftime("%Y%m%dT%H%M%SZ-") + f"{day:06x}"
-        t_utc = started.isoformat(timespec="milliseconds")
-        for record in (epoch_payload(rng), session):
+        records: list[tuple[datetime, str, Any]] = []
+        if day % test_every_days == 0:
+            test = session_payload(day, days, rng, started, patient.model_version)
+            records += [(started, f"{day:06x}", epoch_payload(rng)), (started, f"{day:06x}", test)]
+        for k in range(wear_sessions_per_day):
+            at = started + timedelta(minutes=30 * (k + 1))
+            wear = wear_session_payload(rng, at, patient.model_version, day / max(days - 1, 1))
+            records.append((at, f"{day:06x}{k:02x}", wear))
+        for at, suffix, record in records:
             seq += 1
+            session_id = at.strftime("%Y%m%dT%H%M%SZ-") + suffix
+            t_utc = at.isoformat(timespec="milliseconds")
             batch.append(SyncRecord(seq, t_utc, record.KIND, session_id, record.to_json()))
         if len(batch) >= 400:
             store.add_records(device_id, batch)

@@ -5,7 +5,8 @@ Every record payload carries ``format``; a reader refuses formats it does not kn
 ``RECORD_FORMAT``; readers also read every format in ``READABLE_FORMATS``, since hubs in the
 field keep their stores across updates (format 1: before the hub scored its confidence in the
 forces; its records read with no confidence figures. Formats 1 and 2: before guided tests; their
-sessions read with no kind, assessed as every session then was).
+sessions read with no kind, assessed as every session then was. Formats 1 to 3: before daily
+monitoring; their wear sessions read with no monitoring block).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import numpy.typing as npt
 
 RECORD_FORMAT_1 = "cervical-hub-record/1"
 RECORD_FORMAT_2 = "cervical-hub-record/2"  # + force confidence in epoch and session records
-RECORD_FORMAT = "cervical-hub-record/3"  # + a session's kind (wear or test) and its test result
-READABLE_FORMATS = (RECORD_FORMAT_1, RECORD_FORMAT_2, RECORD_FORMAT)
+RECORD_FORMAT_3 = "cervical-hub-record/3"  # + a session's kind (wear or test) and its test result
+RECORD_FORMAT = "cervical-hub-record/4"  # + a wear session's daily-monitoring block
+READABLE_FORMATS = (RECORD_FORMAT_1, RECORD_FORMAT_2, RECORD_FORMAT_3, RECORD_FORMAT)
 # the kinds of stored record (their order is the wire code in the GATT record frames)
 RECORD_KINDS: tuple[str, ...] = ("epoch", "session", "calibration", "event", "model")
 

@@ -36,6 +36,9 @@ from edge_runtime.contracts.hub_records import (
     FLAG_NAMES,
     READABLE_FORMATS,
     RECORD_FORMAT,
+    RECORD_FORMAT_1,
+    RECORD_FORMAT_2,
+    RECORD_FORMAT_3,
     RECORD_KINDS,
 )
 from edge_runtime.contracts.record_fields import NAME_PATTERN, Fields, RecordError
@@ -54,6 +57,7 @@ __all__ = [
     "OutOfRange", "RecordError", "SessionRecord", "parse_record",
 ]  # fmt: skip
 from edge_runtime.contracts.rom_assessment import AssessmentError, RomAssessment
+from edge_runtime.contracts.wear_monitoring import WearMonitoring
 
 # Session start times a clinic accepts: years every date computation of the view handles (a hub
 # without a real-time clock that never got the time starts in 1970; that is still readable).
@@ -67,6 +71,7 @@ END_REASONS = (
     "test_started",  # a wear session, closed for a guided test
     "test_finished",  # a test session, at its last step
     "test_aborted",  # a test session, aborted from the gateway
+    "day_changed",  # a wear session, at the hub's local midnight (daily monitoring's days)
 )
 # event name -> its fields (besides ``event``); every event carries exactly these
 EVENT_FIELDS: dict[str, tuple[str, ...]] = {
@@ -330,6 +335,7 @@ class SessionRecord(_Frames, _Payload):
     confidence: ForceConfidence | None = None  # None: no confidence twin (or a format 1 hub)
     kind: SessionKind | None = None  # None: a format 1 or 2 hub, before guided tests
     guided_test: GuidedTestResult | None = None  # a test session's result (read_session_kind)
+    monitoring: WearMonitoring | None = None  # a wear session's (format 4 on), else None
 
     @property
     def started(self) -> datetime:
@@ -360,6 +366,7 @@ class SessionRecord(_Frames, _Payload):
             "force_confidence": None if self.confidence is None else self.confidence.to_dict(),
             "kind": self.kind,
             "guided_test": None if self.guided_test is None else self.guided_test.to_dict(),
+            "monitoring": None if self.monitoring is None else self.monitoring.to_dict(),
         }
 
     @classmethod
@@ -409,7 +416,24 @@ class SessionRecord(_Frames, _Payload):
             bundle_version=bundle_version, profile=wearer,
             confidence=read_confidence(f, version, forces.frames),
             **read_session_kind(f, version, assessment),
+            monitoring=_monitoring(f, version),
         )  # fmt: skip
+
+
+def _monitoring(f: Fields, version: str) -> WearMonitoring | None:
+    """A wear session's monitoring block: format 4 wear sessions carry one, nothing else does
+    (formats 1 to 3 have no such key)."""
+    if version in (RECORD_FORMAT_1, RECORD_FORMAT_2, RECORD_FORMAT_3):
+        return None
+    block = f.sub("monitoring", optional=True)
+    is_wear = f.data.get("kind") == "wear"
+    if (block is None) == is_wear:
+        raise f.fail(
+            "monitoring", f.data.get("monitoring"),
+            "a wear session needs its monitoring block" if is_wear
+            else "only a wear session carries a monitoring block",
+        )  # fmt: skip
+    return None if block is None else WearMonitoring.read(block)
 
 
 def _assessment(f: Fields, raw: object) -> RomAssessment:

@@ -4,8 +4,15 @@ against the wearer's envelope, force statistics, everything marked). The daemon 
 ``cervical edge replay`` run this same object.
 
 A *session* runs from the first usable frame until either sensor has been unusable for
-``break_s`` (taken off, out of battery, out of range) or ``max_session_s`` have passed; a new
-session calibrates again, since the sensors may have moved on the body.
+``break_s`` (taken off, out of battery, out of range), ``max_session_s`` have passed, or (wear)
+the hub's local day changed. A session after a break calibrates again, since the sensors may
+have moved on the body; a wear session that follows one closed for its length, the day or a
+finished test goes on with the same tracker and calibration (the sensors never left the body,
+and the wearer is not asked to nod again every half hour).
+
+Each wear session carries its daily-monitoring block (``contracts.wear_monitoring``: habitual
+range, movements, sustained flexion, muscle load as a share of capacity) on the local day it
+started on (``timezone``; the hub's own zone when empty); the clinic sums the blocks into days.
 
 Sessions are *wear* (ordinary life: no range-of-motion judgement, so no deficit can be shown) or
 *test*: ``start_test`` (the gateway's test control) closes the open wear session and the next
@@ -26,8 +33,9 @@ import secrets
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import numpy.typing as npt
@@ -64,6 +72,7 @@ from edge_runtime.contracts.record_payloads import (
 )
 from edge_runtime.contracts.recording import ImuRecording
 from edge_runtime.contracts.rom_assessment import AssessmentConfig, assess_session
+from edge_runtime.contracts.wear_monitoring import LoadMeter, wear_monitoring
 from edge_runtime.hub.forces import ForceEstimator, ForceStatistics, force_ceiling_n
 from edge_runtime.hub.frames import Arrival, FrameBlock, FramePairer
 from edge_runtime.hub.storage import HubStore, NewRecord, StorageFullError
@@ -85,10 +94,27 @@ class PipelineSettings:
     calibration: CalibrationSettings = field(default_factory=CalibrationSettings)
     assessment: AssessmentConfig = field(default_factory=AssessmentConfig)
     guided_test: GuidedTestSettings = field(default_factory=GuidedTestSettings)
+    timezone: str = ""  # IANA name of the wearer's days (daily monitoring); "": the hub's own
+
+    def __post_init__(self) -> None:
+        self.zone()  # an unknown zone is refused when the settings are made
+
+    def zone(self) -> tzinfo | None:
+        """The zone of the wearer's days (None: the hub's local zone)."""
+        if not self.timezone:
+            return None
+        try:
+            return ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone = {self.timezone!r}: not a known time zone") from None
 
 
-def _session_id() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
+# sessions that end for these go on with the same tracker when the next one is wear
+_CONTINUING = ("max_duration", "day_changed", "test_finished")
+
+
+def _session_id(now: datetime) -> str:
+    return now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
 
 
 class _Epoch:
@@ -105,22 +131,41 @@ class _Epoch:
 class Session:
     """One session's state: tracker, epoch in progress, and what its summary needs."""
 
-    def __init__(self, pipeline: HubPipeline, t0_s: float, test: bool = False) -> None:
-        self.p, self.id, self.t0_s = pipeline, _session_id(), t0_s
+    def __init__(
+        self,
+        pipeline: HubPipeline,
+        t0_s: float,
+        test: bool = False,
+        tracker: NeckTracker | None = None,
+        started: datetime | None = None,
+    ) -> None:
+        now = started or pipeline.clock()  # a continuation's start: its predecessor's + its length
+        self.started = now
+        self.p, self.id, self.t0_s = pipeline, _session_id(now), t0_s
         self.runner = GuidedTestRunner(t0_s, pipeline.settings.guided_test) if test else None
         self.abort_words = ""  # why the gateway stopped the test (abort_test)
-        self.started_utc = datetime.now(UTC).isoformat(timespec="seconds")
+        self.started_utc = now.astimezone(UTC).isoformat(timespec="seconds")
         cfg = pipeline.settings
-        self.tracker = NeckTracker(cfg.rate_hz, pipeline.use_magnetometer, cfg.calibration)
+        local = now.astimezone(cfg.zone())
+        self.day: date = local.date()
+        midnight = datetime.combine(self.day + timedelta(days=1), time(0), local.tzinfo)
+        self.day_ends_t_s = t0_s + (midnight - local).total_seconds()  # hub time of midnight
+        self.tracker = tracker or NeckTracker(
+            cfg.rate_hz, pipeline.use_magnetometer, cfg.calibration
+        )
         self.stats = ForceStatistics(pipeline.spec.outputs, pipeline.groups, pipeline.ceiling)
+        self.load = LoadMeter(pipeline.groups, pipeline.fmax_n)
         self.t: list[FloatArray] = []
         self.angles: list[FloatArray] = []
+        self.rates: list[FloatArray] = []
         self.flags: list[npt.NDArray[np.uint16]] = []
         self.out_of_range = np.zeros(pipeline.spec.n_inputs)
         self.low_confidence_frames = 0
         self.logged = 0  # flag bits already logged in this session
         self.epoch: _Epoch | None = None
-        self.calibration_recorded = False
+        self.calibration_recorded = tracker is not None  # (by the session it came from)
+        self.next_t_s = t0_s  # the frame after the last one consumed
+        self.pushed_until_t_s = t0_s  # the frame after the last one pushed to the tracker
 
     def consume(self, block: KinematicBlock) -> list[NewRecord]:
         records: list[NewRecord] = []
@@ -155,12 +200,16 @@ class Session:
         usable &= ~doubtful  # forces of low confidence stay out of every statistic
         self.low_confidence_frames += int(doubtful.sum())
         self.stats.add(forces[usable])
+        if self.runner is None:
+            self.load.add(forces[usable])
         angles = np.where(((flags & INVALID) == 0)[:, None], kin[:, :3], np.nan)
         if self.runner is not None:
             trusted = (flags & (INVALID | UNCALIBRATED)) == 0
             self.p.tell(self.runner.push(block.t_s, angles, trusted))
+        self.next_t_s = float(block.t_s[-1]) + 1 / self.p.settings.rate_hz
         self.t.append(block.t_s)
         self.angles.append(angles)
+        self.rates.append(kin[:, 3:6])
         self.flags.append(flags)
         epoch_of = np.floor((block.t_s - self.t0_s) / self.p.settings.epoch_s).astype(np.int64)
         for e in np.unique(epoch_of):
@@ -229,8 +278,10 @@ class Session:
     def test_finished(self) -> bool:
         return self.runner is not None and self.runner.finished
 
-    def close(self, reason: str) -> list[NewRecord]:
-        records = self.consume(self.tracker.finish())
+    def close(self, reason: str, hand_over: bool = False) -> list[NewRecord]:
+        """The session's last records; ``hand_over``: the tracker goes on in the next session
+        (frames it still holds back come out there)."""
+        records = [] if hand_over else self.consume(self.tracker.finish())
         if self.runner is not None:  # the test's end, told once: finished or abandoned here
             if not self.runner.finished:
                 words = self.abort_words or _ABORT_WORDS.get(reason, reason.replace("_", " "))
@@ -265,6 +316,13 @@ class Session:
                 t[calibrated] - self.t0_s, angles[calibrated], p.envelope, p.settings.assessment
             )
         features = zip(p.spec.features, self.out_of_range, strict=True)
+        monitoring = None
+        if self.runner is None:
+            rates = np.concatenate(self.rates) if self.rates else np.zeros((0, 3))
+            known = ((flags & (INVALID | UNCALIBRATED)) == 0)[:, None]
+            monitoring = wear_monitoring(
+                self.day, np.where(known, angles, np.nan), rates, p.settings.rate_hz, self.load
+            )
         return SessionRecord(
             started_utc=self.started_utc,
             source_t0_s=round(self.t0_s, 3),
@@ -287,6 +345,7 @@ class Session:
             confidence=p.confidence(self.stats.count, self.low_confidence_frames),
             kind="wear" if self.runner is None else "test",
             guided_test=test,
+            monitoring=monitoring,
         )
 
 
@@ -316,8 +375,10 @@ class HubPipeline:
         head: SensorRanges | None = None,
         trunk: SensorRanges | None = None,
         use_magnetometer: bool | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.store, self.settings = store, settings or PipelineSettings()
+        self.clock = clock or (lambda: datetime.now(UTC))  # wall time (the demo's runs weeks)
         self._configure(bundle, profile)
         self.pairer = FramePairer(
             self.settings.rate_hz,
@@ -342,6 +403,7 @@ class HubPipeline:
         self.bundle_version = bundle.version
         self.estimator = ForceEstimator.for_bundle(bundle, profile)
         self.groups = bundle.manifest.muscle_groups()
+        self.fmax_n = [m.fmax_n for m in bundle.manifest.muscles]
         self.ceiling = force_ceiling_n(bundle.spec)
         self.envelope: MotionEnvelope | None = None
         self.envelope_clamped: list[str] = []
@@ -412,8 +474,14 @@ class HubPipeline:
 
     def _close_session(self, reason: str) -> list[NewRecord]:
         assert self.session is not None
-        records = self.session.close(reason)
+        hand_over = reason in _CONTINUING and not self.test_requested
+        old = self.session
+        records = old.close(reason, hand_over)
+        # wear goes on at once with the same tracker (the frames it holds back come out there)
         self.session = None
+        if hand_over:  # (its wall time from the first frame not yet pushed: the day is right)
+            started = old.started + timedelta(seconds=old.pushed_until_t_s - old.t0_s)
+            self.session = Session(self, old.next_t_s, False, old.tracker, started)
         self.sessions_closed += 1
         return records
 
@@ -470,15 +538,17 @@ class HubPipeline:
             stop = self._session_stop(block, invalid, start)
             part = block.slice(start, stop)
             records += self.session.consume(self.session.tracker.push(part))
+            self.session.pushed_until_t_s = float(block.t_s[stop - 1]) + 1 / rate
             start = stop
             if self.session.test_finished:  # at the test's last step: wear from the next block
                 records += self._close_session("test_finished")
             elif stop < len(block) or self._break_reached():
-                reason = (
-                    "sensors_unusable"
-                    if self.invalid_run >= self.settings.break_s * rate
-                    else "max_duration"
-                )
+                if self.invalid_run >= self.settings.break_s * rate:
+                    reason = "sensors_unusable"
+                elif stop < len(block) and block.t_s[stop] >= self.session.day_ends_t_s:
+                    reason = "day_changed"  # (only a wear session stops there)
+                else:
+                    reason = "max_duration"
                 records += self._close_session(reason)
                 if reason == "sensors_unusable":
                     self.unusable_since_s = float(block.t_s[stop - 1])
@@ -490,8 +560,10 @@ class HubPipeline:
         rate, cfg = self.settings.rate_hz, self.settings
         limit = len(block)
         elapsed = (block.t_s - self.session.t0_s) >= cfg.max_session_s
-        if elapsed[start:].any():
-            limit = start + int(np.argmax(elapsed[start:]))
+        if self.session.runner is None:  # wear: the day's end too (a test runs on)
+            elapsed |= block.t_s >= self.session.day_ends_t_s
+        if elapsed[start:].any():  # (a session takes at least a frame: no endless closing)
+            limit = max(start + 1, start + int(np.argmax(elapsed[start:])))
         break_frames = round(cfg.break_s * rate)
         run = self.invalid_run
         for i in range(start, limit):

@@ -137,21 +137,28 @@ def test_replay_gives_int8_forces_within_the_gate_and_the_expected_flags(
     low = disagreement(all_int8, twin.model.forces(features), twin.fmax_n) > twin.threshold_of_fmax
     flagged = np.concatenate([e.low_confidence for e in estimates if e.low_confidence is not None])
     assert flagged.sum() == low.sum() and 0 < low.sum() < len(kin)
-    confidence = summary["force_confidence"]
+    # the wear after the test goes on with the test's calibration: sessions add up to the frames
+    confidences = [s.payload["force_confidence"] for s in sessions]
+    confidence = {
+        "assessed_frames": sum(c["assessed_frames"] for c in confidences),
+        "low_frames": sum(c["low_frames"] for c in confidences),
+        "threshold_of_fmax": confidences[0]["threshold_of_fmax"],
+    }
     assert confidence == {
         "assessed_frames": len(kin),
         "low_frames": int(low.sum()),
         "threshold_of_fmax": checked.manifest.confidence.threshold_of_fmax,
     }
-    assert stats["frames"] == len(kin) - low.sum()
+    assert sum(s.payload["forces"]["frames"] for s in sessions) == len(kin) - low.sum()
     muscle = checked.spec.outputs[0]
-    peak = stats["muscles"][muscle]["peak_n"]
+    peak = max(s.payload["forces"]["muscles"][muscle]["peak_n"] for s in sessions)
     assert peak == pytest.approx(all_int8[~low, 0].max(), abs=0.01)
+    assert stats["frames"] > 0.9 * (len(kin) - low.sum())  # nearly all in the test itself
     epochs = store.records_of_kind("epoch")
     assert sum(e.payload["frames"] for e in epochs) == len(head.t_s)
     for what in ("assessed_frames", "low_frames"):  # epochs add up to their session
         assert sum(e.payload["force_confidence"][what] for e in epochs) == confidence[what]
-    assert sum(e.payload["force_frames"] for e in epochs) == stats["frames"]
+    assert sum(e.payload["force_frames"] for e in epochs) == len(kin) - low.sum()
     store.close()
 
 

@@ -16,9 +16,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ble_gateway.web.synthetic import CALIBRATION, epoch_payload, session_payload
+from ble_gateway.web.synthetic import (
+    CALIBRATION,
+    epoch_payload,
+    session_payload,
+    wear_session_payload,
+)
 from cervical_demo.fuzz_cases import json_paths
-from edge_runtime.contracts.hub_records import RECORD_FORMAT_1, RECORD_FORMAT_2
+from edge_runtime.contracts.hub_records import RECORD_FORMAT_1, RECORD_FORMAT_2, RECORD_FORMAT_3
 from edge_runtime.contracts.record_payloads import (
     RECORD_TYPES,
     CalibrationRecord,
@@ -47,35 +52,48 @@ def examples(with_confidence: bool = True) -> dict[str, HubRecord]:
     }
 
 
-@pytest.mark.parametrize("kind", sorted(RECORD_TYPES))
+def wear_example() -> SessionRecord:
+    started = datetime(2026, 11, 24, 11, 0, tzinfo=UTC)
+    return wear_session_payload(np.random.default_rng(3), started, "2026.11.24.120000", 0.4, 600)
+
+
+@pytest.mark.parametrize("kind", [*sorted(RECORD_TYPES), "session_wear"])
 def test_every_kind_matches_its_golden_file_and_reads_back(kind: str) -> None:
-    record = examples()[kind]
+    record = wear_example() if kind == "session_wear" else examples()[kind]
     golden = json.loads((GOLDEN / f"record_{kind}.json").read_text())
+    kind = record.KIND
     assert record.to_dict() == golden
     assert parse_record(kind, json.dumps(golden)) == record
     assert parse_record(kind, record.to_json()).to_dict() == golden
 
 
-@pytest.mark.parametrize("old", [1, 2])
+@pytest.mark.parametrize("old", [1, 2, 3])
 @pytest.mark.parametrize("kind", sorted(RECORD_TYPES))
 def test_older_formats_still_read_as_they_were(kind: str, old: int) -> None:
-    """Hubs in the field keep their format 1 and 2 stores: every kind still reads, as it was
-    (format 1 with no force confidence; formats 1 and 2 with no session kind or test)."""
+    """Hubs in the field keep their format 1 to 3 stores: every kind still reads, as it was
+    (format 1 with no force confidence; formats 1 and 2 with no session kind or test; none of
+    them with a monitoring block)."""
     golden = json.loads((GOLDEN / f"record_{kind}.format-{old}.json").read_text())
-    assert golden["format"] == (RECORD_FORMAT_1, RECORD_FORMAT_2)[old - 1]
+    assert golden["format"] == (RECORD_FORMAT_1, RECORD_FORMAT_2, RECORD_FORMAT_3)[old - 1]
     record = parse_record(kind, json.dumps(golden))
     now = examples(with_confidence=old >= 2)[kind].to_dict()
-    newer = {"format", "kind", "guided_test"}
+    newer = {"format", "monitoring"} | ({"kind", "guided_test"} if old < 3 else set())
     assert {k: v for k, v in record.to_dict().items() if k not in newer} == {
         k: v for k, v in now.items() if k not in newer
     }
+    assert getattr(record, "monitoring", None) is None
+    if kind == "session":  # no format before 4 has a monitoring block
+        with pytest.raises(RecordError, match="monitoring: unknown key"):
+            parse_record(kind, json.dumps({**golden, "monitoring": None}))
+    if old == 3:
+        return
     assert getattr(record, "kind", None) is None and getattr(record, "guided_test", None) is None
     if old == 1:
         assert getattr(record, "confidence", None) is None
         if "force_confidence" in now:  # a format 1 record has no such key
             with pytest.raises(RecordError, match="force_confidence: unknown key"):
                 parse_record(kind, json.dumps({**golden, "force_confidence": None}))
-    if kind == "session":  # nor has a format 2 session a kind
+    if kind == "session":  # nor has a format 1 or 2 session a kind
         with pytest.raises(RecordError, match="kind: unknown key"):
             parse_record(kind, json.dumps({**golden, "kind": "wear"}))
 
@@ -105,7 +123,7 @@ def test_the_confidence_must_agree_with_the_force_statistics_beside_it() -> None
          "forces.groups.flexion.mean_n: 'x': not a number"),
         ("session", lambda p: p.update(started_utc="2026-11-24T09:30:00"), "has no UTC offset"),
         ("session", lambda p: p["profile"].update(head_mass_kg=40.0), "profile: anthropometrics"),
-        ("session", lambda p: p.update(format="cervical-hub-record/4"), "format"),
+        ("session", lambda p: p.update(format="cervical-hub-record/5"), "format"),
         ("session", lambda p: p.pop("kind"), "session record: kind: missing"),
         ("session", lambda p: p.update(kind="nap"), "kind: 'nap': not one of"),
         ("session", lambda p: p.update(kind="wear"), "a wear session has no test result"),
@@ -121,6 +139,15 @@ def test_the_confidence_must_agree_with_the_force_statistics_beside_it() -> None
         ("session", lambda p: p["guided_test"]["settings"].update(step_timeout_s=-1),
          "must be > 0"),
         ("session", lambda p: p.pop("force_confidence"), "force_confidence: missing"),
+        ("session", lambda p: p.update(monitoring=wear_example().monitoring.to_dict()),  # type: ignore[union-attr]
+         "only a wear session carries a monitoring block"),
+        ("session_wear", lambda p: p.update(monitoring=None),
+         "a wear session needs its monitoring block"),
+        ("session_wear", lambda p: p["monitoring"].update(day="2026-13-01"), "not an ISO date"),
+        ("session_wear", lambda p: p["monitoring"]["excursions"].update(flexion=[1, -2]),
+         "monitoring.excursions.flexion: -2: not a count"),
+        ("session_wear", lambda p: p["monitoring"]["load"]["flexion"].update(above_s=[1.0]),
+         "monitoring.load.flexion.above_s: .*1 values, not 3"),
         ("epoch", lambda p: p["force_confidence"].update(threshold_of_fmax=-1), "below 0"),
         ("epoch", lambda p: p.update(usable_frames=10**6), "more than the 1000 frames"),
         ("epoch", lambda p: p["angles"].update(min_deg=[1.0]), "angles.min_deg"),
@@ -133,10 +160,11 @@ def test_the_confidence_must_agree_with_the_force_statistics_beside_it() -> None
 def test_a_bad_payload_is_refused_naming_the_record_and_key(
     kind: str, change: Any, message: str
 ) -> None:
-    payload = examples()[kind].to_dict()
+    record = wear_example() if kind == "session_wear" else examples()[kind]
+    payload = record.to_dict()
     change(payload)
     with pytest.raises(RecordError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        parse_record(kind, json.dumps(payload))
+        parse_record(record.KIND, json.dumps(payload))
 
 
 def test_construction_validates_like_reading() -> None:
@@ -163,7 +191,7 @@ def _mutations() -> st.SearchStrategy[Any]:
 
 @settings(max_examples=300, deadline=None)
 @given(
-    kind=st.sampled_from(sorted(RECORD_TYPES)),
+    kind=st.sampled_from([*sorted(RECORD_TYPES), "session_wear"]),
     where=st.integers(0, 10**6),
     value=_mutations(),
     delete=st.booleans(),
@@ -173,7 +201,8 @@ def test_any_mutation_reads_or_is_refused_with_a_record_error(
 ) -> None:
     """Fuzzing: one value anywhere in a valid payload replaced (or removed) never raises
     anything but RecordError, and what reads back is finite JSON."""
-    payload = examples()[kind].to_dict()
+    example = wear_example() if kind == "session_wear" else examples()[kind]
+    kind, payload = example.KIND, example.to_dict()
     paths = json_paths(payload)[1:]
     path = paths[where % len(paths)]
     parent = payload

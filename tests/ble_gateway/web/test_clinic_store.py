@@ -191,26 +191,37 @@ def test_a_store_with_bad_records_from_before_is_healed_on_opening(tmp_path: Pat
 def test_wear_sessions_are_kept_apart_and_never_reported_as_missing_an_assessment(
     tmp_path: Path,
 ) -> None:
-    """A wear session carries no assessment by design: it is stored with its kind and the
-    review does not count it among the sessions that lack one (an incomplete test is counted)."""
+    """A wear session carries no assessment by design: it is stored with its kind, summed (not
+    listed) by the review, never counted among the sessions that lack an assessment (an
+    incomplete test is counted), and its monitoring block goes into its day."""
+    from ble_gateway.web.daily import read_days
     from ble_gateway.web.review import patient_history
-    from ble_gateway.web.synthetic import guided_test_result
+    from ble_gateway.web.synthetic import guided_test_result, wear_session_payload
 
     store = ClinicStore(tmp_path / "clinic.db")
     device = store.device_id(DeviceKey("AA:BB:CC:DD:EE:FF", "00" * 16), "1.0.0")
     store.assign_device(device, PATIENT.code)
-    wear = _session_payload() | {
-        "kind": "wear", "guided_test": None, "assessment": None,
-        "assessment_note": "wear: range of motion is judged in guided tests only",
-    }  # fmt: skip
+    rng = np.random.default_rng(4)
+    wear = [wear_session_payload(rng, STARTED, "1.0.0", 0.5, 900.0) for _ in range(2)]
     undone = guided_test_result(False)
     incomplete = _session_payload(1) | {
         "guided_test": undone.to_dict(), "assessment": None, "assessment_note": undone.words(),
     }  # fmt: skip
-    store.add_records(device, [_session(1, wear, "w1"), _session(2, _session_payload(2), "t1")])
+    store.add_records(
+        device, [_session(1, wear[0].to_dict(), "w1"), _session(2, _session_payload(2), "t1")]
+    )
     history = patient_history(store.engine, PATIENT.code)
-    assert sorted(s.kind or "" for s in history.sessions) == ["test", "wear"]
+    assert [s.kind for s in history.sessions] == ["test"] and history.wear.sessions == 1
+    listed = patient_history(store.engine, PATIENT.code, include_wear=True).sessions
+    assert sorted(s.kind or "" for s in listed) == ["test", "wear"]
     assert not any("without a range-of-motion assessment" in w for w in history.warnings())
+    (first,) = read_days(store.engine, [device])
+    assert first.sessions == 1 and first.wear_s == wear[0].monitoring.wear_s  # type: ignore[union-attr]
+    store.add_records(device, [_session(4, wear[1].to_dict(), "w2")])  # the day, synced later
+    (day,) = read_days(store.engine, [device])
+    blocks = [w.monitoring for w in wear]
+    assert day.sessions == 2 and day.wear_s == pytest.approx(sum(b.wear_s for b in blocks))  # type: ignore[union-attr]
+    assert day.movements == sum(b.movements for b in blocks)  # type: ignore[union-attr]
     store.add_records(device, [_session(3, incomplete, "t2")])
     warnings = " ".join(patient_history(store.engine, PATIENT.code).warnings())
     assert "1 session(s) without a range-of-motion assessment: 1 x Test incomplete" in warnings

@@ -96,9 +96,24 @@ def test_clinician_session_in_a_real_browser(served: tuple[str, ClinicStore]) ->
         expect(deficit_row).to_contain_text("°")
         expect(deficit_row).to_contain_text("%")
         expect(page.locator("#trend-plot svg")).to_be_visible()
-        expect(page.locator("#wear-plot svg")).to_be_visible()
+        expect(page.locator("#since-review")).to_contain_text("days worn")
+        expect(page.locator("#days tr").nth(1)).to_contain_text("h")
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "patient.png"), full_page=True)
+
+        # daily monitoring, apart from the tests: its plots, its days, its CSV
+        page.click("#days-link")
+        expect(page).to_have_url(re.compile(r"/days"))
+        for plot in ("#habitual-plot", "#activity-plot", "#load-plot", "#wear-plot"):
+            expect(page.locator(f"{plot} svg")).to_be_visible()
+        changed = page.locator("#days tr.change").first
+        expect(changed).to_contain_text("change:")  # the restricted start recovers: a change
+        page.screenshot(path=str(ARTIFACTS / "days.png"), full_page=True)
+        with page.expect_download() as days_download:
+            page.click("#export-days-csv")
+        rows = Path(days_download.value.path()).read_text().splitlines()
+        assert rows[0].startswith("day,sessions,wear_h") and len(rows) > 30
+        page.go_back()
 
         with page.expect_download() as pdf_download:
             page.click("#report-pdf")
@@ -111,6 +126,9 @@ def test_clinician_session_in_a_real_browser(served: tuple[str, ClinicStore]) ->
         assert bundle["resourceType"] == "Bundle" and bundle["type"] == "collection"
         kinds = {e["resource"]["resourceType"] for e in bundle["entry"]}
         assert kinds == {"Patient", "Device", "Observation"}
+        daily = [e["resource"] for e in bundle["entry"]
+                 if e["resource"].get("code", {}).get("coding", [{}])[0].get("code") == "daily-wear"]  # fmt: skip
+        assert daily and all(o["valueQuantity"]["unit"] == "h" for o in daily)
 
         page.click("#logout")
         expect(page).to_have_url(f"{base}/login")
@@ -118,4 +136,4 @@ def test_clinician_session_in_a_real_browser(served: tuple[str, ClinicStore]) ->
         expect(page).to_have_url(f"{base}/login?next=%2Fpatients%2F{PATIENT.code}")
         browser.close()
     actions = [e["action"] for e in Accounts(store.engine).audit_entries()]
-    assert actions[:4] == ["logout", "export", "export", "view"]
+    assert actions[:6] == ["logout", "export", "export", "view", "export", "view"]

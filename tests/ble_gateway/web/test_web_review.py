@@ -15,8 +15,16 @@ from fhir.resources.R4B.observation import Observation
 from pypdf import PdfReader
 from sqlalchemy import update
 
-from ble_gateway.store import ClinicStore, session_directions, sessions, store_meta
-from ble_gateway.web import exports
+from ble_gateway.store import (
+    ClinicStore,
+    days,
+    session_directions,
+    session_monitoring,
+    sessions,
+    store_meta,
+)
+from ble_gateway.web.daily import patient_days, read_days
+from ble_gateway.web import exports, exports_daily
 from ble_gateway.web.accounts import Accounts
 from ble_gateway.web.review import (
     LOW_CONFIDENCE_WARN_FRACTION,
@@ -35,14 +43,20 @@ from tests.ble_gateway.web.web_fixtures import PATIENT, clinic, sign_in, web_app
 def test_derived_tables_are_rebuilt_from_the_records(tmp_path: Path) -> None:
     store = clinic(tmp_path, days=40)
     n_sessions, n_directions = store.count(sessions), store.count(session_directions)
-    assert n_sessions > 25 and n_directions >= 10 * (n_sessions - 5)
+    n_days, n_blocks = store.count(days), store.count(session_monitoring)
+    tests = len(patient_history(store.engine, PATIENT.code).sessions)
+    assert tests > 25 and n_directions >= 10 * (tests - 5) and n_sessions == tests + n_blocks
+    assert 25 < n_days <= 40 and n_blocks == 3 * n_days
+    before = read_days(store.engine, [1])
     with store.engine.begin() as db:  # an older cache shape, partly lost
         db.execute(update(store_meta).values(value="1"))
         db.execute(sessions.delete())
+        db.execute(days.delete())
     store.close()
     again = ClinicStore(tmp_path / "clinic.db")
     assert again.count(sessions) == n_sessions
     assert again.count(session_directions) == n_directions
+    assert read_days(again.engine, [1]) == before
     # the review queries need no web accounts (a store that only ever synced)
     bare = ClinicStore(tmp_path / "bare.db")
     fill_history(bare, 5, PATIENT)
@@ -50,7 +64,7 @@ def test_derived_tables_are_rebuilt_from_the_records(tmp_path: Path) -> None:
 
 
 def test_adherence_open_flags_and_reviews(tmp_path: Path) -> None:
-    store = clinic(tmp_path, days=60)
+    store = clinic(tmp_path, days=60, wear_per_day=0)
     today = datetime.now(UTC).date()
     [summary] = patients_overview(store.engine, today)
     history = patient_history(store.engine, PATIENT.code)
@@ -122,6 +136,33 @@ def test_fhir_bundle_is_valid_r4_with_units_and_reference_ranges(tmp_path: Path)
     assert [e["fullUrl"] for e in again["entry"]] == [e["fullUrl"] for e in document["entry"]]
 
 
+def test_days_export_as_fhir_observations_and_csv_rows(tmp_path: Path) -> None:
+    """Each day worn: one valid FHIR Observation (hours worn, the day's figures as components,
+    a change marked abnormal and said not to be a deficit) and one CSV row."""
+    store = clinic(tmp_path, days=30)
+    history = patient_history(store.engine, PATIENT.code)
+    daily = patient_days(store.engine, [d.id for d in history.devices])
+    bundle = Bundle.model_validate(json.loads(json.dumps(exports.fhir_bundle(history, days=daily))))
+    observations = [
+        e.resource for e in bundle.entry if e.resource.get_resource_type() == "Observation"
+        and e.resource.code.coding[0].system == exports_daily.DAILY_CODE_SYSTEM
+    ]  # fmt: skip
+    assert len(observations) == len(daily.days) > 20
+    first = observations[0]
+    assert first.effectivePeriod.start.isoformat() == daily.days[0].day.isoformat()
+    assert float(first.valueQuantity.value) == round(daily.days[0].wear_s / 3600, 2)
+    codes = {c.code.coding[0].code for c in first.component}
+    assert {"movements-per-hour", "flexion-p95", "right_rotation-p50", "load-extension"} <= codes
+    changed = [o for o in observations if o.interpretation]
+    assert changed and len(changed) == len(daily.flagged_days())  # the recovery is a change
+    assert "not a deficit" in changed[0].note[0].text
+    rows = list(csv.DictReader(io.StringIO(exports_daily.days_csv(daily))))
+    assert len(rows) == len(daily.days)
+    assert float(rows[0]["wear_h"]) == round(daily.days[0].wear_s / 3600, 3)
+    assert sum(r["judgement"] == "change" for r in rows) == len(changed)
+    assert {r["judgement"] for r in rows[:7]} == {"baseline"}
+
+
 def test_csv_and_pdf_exports(tmp_path: Path) -> None:
     store = clinic(tmp_path, days=30)
     history = patient_history(store.engine, PATIENT.code)
@@ -153,7 +194,7 @@ def test_the_force_confidence_is_said_in_words_on_every_page(tmp_path: Path) -> 
     """The share of force frames the hub left out for low confidence: per session on the
     patient and session pages, over the period in the muscle loading, and a warning naming the
     sessions where it exceeds LOW_CONFIDENCE_WARN_FRACTION."""
-    store = clinic(tmp_path, days=30)
+    store = clinic(tmp_path, days=30, wear_per_day=0)
     history = patient_history(store.engine, PATIENT.code)
     fractions = [s.low_confidence_fraction for s in history.sessions]
     fractions = [f for f in fractions if f is not None]  # not the uncalibrated: no force frames
@@ -177,7 +218,7 @@ def test_the_force_confidence_is_said_in_words_on_every_page(tmp_path: Path) -> 
 
 
 def test_pages_name_each_session_kind_and_a_test_result_in_words(tmp_path: Path) -> None:
-    store = clinic(tmp_path, days=30)
+    store = clinic(tmp_path, days=30, wear_per_day=0)
     history = patient_history(store.engine, PATIENT.code)
     client = TestClient(web_app(store))
     sign_in(client)

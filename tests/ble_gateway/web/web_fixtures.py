@@ -20,9 +20,10 @@ USER, PASSWORD = "dr.lee", "a long enough passphrase"
 PATIENT = SyntheticPatient()
 
 
-def clinic(tmp_path: Path, days: int = 90, seed: int = 0) -> ClinicStore:
+def clinic(tmp_path: Path, days: int = 90, seed: int = 0, wear_per_day: int = 3) -> ClinicStore:
+    """A patient's ``days``: a guided test and ``wear_per_day`` wear sessions each day worn."""
     store = ClinicStore(tmp_path / "clinic.db")
-    fill_history(store, days, PATIENT, seed=seed)
+    fill_history(store, days, PATIENT, seed=seed, wear_sessions_per_day=wear_per_day)
     Accounts(store.engine, FAST_HASHER).add_user(USER, PASSWORD)
     return store
 
