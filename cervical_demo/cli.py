@@ -124,7 +124,7 @@ def _run(out_dir: Path, state: DemoState, scheduler: str | None, port: int, serv
     with stage("bundle", "bundle: int8, accuracy gate, signing key, signed bundle") as s:
         bundle, pub = build.model_bundle(out_dir, scale, run, s)
     with stage("hub", "virtual hub + gateway: pair, profile, push, measure, sync") as s:
-        hub = run_hub_and_gateway(out_dir, out_dir / build.BUNDLE_DIR, pub, scale.replay_speed, s)
+        hub = run_hub_and_gateway(out_dir, out_dir / build.BUNDLE_DIR, pub, scale, s)
     with stage("clinic", "clinician view: web view, report, FHIR bundle") as s:
         clinic = clinician_view(out_dir, out_dir / CLINIC_DB, hub.address, port, serve, s)
     total = time.perf_counter() - started

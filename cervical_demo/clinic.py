@@ -1,7 +1,8 @@
 """Stage 7: the clinician view. A clinician account and the patient assignment are made with the
 product's own commands; the web view starts on localhost as a background process that outlives
 the demo (``cervical demo stop`` ends it); the demo then signs in over HTTP like a browser would
-and saves the patient's report (PDF), FHIR bundle and sessions table into the output folder.
+and saves the patient's report (PDF), FHIR bundle, tests and days tables and pages into the
+output folder.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ REPORT_PDF = "report.pdf"
 FHIR_BUNDLE = "fhir-bundle.json"
 SESSIONS_CSV = "sessions.csv"
 PATIENT_PAGE = "patient.html"
+DAYS_PAGE = "days.html"
+DAYS_CSV = "days.csv"
 WEB_LOG = "logs/web.log"
 STARTUP_TIMEOUT_S = 60.0
 
@@ -140,6 +143,8 @@ def clinician_view(
             "report (PDF)": (REPORT_PDF, browser.get(f"{patient}/report.pdf")),
             "FHIR R4 bundle": (FHIR_BUNDLE, browser.get(f"{patient}/fhir.json")),
             "sessions (CSV)": (SESSIONS_CSV, browser.get(f"{patient}/sessions.csv")),
+            "daily-monitoring page": (DAYS_PAGE, browser.get(f"{patient}/days")),
+            "days (CSV)": (DAYS_CSV, browser.get(f"{patient}/days.csv")),
         }
         written = {}
         for what, (name, body) in exports.items():

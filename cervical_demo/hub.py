@@ -1,7 +1,10 @@
 """Stages 5-6: a virtual hub in its own process on the virtual radio (its own process too),
 measuring the simulated patient; the gateway (this process) pairs with it using the passkey on
-its label, sets the patient's profile, pushes the signed bundle, runs a guided range-of-motion
-test that the patient performs, and syncs the sessions into the clinic store.
+its label, sets the patient's profile and pushes the signed bundle; the hub then records the
+patient's four weeks before today (``weeks``: daily wear, weekly guided tests; the daemon stopped
+meanwhile and started again after, as after a power cut); the gateway runs today's guided
+range-of-motion test that the patient performs, and syncs everything into the clinic store in
+one go.
 
 The hub starts as one fresh from the factory: no model and a generic profile. It serves BLE and
 measures nothing until the gateway has pushed a model, so the session it records is computed
@@ -14,6 +17,7 @@ import asyncio
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +25,8 @@ from typing import Any
 from cervical_demo import scenario
 from cervical_demo.processes import Background, DemoProcessError
 from cervical_demo.progress import StageReporter
+from cervical_demo.scales import DemoScale
+from cervical_demo.weeks import record_weeks
 from edge_runtime.contracts.anthropometrics import write_profile
 from edge_runtime.contracts.record_payloads import parse_record
 
@@ -84,7 +90,7 @@ def _fresh(path: Path) -> None:
 
 
 def run_hub_and_gateway(
-    out_dir: Path, bundle: Path, pub: Path, replay_speed: float, stage: StageReporter
+    out_dir: Path, bundle: Path, pub: Path, scale: DemoScale, stage: StageReporter
 ) -> HubResult:
     hub_dir, gateway_dir, clinic = out_dir / HUB_DIR, out_dir / GATEWAY_DIR, out_dir / CLINIC_DB
     for path in (hub_dir, gateway_dir, clinic):
@@ -94,30 +100,39 @@ def run_hub_and_gateway(
     logs = out_dir / "logs"
     radio = Background(out_dir, "radio", ["radio", "serve", "--port", "0", "--port", "0"],
                        logs / "radio.log").start()  # fmt: skip
-    hub: Background | None = None
+    hubs: list[Background] = []
     try:
         hub_port, gateway_port = _radio_ports(radio)
-        config = _hub_config(hub_dir, pub, hub_port, replay_speed)
-        hub = Background(out_dir, "hub", ["edge", "run", "--config", str(config)], logs / "hub.log")
-        hub.start()
-        hub.wait_for_log("BLE: advertising", timeout_s=60.0)
+        config = _hub_config(hub_dir, pub, hub_port, scale.replay_speed)
+
+        def start_hub(log_name: str) -> Background:
+            hub = Background(out_dir, "hub", ["edge", "run", "--config", str(config)],
+                             logs / log_name)  # fmt: skip
+            hubs.append(hub)
+            hub.start()
+            hub.wait_for_log("BLE: advertising", timeout_s=60.0)
+            return hub
+
+        hub = start_hub("hub.log")
         stage.note(f"virtual radio and hub started, each in its own process; hub log {hub.log}")
-        result = asyncio.run(
-            _gateway(hub, hub_dir, gateway_dir, clinic, bundle, gateway_port, stage)
+        gateway = _gateway(
+            hubs, start_hub, hub_dir, gateway_dir, clinic, bundle, pub, gateway_port, scale, stage
         )
-        code = hub.stop()
+        result = asyncio.run(gateway)
+        code = hubs[-1].stop()
         if code != 0:
-            raise DemoProcessError(f"the hub stopped with exit {code}:\n{hub.log_tail()}")
+            raise DemoProcessError(f"the hub stopped with exit {code}:\n{hubs[-1].log_tail()}")
         return result
     finally:
-        if hub is not None:
+        for hub in hubs:
             hub.stop()
         radio.stop()
 
 
 async def _gateway(
-    hub: Background, hub_dir: Path, gateway_dir: Path, clinic_path: Path, bundle: Path,
-    port: int, stage: StageReporter,
+    hubs: list[Background], start_hub: Callable[[str], Background], hub_dir: Path,
+    gateway_dir: Path, clinic_path: Path, bundle: Path, pub: Path, port: int, scale: DemoScale,
+    stage: StageReporter,
 ) -> HubResult:  # fmt: skip
     from ble_gateway.guided_test import Guidance, guidance_for, run_guided_test
     from ble_gateway.hub_client import push_model, read_status, set_profile, sync_hub
@@ -148,6 +163,16 @@ async def _gateway(
         progress=lambda done, total: stage.update(done, total, "model bytes pushed"),
     )  # fmt: skip
     stage.note(f"model {version} pushed: the hub verified and installed it and started measuring")
+    hub = hubs[-1]
+    code = hub.stop()  # four weeks pass: the hub records them, stopped meanwhile (module doc)
+    if code != 0:
+        raise DemoProcessError(f"the hub stopped with exit {code}:\n{hub.log_tail()}")
+    weeks = await asyncio.to_thread(
+        record_weeks, hub_dir, pub, scale.wear_days, scale.wear_min_per_day, stage
+    )
+    hub = start_hub("hub-today.log")
+    stage.note(f"hub started again on its store ({weeks.tests} tests, {weeks.wear_hours:.1f} h "
+               f"of wear waiting to be synced); today's log {hub.log}")  # fmt: skip
     # the patient performs the guided test the gateway runs (wear sessions judge no range)
     prompts: list[str] = []
 

@@ -16,8 +16,11 @@ from cervical_demo.hub import HubResult
 from cervical_demo.progress import duration
 from cervical_demo.scales import DemoScale
 from edge_runtime.common.atomic import atomic_path
+from edge_runtime.contracts.daily import daily_summaries, judge_days
 from edge_runtime.contracts.model_bundle import BundleManifest
+from edge_runtime.contracts.record_fields import Fields
 from edge_runtime.contracts.training_run import RunLayout
+from edge_runtime.contracts.wear_monitoring import WearMonitoring
 
 SUMMARY_FILE = "summary.json"
 R2_GOAL = 0.95  # the published result to beat: R² > 0.95 for every muscle
@@ -35,7 +38,10 @@ def key_figures(
     gate = bundle_manifest.gate
     gate_family = gate.get("heldout_family", {})
     sessions = []
+    wear = [s for s in hub.sessions if s.get("kind") == "wear"]
     for s in hub.sessions:
+        if s.get("kind") == "wear":  # summed into days below
+            continue
         a = s.get("assessment") or {}
         sectors = {x["sector"]: x for x in a.get("sectors", [])}
         sessions.append({
@@ -72,10 +78,30 @@ def key_figures(
         "bundle_version": bundle_manifest.bundle_version,
         "records_synced": hub.records_synced,
         "sessions": sessions,
+        **_days(wear),
         "flagged_regions": sorted({f for s in sessions for f in s["flagged"]}),
         "restricted_in_scenario": list(scenario.RESTRICTED),
         "sensor_marks": sorted({m for s in sessions for m in s["sensor_marks"]}),
         "scale": scale.name,
+        "wear_days_in_scenario": scale.wear_days,
+    }
+
+
+def _days(wear: list[dict[str, Any]]) -> dict[str, Any]:
+    """The synced wear sessions summed into days and judged against the baseline."""
+    blocks = [
+        WearMonitoring.read(Fields("session", s["monitoring"], "monitoring"))
+        for s in wear
+        if s.get("monitoring")
+    ]
+    days = daily_summaries(blocks)
+    changed = [j for j in judge_days(days) if j.flagged]
+    return {
+        "wear_sessions": len(wear),
+        "days_worn": len(days),
+        "wear_hours": round(sum(d.wear_s for d in days) / 3600, 2),
+        "days_with_change": len(changed),
+        "changed_directions": sorted({f for j in changed for f in j.flagged}),
     }
 
 
@@ -95,6 +121,10 @@ def scenario_mismatch(figures: dict[str, Any]) -> str | None:
         reasons.append(
             f"the hub flagged {figures['flagged_regions'] or 'nothing'}, the patient's "
             f"restricted directions are {sorted(scenario.RESTRICTED)}"
+        )
+    if figures["days_worn"] < figures["wear_days_in_scenario"]:
+        reasons.append(
+            f"{figures['days_worn']} days of wear synced, not {figures['wear_days_in_scenario']}"
         )
     if figures["sensor_marks"]:
         reasons.append(f"the sessions carry sensor marks {figures['sensor_marks']}")
@@ -139,10 +169,11 @@ def print_summary(
     console.print(table)
 
     f = figures
-    flagged = ", ".join(
-        f"{n.replace('_', ' ')} (-{d:.0f}°)"
-        for s in f["sessions"] for n, d in s["deficits_deg"].items()
-    ) or "none"  # fmt: skip
+    tests = [s for s in f["sessions"] if s["guided_test"] == "complete"]
+    trend = "; ".join(
+        ", ".join(f"{n.replace('_', ' ')} -{d:.0f}°" for n, d in s["deficits_deg"].items())
+        or "none" for s in tests
+    )  # fmt: skip
     lines = [
         f"muscle forces, held-out subjects: worst muscle R² {f['r2_worst_muscle']:.4f} "
         f"({f['r2_worst_muscle_name']}), median {f['r2_median']:.4f}; "
@@ -161,8 +192,12 @@ def print_summary(
             if f.get("int8_family_r2_worst_muscle") is not None
             else []
         ),
-        f"patient {scenario.PATIENT_CODE}: flagged {flagged} "
-        f"(restricted in the scenario: {', '.join(f['restricted_in_scenario'])})",
+        f"patient {scenario.PATIENT_CODE}: deficits in {len(tests)} guided tests, weekly to "
+        f"today: {trend} (restricted in the scenario: {', '.join(f['restricted_in_scenario'])})",
+        f"daily monitoring: {f['days_worn']} days worn ({f['wear_hours']:.1f} h, "
+        f"{f['wear_sessions']} wear sessions); change in habitual range on "
+        f"{f['days_with_change']} days ({', '.join(f['changed_directions']) or 'none'}), "
+        "never a deficit",
         f"records synced over BLE: {f['records_synced']}",
         "force confidence on the hub: "
         + (

@@ -36,12 +36,17 @@ NOD_S = 2.5
 @dataclass(frozen=True)
 class WearRanges:
     """The wearer's active range (deg) for drawing postures: extension, flexion, bending to each
-    side and rotation to each side."""
+    side and rotation to each side; a side restricted (an injury) reaches its ``*_scale`` of
+    it."""
 
     extension_deg: float = 70.0
     flexion_deg: float = 50.0
     bend_deg: float = 40.0
     rotation_deg: float = 70.0
+    left_bend_scale: float = 1.0
+    right_bend_scale: float = 1.0
+    left_rotation_scale: float = 1.0
+    right_rotation_scale: float = 1.0
 
 
 def _minimum_jerk(start: FloatArray, end: FloatArray, n: int) -> FloatArray:
@@ -58,8 +63,9 @@ def _posture(rng: np.random.Generator, ranges: WearRanges, reach: float) -> Floa
     if rng.random() < 1 / 12:  # a look far to one side
         r = math.copysign(rng.uniform(0.6, 0.85) * ranges.rotation_deg, rng.normal())
     e = float(np.clip(e, -reach * ranges.flexion_deg, reach * ranges.extension_deg))
-    b = float(np.clip(b, -reach * ranges.bend_deg, reach * ranges.bend_deg))
-    r = float(np.clip(r, -reach * ranges.rotation_deg, reach * ranges.rotation_deg))
+    bend, rot = reach * ranges.bend_deg, reach * ranges.rotation_deg
+    b = float(np.clip(b, -bend * ranges.left_bend_scale, bend * ranges.right_bend_scale))
+    r = float(np.clip(r, -rot * ranges.right_rotation_scale, rot * ranges.left_rotation_scale))
     return np.radians([e, b, r])
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from cervical_demo.scales import SCALES
 from tests.conftest import REPO
 
 CERVICAL = str(Path(sys.executable).parent / "cervical")
@@ -86,10 +87,12 @@ def test_tiny_demo_runs_every_stage_and_leaves_its_outputs(
     assert bundle.manifest.gate["passed"] is True
     assert figures["int8_largest_r2_drop"] <= bundle.manifest.gate["tolerance_r2"]
     assert stat.S_IMODE((out / "signing.key").stat().st_mode) == 0o600
-    # 5. the virtual hub started without a model, got it over BLE, then measured the patient
+    # 5. the virtual hub started without a model, got it over BLE, then measured the patient;
+    # stopped, it recorded the days before today, and started again for today's test
     hub_log = (out / "logs" / "hub.log").read_text()
     assert hub_log.index("no model installed") < hub_log.index("hub running")
     assert "hub stopped cleanly" in hub_log
+    assert "hub stopped cleanly" in (out / "logs" / "hub-today.log").read_text()
     assert (out / "hub" / "models" / "current").is_symlink()
     with HubStore(out / "hub" / "hub.db") as store:
         sessions = store.records_of_kind("session")
@@ -97,21 +100,24 @@ def test_tiny_demo_runs_every_stage_and_leaves_its_outputs(
         assert store.unsynced_count == 1  # the hub's own stop, recorded after the sync
     last = json.loads(hub_records.pop().payload_json)
     assert last["event"] == "hub_stopped"
-    # the guided test the gateway ran is the one test; the sessions around it are wear
+    # a test on the first day and every 7th after it, and today's the gateway ran; the rest wear
+    days = SCALES["tiny"].wear_days
     kinds = [r.payload["kind"] for r in sessions]
-    assert kinds.count("test") == 1 and set(kinds) <= {"test", "wear"}, kinds
-    index = kinds.index("test")
-    session = sessions[index].payload
-    assert session["guided_test"]["outcome"] == "complete"
+    assert kinds.count("test") == 1 + -(-days // 7) and set(kinds) <= {"test", "wear"}, kinds
+    tests = [r.payload for r in sessions if r.payload["kind"] == "test"]
+    session = tests[-1]  # today's
+    assert all(t["guided_test"]["outcome"] == "complete" for t in tests)
     assert all(r.payload["assessment"] is None for r in sessions if r.payload["kind"] == "wear")
     assert session["model"]["bundle_version"] == bundle.version
     assert session["profile"] == scenario.PATIENT_PROFILE.to_dict()  # set by the gateway
+    worn = {r.payload["monitoring"]["day"] for r in sessions if r.payload["kind"] == "wear"}
+    assert len(worn) >= days and figures["days_worn"] == len(worn)
     # the bundle's confidence twin ran on the hub: the session says how many frames it doubted
     assert bundle.twin is not None and session["force_confidence"]["assessed_frames"] > 0
     low_share = (
         session["force_confidence"]["low_frames"] / session["force_confidence"]["assessed_frames"]
     )
-    assert figures["sessions"][index]["low_confidence_force_frames"] == round(low_share, 4)
+    assert figures["sessions"][-1]["low_confidence_force_frames"] == round(low_share, 4)
     # 6. every record synced into the clinic store, once, and assigned to the patient
     clinic = ClinicStore(out / "clinic.db")
     try:
@@ -133,7 +139,10 @@ def test_tiny_demo_runs_every_stage_and_leaves_its_outputs(
     }
     assert low == set(scenario.RESTRICTED)
     rows = (out / "sessions.csv").read_text().strip().splitlines()
-    assert len(rows) == 1 + len(sessions)  # header + one per session, wear and test
+    assert len(rows) == 1 + len(tests)  # header + one per test (wear: by day)
+    day_rows = (out / "days.csv").read_text().strip().splitlines()
+    assert len(day_rows) == 1 + len(worn)
+    assert b"habitual-plot" in (out / "days.html").read_bytes()
     assert stat.S_IMODE((out / "web-login.txt").stat().st_mode) == 0o600
     web = summary["web_view"]
     base = web["url"].split("/patients/")[0]
@@ -243,7 +252,8 @@ def test_the_demo_fails_when_the_hub_outcome_differs_from_the_scenario() -> None
     ) -> dict[str, Any]:
         session = {"flagged": flagged, "insufficient_data": missing, "sensor_marks": marks,
                    "guided_test": test}  # fmt: skip
-        return {"flagged_regions": sorted(flagged), "sensor_marks": marks, "sessions": [session]}
+        return {"flagged_regions": sorted(flagged), "sensor_marks": marks, "sessions": [session],
+                "days_worn": 8, "wear_days_in_scenario": 8}  # fmt: skip
 
     story = sorted(scenario.RESTRICTED)
     assert scenario_mismatch(figures(story, [], [])) is None
@@ -254,3 +264,5 @@ def test_the_demo_fails_when_the_hub_outcome_differs_from_the_scenario() -> None
     assert "flagged nothing" in lost and "sensor_lost" in lost and story[0] in lost
     extra = scenario_mismatch(figures([*story, "flexion"], [], []))
     assert extra is not None and "flexion" in extra
+    unworn = scenario_mismatch(figures(story, [], []) | {"days_worn": 3})
+    assert unworn is not None and "3 days of wear synced, not 8" in unworn

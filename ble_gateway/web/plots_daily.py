@@ -43,9 +43,11 @@ def _midnight(d: date) -> datetime:
 
 @_serialised
 def habitual_range_svg(p: PatientDays) -> str:
-    """Per day the p95 (solid) and p50 (dotted) of each direction's excursions; the band is the
-    baseline +- the change threshold; triangles mark days flagged as a change."""
-    days = [d for d in p.days if d.wear_s > 0]
+    """Per day with enough wear to judge (``ChangeSettings.min_wear_s``) the p95 (solid) and p50
+    (dotted) of each direction's excursions; the band is the baseline +- the change threshold;
+    triangles mark days flagged as a change. A few minutes of wear (a test day's tail) would
+    show the test's movements as habits, so such days are left out."""
+    days = [d for d in p.days if d.wear_s >= p.settings.min_wear_s]
     q = p.settings.quantile
     with mpl.rc_context(_RC):
         fig = Figure(figsize=(9.0, 2.5))
@@ -76,8 +78,9 @@ def habitual_range_svg(p: PatientDays) -> str:
             for label in ax.get_xticklabels():
                 label.set_rotation(25)
         fig.suptitle(
-            f"Habitual range per day (deg): solid p{q * 100:.0f}, dotted p50 of the excursions; "
-            "band = baseline +- change threshold; triangle = change",
+            f"Habitual range (deg), days worn {p.settings.min_wear_s / 60:.0f} min or more: solid "
+            f"p{q * 100:.0f}, dotted p50; band: baseline +- threshold; triangle: change"
+            + ("" if days else " (no such day yet)"),
             fontsize=9,
         )
         return _svg(fig, "habitual")
@@ -95,29 +98,32 @@ def _change_band(
 
 @_serialised
 def activity_svg(p: PatientDays) -> str:
-    """Hours worn per day (grey, filled), movements per hour and the share of wear in sustained
-    flexion."""
+    """Per day: hours worn, movements per hour, and the share of wear in sustained flexion, each
+    in a panel of its own (their scales have nothing in common)."""
     days = list(p.days)
     with mpl.rc_context(_RC):
         fig = Figure(figsize=(9.0, 2.2))
-        fig.subplots_adjust(left=0.07, right=0.93, bottom=0.18, top=0.85)
-        ax = fig.add_subplot()
+        fig.subplots_adjust(left=0.06, right=0.99, bottom=0.2, top=0.8, wspace=0.3)
+        axes = fig.subplots(1, 3)
         x = _x(days)
-        ax.fill_between(x, [d.wear_s / 3600 for d in days], step="mid", color=GREY,
-                        alpha=0.35, lw=0, label="hours worn")  # fmt: skip
-        ax.set_ylabel("hours worn")
-        right = ax.twinx()
-        right.plot(x, [d.movements_per_hour or np.nan for d in days], color=BLUE, lw=1,
-                   label="movements / hour")  # fmt: skip
-        flexed = [100 * d.flexed_s / d.wear_s if d.wear_s else np.nan for d in days]
-        right.plot(x, flexed, color=ORANGE, lw=1, label="% of wear in sustained flexion")
-        right.set_ylim(bottom=0)
-        right.tick_params(labelsize=7)
-        if days:
-            _fit_days(ax, days, 6)
-        handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
-        right.legend(handles=handles, fontsize=7, ncol=3, frameon=False, loc="upper left")
-        ax.set_title("Wear and activity per day (the wearer's local days)")
+        panels = (
+            ("hours worn", [d.wear_s / 3600 for d in days], GREY),
+            ("movements per hour", [d.movements_per_hour or np.nan for d in days], BLUE),
+            ("% of wear in sustained flexion",
+             [100 * d.flexed_s / d.wear_s if d.wear_s else np.nan for d in days], ORANGE),
+        )  # fmt: skip
+        for ax, (title, values, colour) in zip(axes, panels, strict=True):
+            if title == "hours worn":
+                ax.fill_between(x, values, step="mid", color=colour, alpha=0.5, lw=0)
+            else:
+                ax.plot(x, values, color=colour, lw=1)
+            ax.set_title(title, fontsize=8)
+            ax.set_ylim(bottom=0)
+            if days:
+                _fit_days(ax, days, 3)
+            for label in ax.get_xticklabels():
+                label.set_rotation(25)
+        fig.suptitle("Wear and activity per day (the wearer's local days)", fontsize=9)
         return _svg(fig, "activity")
 
 

@@ -14,9 +14,9 @@ days' median; a change is flagged when it exceeds the larger of ``mdc_deg`` and
 running (the same sign on each): one unusual day is ordinary life, a change that lasts is news.
 ``mdc_deg`` = 9.6 deg is the largest minimal detectable change Fletcher & Bandy (2008, JOSPT
 38:640) found for active cervical range of motion (flexion, patients with neck pain; 5.4 deg and
-up in the other directions), so a flagged change is beyond the measurement noise of a clinical range test in
-every direction; and habitual range varies more from day to day than a test does, which the
-baseline's own spread accounts for.
+up in the other directions), so a flagged change is beyond the measurement noise of a clinical
+range test in every direction; and habitual range varies more from day to day than a test
+does, which the baseline's own spread accounts for.
 """
 
 from __future__ import annotations

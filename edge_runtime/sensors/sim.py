@@ -1,10 +1,12 @@
-"""``sim:seed=N[,restrict=S1+S2][,reach=F][,repeats=K][,mag_disturbance_ut=U][,rate_hz=R]``:
-head and trunk IMU signals rendered from a simulated head-on-trunk motion (``imu_sim``): a
-warm-up, the calibration (neutral hold, nod) and the range-of-motion protocol, ``repeats`` times.
-Both roles of one spec render the same session (same seed), so a head and a trunk source pair up.
+"""``sim:seed=N[,restrict=S1+S2][,ratio=F][,reach=F][,repeats=K][,mag_disturbance_ut=U]
+[,rate_hz=R]``: head and trunk IMU signals rendered from a simulated head-on-trunk motion
+(``imu_sim``): a warm-up, the calibration (neutral hold, nod) and the range-of-motion
+protocol, ``repeats`` times. Both roles of one spec render the same session (same seed), so a
+head and a trunk source pair up.
 
 Amplitudes are ``reach`` times a typical adult's active range per direction; a restricted
-sector reaches half of it. The ground truth (``session.neck_rotation``) is kept on the source.
+sector reaches ``ratio`` (default half) of it. The ground truth (``session.neck_rotation``) is
+kept on the source.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ TYPICAL_RANGE_DEG = {
 class SimSpec:
     seed: int = 0
     restrict: tuple[str, ...] = ()
+    ratio: float = 0.5  # of the range a restricted sector reaches
     reach: float = 0.95
     repeats: int = 1
     mag_disturbance_ut: float = 0.0
@@ -61,7 +64,7 @@ class SimSpec:
             try:
                 if key == "seed" or key == "repeats":
                     values[key] = int(value)
-                elif key in ("reach", "mag_disturbance_ut", "rate_hz"):
+                elif key in ("reach", "ratio", "mag_disturbance_ut", "rate_hz"):
                     values[key] = float(value)
                 elif key == "restrict":
                     values[key] = tuple(filter(None, value.split("+")))
@@ -75,11 +78,15 @@ class SimSpec:
             raise SensorError(spec, f"restrict names unknown sectors {unknown}; known: {SECTORS}")
         if not 0 < parsed.reach <= 1.2 or parsed.repeats < 1 or not 20 <= parsed.rate_hz <= 1000:
             raise SensorError(spec, "reach must be in (0, 1.2], repeats >= 1, rate_hz 20-1000")
+        if not 0 < parsed.ratio <= 1:
+            raise SensorError(spec, f"ratio = {parsed.ratio}: must be in (0, 1]")
         return parsed
 
     def amplitudes_rad(self) -> dict[str, float]:
         return {
-            s: math.radians(TYPICAL_RANGE_DEG[s] * self.reach * (0.5 if s in self.restrict else 1))
+            s: math.radians(
+                TYPICAL_RANGE_DEG[s] * self.reach * (self.ratio if s in self.restrict else 1)
+            )
             for s in SECTORS
         }
 

@@ -13,6 +13,10 @@ all; an existing directory is never overwritten):
 - ``assessment.json`` and ``assessment.png``: the assessment record and its picture, only for a
   recording with a complete test (without one nothing is judged a deficit: free-living motion
   does not show how far a wearer can move);
+- ``monitoring.json``: the daily-monitoring figures of the recording as one day of wear
+  (``contracts.wear_monitoring``: habitual range, movements, sustained flexion, muscle load as a
+  share of capacity on the frames inside the training range), what a recording without a
+  complete test reports instead of deficits;
 - ``envelope.json``: the personal envelope used;
 - ``markers.json``: the gap report per marker and the frames without a posture.
 """
@@ -24,6 +28,7 @@ import math
 import shutil
 import tempfile
 from dataclasses import asdict
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from edge_runtime.contracts.anthropometrics import Anthropometrics
+from edge_runtime.contracts.daily import HABITUAL_QUANTILES, DayFigures, daily_summaries
 from edge_runtime.contracts.feature_spec import feature_matrix
 from edge_runtime.contracts.force_model import ForceModel
 from edge_runtime.contracts.guided_test import find_guided_test
@@ -48,6 +54,7 @@ from edge_runtime.contracts.neck_angles import (
     neck_kinematics,
 )
 from edge_runtime.contracts.rom_assessment import assess_session
+from edge_runtime.contracts.wear_monitoring import DIRECTIONS, LoadMeter, wear_monitoring
 from host_training.model.markers import (
     MarkerError,
     MarkerMap,
@@ -87,6 +94,7 @@ def assess_marker_session(
         for i in range(0, rows.size, INFERENCE_BATCH):
             forces[rows[i : i + INFERENCE_BATCH]] = model.forces(x[i : i + INFERENCE_BATCH])
     envelope, clamped = bundle.envelope.for_subject(profile)
+    monitoring = _monitoring(bundle, angles, neck, forces, kin.valid & ~out_of_range, t)
     test = find_guided_test(t, angles, kin.valid)
     assessment = assess_session(t, angles, envelope, mapping.assessment) if test.complete else None
 
@@ -105,6 +113,7 @@ def assess_marker_session(
         if assessment is not None:
             (work / "assessment.json").write_text(json.dumps(assessment.to_dict(), indent=1) + "\n")
             plot_assessment(assessment, envelope, work / "assessment.png")
+        (work / "monitoring.json").write_text(json.dumps(monitoring, indent=1) + "\n")
         (work / "envelope.json").write_text(json.dumps(envelope.to_dict(), indent=1) + "\n")
         marker_report = {
             "markers": [asdict(g) for g in kin.gaps],
@@ -130,7 +139,35 @@ def assess_marker_session(
         "filled_gaps": sum(g.filled for g in kin.gaps),
         "unfilled_gaps": sum(g.unfilled for g in kin.gaps),
         "peak_force_n": float(np.nanmax(forces)) if rows.size else math.nan,
+        "monitoring": monitoring["figures"],
     }
+
+
+def _monitoring(
+    bundle: VerifiedBundle, angles: np.ndarray, neck: np.ndarray, forces: np.ndarray,
+    trusted: np.ndarray, t: np.ndarray,
+) -> dict[str, Any]:  # fmt: skip
+    """The recording as one day of wear (its block, and the figures a clinician reads)."""
+    rate_hz = 1.0 / float(np.median(np.diff(t)))
+    meter = LoadMeter(bundle.manifest.muscle_groups(), [m.fmax_n for m in bundle.manifest.muscles])
+    meter.add(forces[trusted & np.isfinite(forces).all(axis=1)])
+    rates = np.where(np.isfinite(angles).all(axis=1)[:, None], neck[:, 3:6], np.nan)
+    block = wear_monitoring(date.today(), angles, rates, rate_hz, meter)
+    day = DayFigures.of(daily_summaries([block])[0])
+    figures = {
+        "wear_min": round(day.wear_s / 60, 2),
+        "movements_per_hour": day.movements_per_hour,
+        "sustained_flexion_pct": round(100 * day.flexed_s / day.wear_s, 1) if day.wear_s else None,
+        "habitual_range_deg": {
+            d: {f"p{100 * q:.0f}": day.range_deg(d, q) for q in HABITUAL_QUANTILES}
+            for d in DIRECTIONS
+        },
+        "load_mean_capacity_pct": {
+            g: None if (v := day.load_share_mean(g)) is None else round(100 * v, 2)
+            for g in day.groups
+        },
+    }
+    return {"block": block.to_dict(), "figures": figures}
 
 
 def _plot_forces(

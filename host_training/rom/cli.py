@@ -141,5 +141,16 @@ def assess_command(
     )
     out.print(summary["guided_test"])
     out.print(f"flagged: {', '.join(summary['flagged']) or 'none'}")
+    m = summary["monitoring"]
+    ranges = ", ".join(
+        f"{d.replace('_', ' ')} {v['p95']:.0f}°" for d, v in m["habitual_range_deg"].items()
+        if v["p95"] is not None
+    )  # fmt: skip
+    out.print(
+        f"daily monitoring (the recording as a day of wear; never a deficit): worn "
+        f"{m['wear_min']:.1f} min, habitual range p95 {ranges or 'no excursions'}, "
+        f"sustained flexion {m['sustained_flexion_pct']} % (monitoring.json)",
+        markup=False,
+    )
     if summary["insufficient_data"]:
         out.print(f"insufficient data: {', '.join(summary['insufficient_data'])}")

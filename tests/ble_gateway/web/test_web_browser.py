@@ -126,8 +126,9 @@ def test_clinician_session_in_a_real_browser(served: tuple[str, ClinicStore]) ->
         assert bundle["resourceType"] == "Bundle" and bundle["type"] == "collection"
         kinds = {e["resource"]["resourceType"] for e in bundle["entry"]}
         assert kinds == {"Patient", "Device", "Observation"}
-        daily = [e["resource"] for e in bundle["entry"]
-                 if e["resource"].get("code", {}).get("coding", [{}])[0].get("code") == "daily-wear"]  # fmt: skip
+        codes = [e["resource"].get("code", {}).get("coding", [{}])[0] for e in bundle["entry"]]
+        daily = [e["resource"] for e, c in zip(bundle["entry"], codes, strict=True)
+                 if c.get("code") == "daily-wear"]  # fmt: skip
         assert daily and all(o["valueQuantity"]["unit"] == "h" for o in daily)
 
         page.click("#logout")

@@ -23,9 +23,9 @@ from ble_gateway.store import (
     sessions,
     store_meta,
 )
-from ble_gateway.web.daily import patient_days, read_days
 from ble_gateway.web import exports, exports_daily
 from ble_gateway.web.accounts import Accounts
+from ble_gateway.web.daily import patient_days, read_days
 from ble_gateway.web.review import (
     LOW_CONFIDENCE_WARN_FRACTION,
     MIN_WEAR_S_PER_DAY,
