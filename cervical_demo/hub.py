@@ -129,6 +129,23 @@ def run_hub_and_gateway(
         radio.stop()
 
 
+async def _weeks_pass(
+    hub: Background, start_hub: Callable[[str], Background], hub_dir: Path, pub: Path,
+    scale: DemoScale, stage: StageReporter,
+) -> Background:  # fmt: skip
+    """Weeks pass: the hub, stopped meanwhile, records them (``weeks``); it starts again."""
+    code = hub.stop()
+    if code != 0:
+        raise DemoProcessError(f"the hub stopped with exit {code}:\n{hub.log_tail()}")
+    weeks = await asyncio.to_thread(
+        record_weeks, hub_dir, pub, scale.wear_days, scale.wear_min_per_day, stage
+    )
+    hub = start_hub("hub-today.log")
+    stage.note(f"hub started again on its store ({weeks.tests} tests, {weeks.wear_hours:.1f} h "
+               f"of wear waiting to be synced); today's log {hub.log}")  # fmt: skip
+    return hub
+
+
 async def _gateway(
     hubs: list[Background], start_hub: Callable[[str], Background], hub_dir: Path,
     gateway_dir: Path, clinic_path: Path, bundle: Path, pub: Path, port: int, scale: DemoScale,
@@ -163,16 +180,7 @@ async def _gateway(
         progress=lambda done, total: stage.update(done, total, "model bytes pushed"),
     )  # fmt: skip
     stage.note(f"model {version} pushed: the hub verified and installed it and started measuring")
-    hub = hubs[-1]
-    code = hub.stop()  # four weeks pass: the hub records them, stopped meanwhile (module doc)
-    if code != 0:
-        raise DemoProcessError(f"the hub stopped with exit {code}:\n{hub.log_tail()}")
-    weeks = await asyncio.to_thread(
-        record_weeks, hub_dir, pub, scale.wear_days, scale.wear_min_per_day, stage
-    )
-    hub = start_hub("hub-today.log")
-    stage.note(f"hub started again on its store ({weeks.tests} tests, {weeks.wear_hours:.1f} h "
-               f"of wear waiting to be synced); today's log {hub.log}")  # fmt: skip
+    hub = await _weeks_pass(hubs[-1], start_hub, hub_dir, pub, scale, stage)
     # the patient performs the guided test the gateway runs (wear sessions judge no range)
     prompts: list[str] = []
 

@@ -458,30 +458,7 @@ def patient_history(
             .where(in_period)
             .order_by(sessions.c.started_utc)
         ).all()
-        key = (sessions.c.device_id, sessions.c.session_id)
-        direction_rows = db.execute(
-            select(
-                session_directions.c.device_id,
-                session_directions.c.session_id,
-                *_DIRECTION_COLUMNS,
-            )
-            .select_from(
-                session_directions.join(sessions, and_(*_same_session(session_directions, key)))
-            )
-            .where(in_period)
-        ).all()
-        force_rows = db.execute(
-            select(
-                session_forces.c.device_id,
-                session_forces.c.session_id,
-                session_forces.c.muscle_group,
-                session_forces.c.mean_n,
-                session_forces.c.peak_n,
-                session_forces.c.p90_n,
-            )
-            .select_from(session_forces.join(sessions, and_(*_same_session(session_forces, key))))
-            .where(in_period)
-        ).all()
+        directions, forces = _directions_and_forces(db, in_period)
         recent = db.execute(
             select(sessions.c.started_utc, sessions.c.usable_s).where(
                 sessions.c.device_id.in_(ids),
@@ -492,12 +469,6 @@ def patient_history(
         unreadable = db.execute(
             select(func.count()).select_from(quarantine).where(quarantine.c.device_id.in_(ids))
         ).scalar()
-    directions: dict[tuple[int, str], dict[str, Direction]] = defaultdict(dict)
-    for r in direction_rows:
-        directions[(int(r[0]), str(r[1]))][r[2]] = _direction(r[2:])
-    forces: dict[tuple[int, str], dict[str, GroupForce]] = defaultdict(dict)
-    for r in force_rows:
-        forces[(int(r[0]), str(r[1]))][r[2]] = GroupForce(r[3], r[4], r[5])
     recent_wear: dict[date, float] = defaultdict(float)
     for started, usable_s in recent:
         recent_wear[datetime.fromisoformat(started).astimezone(UTC).date()] += (usable_s or 0) / 60
@@ -506,12 +477,51 @@ def patient_history(
         period=period,
         devices=tuple(_device_info(r) for r in device_rows),
         sessions=tuple(_session_row(r) for r in session_rows),
-        directions=dict(directions),
-        forces=dict(forces),
+        directions=directions,
+        forces=forces,
         days_with_data=_days_with_data(recent_wear, today),
         unreadable_records=int(unreadable or 0),
         wear=wear,
     )
+
+
+def _directions_and_forces(
+    db: Any, in_period: ColumnElement[bool]
+) -> tuple[
+    dict[tuple[int, str], dict[str, Direction]], dict[tuple[int, str], dict[str, GroupForce]]
+]:
+    """Per session of the period: its directions' results and its muscle groups' forces."""
+    key = (sessions.c.device_id, sessions.c.session_id)
+    direction_rows = db.execute(
+        select(
+            session_directions.c.device_id,
+            session_directions.c.session_id,
+            *_DIRECTION_COLUMNS,
+        )
+        .select_from(
+            session_directions.join(sessions, and_(*_same_session(session_directions, key)))
+        )
+        .where(in_period)
+    ).all()
+    force_rows = db.execute(
+        select(
+            session_forces.c.device_id,
+            session_forces.c.session_id,
+            session_forces.c.muscle_group,
+            session_forces.c.mean_n,
+            session_forces.c.peak_n,
+            session_forces.c.p90_n,
+        )
+        .select_from(session_forces.join(sessions, and_(*_same_session(session_forces, key))))
+        .where(in_period)
+    ).all()
+    directions: dict[tuple[int, str], dict[str, Direction]] = defaultdict(dict)
+    for r in direction_rows:
+        directions[(int(r[0]), str(r[1]))][r[2]] = _direction(r[2:])
+    forces: dict[tuple[int, str], dict[str, GroupForce]] = defaultdict(dict)
+    for r in force_rows:
+        forces[(int(r[0]), str(r[1]))][r[2]] = GroupForce(r[3], r[4], r[5])
+    return dict(directions), dict(forces)
 
 
 def _wear_totals(db: Any, in_period: ColumnElement[bool]) -> WearTotals:

@@ -32,10 +32,9 @@ import logging
 import secrets
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from dataclasses import replace
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import numpy.typing as npt
@@ -47,7 +46,6 @@ from edge_runtime.contracts.guided_test import (
     GuidedTestError,
     GuidedTestResult,
     GuidedTestRunner,
-    GuidedTestSettings,
     StepProgress,
 )
 from edge_runtime.contracts.hub_records import (
@@ -71,42 +69,18 @@ from edge_runtime.contracts.record_payloads import (
     SessionRecord,
 )
 from edge_runtime.contracts.recording import ImuRecording
-from edge_runtime.contracts.rom_assessment import AssessmentConfig, assess_session
+from edge_runtime.contracts.rom_assessment import assess_session
 from edge_runtime.contracts.wear_monitoring import LoadMeter, wear_monitoring
 from edge_runtime.hub.forces import ForceEstimator, ForceStatistics, force_ceiling_n
 from edge_runtime.hub.frames import Arrival, FrameBlock, FramePairer
+from edge_runtime.hub.pipeline_settings import PipelineSettings
 from edge_runtime.hub.storage import HubStore, NewRecord, StorageFullError
-from edge_runtime.hub.tracking import CalibrationSettings, KinematicBlock, NeckTracker
+from edge_runtime.hub.tracking import KinematicBlock, NeckTracker
 from edge_runtime.sensors import SensorRanges, SensorRole
 
+__all__ = ["HubPipeline", "PipelineSettings", "Session"]  # (PipelineSettings: pipeline_settings)
 log = logging.getLogger(__name__)
 FloatArray = npt.NDArray[np.float64]
-
-
-@dataclass(frozen=True)
-class PipelineSettings:
-    rate_hz: float = 100.0
-    epoch_s: float = 10.0
-    lost_s: float = 1.0  # silent this long past its buffer: lost (frames filled and marked)
-    break_s: float = 3.0  # unusable this long: the session ends
-    max_session_s: float = 1800.0
-    max_pending_records: int = 2000
-    calibration: CalibrationSettings = field(default_factory=CalibrationSettings)
-    assessment: AssessmentConfig = field(default_factory=AssessmentConfig)
-    guided_test: GuidedTestSettings = field(default_factory=GuidedTestSettings)
-    timezone: str = ""  # IANA name of the wearer's days (daily monitoring); "": the hub's own
-
-    def __post_init__(self) -> None:
-        self.zone()  # an unknown zone is refused when the settings are made
-
-    def zone(self) -> tzinfo | None:
-        """The zone of the wearer's days (None: the hub's local zone)."""
-        if not self.timezone:
-            return None
-        try:
-            return ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"timezone = {self.timezone!r}: not a known time zone") from None
 
 
 # sessions that end for these go on with the same tracker when the next one is wear
