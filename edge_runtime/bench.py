@@ -27,14 +27,10 @@ from edge_runtime.contracts.envelope import ENVELOPE_GRID_FORMAT, EnvelopeGrid, 
 from edge_runtime.contracts.errors import ContractError
 from edge_runtime.contracts.force_model import ForceModel, runtime_name
 from edge_runtime.contracts.guided_test import find_guided_test
-from edge_runtime.contracts.neck_angles import rotation_from_neck_angles
 from edge_runtime.contracts.rom_assessment import AssessmentConfig, assess_session
 from edge_runtime.contracts.training_run import RunLayout, RunManifest
-from edge_runtime.fusion import neck_kinematics_from_imus
-from edge_runtime.imu_sim import SimulationSetup, simulate_imus
 from edge_runtime.synthetic import confusion, random_subject, run_subject
-from edge_runtime.wear_days import measure_wear_days
-from edge_runtime.wear_sim import NEUTRAL_S, free_living_angles, nod_window_s
+from edge_runtime.wear_days import measure_wear_days, simulated_wear
 
 
 def _per_sample_us(fn: Callable[[], Any], samples: int, repeats: int) -> float:
@@ -196,7 +192,6 @@ def measure_wear(
     would be assessed, and any flag there is a false deficit. (The hub never assesses wear: only
     a test the gateway started, so there the count is zero by construction.)"""
     rng = np.random.default_rng(seed + 1)
-    neutral, nod = nod_window_s()
     taken = flagged = 0
     for i in range(wearers):
         if isinstance(source, EnvelopeGrid):
@@ -204,10 +199,7 @@ def measure_wear(
             envelope, _ = source.for_subject(Anthropometrics("female", 1.70, **values))
         else:
             envelope = source
-        t, truth = free_living_angles(minutes * 60.0, seed + 100_000 + i)
-        setup = SimulationSetup(calm_s=NEUTRAL_S)
-        sim = simulate_imus(t, rotation_from_neck_angles(truth), setup, seed=seed + 100_000 + i)
-        kin = neck_kinematics_from_imus(sim.head, sim.trunk, neutral, nod)
+        _, kin = simulated_wear(seed + 100_000 + i, minutes)
         test = find_guided_test(kin.t_s, kin.angles_rad, kin.valid)
         if test.complete:
             taken += 1

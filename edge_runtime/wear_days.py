@@ -23,21 +23,28 @@ import numpy as np
 from edge_runtime.contracts.daily import ChangeSettings, daily_summaries, judge_days
 from edge_runtime.contracts.neck_angles import rotation_from_neck_angles
 from edge_runtime.contracts.wear_monitoring import WearMonitoring, wear_monitoring
-from edge_runtime.fusion import neck_kinematics_from_imus
+from edge_runtime.fusion import NeckKinematics, neck_kinematics_from_imus
 from edge_runtime.imu_sim import SimulationSetup, simulate_imus
 from edge_runtime.wear_sim import NEUTRAL_S, RATE_HZ, WearRanges, free_living_angles, nod_window_s
 
 FIRST_DAY = date(2026, 1, 5)
 
 
+def simulated_wear(
+    seed: int, minutes: float, ranges: WearRanges | None = None
+) -> tuple[np.ndarray, NeckKinematics]:
+    """``minutes`` of free-living wear: the true neck angles, and the kinematics the IMU path
+    makes of them (simulated sensors, fusion, calibration on the opening hold and nod)."""
+    t, truth = free_living_angles(minutes * 60.0, seed, ranges)
+    setup = SimulationSetup(calm_s=NEUTRAL_S)
+    sim = simulate_imus(t, rotation_from_neck_angles(truth), setup, seed=seed)
+    neutral, nod = nod_window_s()
+    return truth, neck_kinematics_from_imus(sim.head, sim.trunk, neutral, nod)
+
+
 def simulated_day(seed: int, day: date, minutes: float, ranges: WearRanges) -> WearMonitoring:
     """One wearer-day's monitoring block, end to end from simulated IMUs."""
-    t, truth = free_living_angles(minutes * 60.0, seed, ranges)
-    sim = simulate_imus(
-        t, rotation_from_neck_angles(truth), SimulationSetup(calm_s=NEUTRAL_S), seed=seed
-    )
-    neutral, nod = nod_window_s()
-    kin = neck_kinematics_from_imus(sim.head, sim.trunk, neutral, nod)
+    _, kin = simulated_wear(seed, minutes, ranges)
     valid = kin.valid[:, None]
     angles = np.where(valid, kin.angles_rad, np.nan)
     return wear_monitoring(day, angles, np.where(valid, kin.velocities_rad_s, np.nan), RATE_HZ)

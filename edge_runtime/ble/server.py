@@ -81,7 +81,7 @@ class HubAccess(Protocol):
         """Abandon the running test, ``words`` saying why (False: none runs)."""
         ...
 
-    def test_running(self) -> bool: ...
+    def guided_test_running(self) -> bool: ...
 
 
 class WithoutGuidedTests:
@@ -94,7 +94,7 @@ class WithoutGuidedTests:
     def abort_test(self, words: str) -> bool:
         return False
 
-    def test_running(self) -> bool:
+    def guided_test_running(self) -> bool:
         return False
 
 
@@ -537,7 +537,7 @@ class CervicalGattServer:
                 self.test_owner = None
             else:
                 status = gatt_guided.GuidedStatus.NOT_RUNNING
-        elif not self.hub.test_running():
+        elif not self.hub.guided_test_running():
             status = gatt_guided.GuidedStatus.NOT_RUNNING
         else:
             status = gatt_guided.GuidedStatus.RUNNING

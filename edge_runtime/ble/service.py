@@ -115,8 +115,8 @@ class DaemonHubAccess:
     def abort_test(self, words: str) -> bool:
         return self.ctx.pipeline is not None and self.ctx.pipeline.abort_test(words)
 
-    def test_running(self) -> bool:
-        return self.ctx.pipeline is not None and self.ctx.pipeline.test_running
+    def guided_test_running(self) -> bool:
+        return self.ctx.pipeline is not None and self.ctx.pipeline.guided_test_running
 
     async def install_model(self, bundle: Path) -> str:
         installed = await asyncio.to_thread(self.ctx.slots.install, bundle, self.ctx.profile)

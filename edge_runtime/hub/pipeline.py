@@ -409,13 +409,13 @@ class HubPipeline:
 
     # -- guided tests --------------------------------------------------------------------
     @property
-    def test_running(self) -> bool:
+    def guided_test_running(self) -> bool:
         return self.test_requested or (self.session is not None and self.session.runner is not None)
 
     def start_test(self) -> None:
         """Run a guided test from the next frames on (module docstring); ``GuidedTestError``
         when one already runs or the model has no envelope to test against (nothing changes)."""
-        if self.test_running:
+        if self.guided_test_running:
             raise GuidedTestError("a guided test is already running: abort it first", "running")
         if self.envelope is None:
             raise GuidedTestError(

@@ -59,8 +59,8 @@ class PipelineHub(StoreHub):
     def abort_test(self, words: str) -> bool:
         return self.pipeline.abort_test(words)
 
-    def test_running(self) -> bool:
-        return self.pipeline.test_running
+    def guided_test_running(self) -> bool:
+        return self.pipeline.guided_test_running
 
     async def _perform(self) -> None:
         for start, role, part in sensor_chunks(*self.motion):
@@ -120,7 +120,7 @@ def test_a_lost_link_abandons_the_test_on_both_sides_and_nothing_is_lost(
     radio = VirtualRadio(seed=12)
 
     def cut_mid_test(t_s: float) -> None:
-        if t_s >= 30.0 and hub.pipeline.test_running and not radio.cuts["central"]:
+        if t_s >= 30.0 and hub.pipeline.guided_test_running and not radio.cuts["central"]:
             radio.terminate("central")
 
     hub.on_chunk = cut_mid_test

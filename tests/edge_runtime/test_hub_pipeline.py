@@ -185,7 +185,7 @@ def test_wear_is_never_assessed_and_an_aborted_test_is_abandoned_without_one(
     pipeline.start_test()
     with pytest.raises(GuidedTestError, match="already running"):
         pipeline.start_test()
-    assert pipeline.test_running
+    assert pipeline.guided_test_running
     _run(pipeline, head, trunk, at=(WARMUP_S + 12.0, pipeline.abort_test))
     test, after = [r.payload for r in store.records_of_kind("session")]
     assert test["kind"] == "test" and test["end_reason"] == "test_aborted"
@@ -193,14 +193,14 @@ def test_wear_is_never_assessed_and_an_aborted_test_is_abandoned_without_one(
     assert test["guided_test"]["steps"][0]["step"] == "calibrate"  # it had begun
     assert "Test abandoned (stopped from the phone or computer)" in test["assessment_note"]
     assert after["kind"] == "wear" and after["assessment"] is None
-    assert told[-1].outcome == "abandoned" and not pipeline.test_running
+    assert told[-1].outcome == "abandoned" and not pipeline.guided_test_running
     assert pipeline.abort_test() is False  # nothing runs: nothing to abort
 
     bare = replace(checked, manifest=replace(checked.manifest, envelope=None))
     no_envelope = HubPipeline(HubStore(tmp_path / "n.db"), bare, wearer)
     with pytest.raises(GuidedTestError, match="no motion envelope"):
         no_envelope.start_test()
-    assert not no_envelope.test_running
+    assert not no_envelope.guided_test_running
 
 
 def test_bad_input_is_marked_and_never_crashes_or_loses_records(
