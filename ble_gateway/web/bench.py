@@ -6,7 +6,9 @@ daily monitoring on each day worn) and a second with 30 days, then times, side b
 patient page (the whole request through the ASGI app: session check, queries, three
 server-side plots of the guided tests, the days' table, template, audit write) and the
 daily-monitoring page (four plots of the days) for each, their stages, the session page and the
-exports. The goal is each page within 300 ms with two years of daily records.
+exports. The goal is each page within 300 ms with two years of daily records. The pages render
+their plots side by side in plot workers started beforehand, as ``cervical gateway serve`` does
+(``web.plot_workers``); the stages are each plot alone, in-process.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ def _history_figures(days: int, repeats: int, work: Path) -> dict[str, Any]:
 
         return call
 
+    app.state.web.plot_workers.warm_up()  # as `cervical gateway serve` does at start
     gc.collect()
     gc.freeze()  # as `cervical gateway serve` does once it has started
 

@@ -75,6 +75,7 @@ def serve(
             markup=False,
         )
     app = create_app(store, secure_cookies=tls_cert is not None)
+    app.state.web.plot_workers.warm_up()  # the first page should not start them
     # everything loaded so far lives as long as the server: keep it out of the collector's
     # full passes, which otherwise walk it during every plot-heavy page (~25% of its time)
     gc.collect()

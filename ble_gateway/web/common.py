@@ -18,6 +18,7 @@ from ble_gateway.store import ClinicStore
 from ble_gateway.web.accounts import Accounts, WebSession
 from ble_gateway.web.daily import PatientDays, patient_days
 from ble_gateway.web.pages import PlotCache
+from ble_gateway.web.plot_workers import PlotWorkers, shared_workers
 from ble_gateway.web.review import PatientHistory, Period, patient_history
 
 HERE = Path(__file__).parent
@@ -41,6 +42,7 @@ class WebState:
     templates: Jinja2Templates
     secure_cookies: bool
     plot_cache: PlotCache = field(default_factory=PlotCache)
+    plot_workers: PlotWorkers = field(default_factory=shared_workers)
 
 
 def state(request: Request) -> WebState:
@@ -100,8 +102,14 @@ def safe_next(target: str | None) -> str:
     return "/patients"
 
 
-def history(request: Request, code: str, start: str | None, end: str | None) -> PatientHistory:
-    return patient_history(state(request).store.engine, code, Period.parse(start, end))
+def history(
+    request: Request, code: str, start: str | None, end: str | None, results: bool = True
+) -> PatientHistory:
+    """The patient's history over the period given by the query; ``results``: with the tests'
+    assessments and forces (``review.patient_history``)."""
+    return patient_history(
+        state(request).store.engine, code, Period.parse(start, end), results=results
+    )
 
 
 def days_of(request: Request, history: PatientHistory) -> PatientDays:

@@ -12,13 +12,16 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
+from dataclasses import replace
 from typing import Any
 
 from ble_gateway.web import plots, plots_daily
 from ble_gateway.web.daily import PatientDays
+from ble_gateway.web.plot_workers import PlotJob, PlotWorkers
 from ble_gateway.web.review import MIN_WEAR_S_PER_DAY, PatientHistory, SessionRow
 
 PLOT_CACHE_ENTRIES = 32  # each a few hundred kB of SVG
+_IN_PROCESS = PlotWorkers(processes=0)
 
 
 class PlotCache:
@@ -61,6 +64,7 @@ def patient_context(
     compare: str | None,
     cache: PlotCache | None = None,
     days: PatientDays | None = None,
+    workers: PlotWorkers = _IN_PROCESS,
 ) -> dict[str, Any]:
     """The chosen session (default: the latest assessed) against another (default: the first
     assessed of the period), the plots, and the days of wear (their plots: ``days_context``)."""
@@ -84,31 +88,40 @@ def patient_context(
            before.key if before else None)  # fmt: skip
     rendered = cache.get(key) if cache else None
     if rendered is None:
-        rendered = _plots(history, now, before, groups)
+        rendered = workers.render(_plot_jobs(history, now, before, groups))
         if cache:
             cache.put(key, rendered)
     return context | rendered
 
 
-def _plots(
+def _plot_jobs(
     history: PatientHistory, now: SessionRow | None, before: SessionRow | None, groups: list[str]
-) -> dict[str, str]:
-    out: dict[str, str] = {}
+) -> dict[str, PlotJob]:
+    """The patient page's plots, heaviest first (``PlotWorkers`` deals them out in order)."""
+    jobs: dict[str, PlotJob] = {}
     if now is not None:
-        out["envelope_svg"] = plots.envelope_svg(
-            history.directions[now.key],
-            f"{now.started_utc:%Y-%m-%d}",
-            history.directions[before.key] if before else None,
-            f"{before.started_utc:%Y-%m-%d}" if before else "",
+        jobs["trend_svg"] = (plots.rom_trend_svg, (history,))
+        jobs["envelope_svg"] = (
+            plots.envelope_svg,
+            (
+                history.directions[now.key],
+                f"{now.started_utc:%Y-%m-%d}",
+                history.directions[before.key] if before else None,
+                f"{before.started_utc:%Y-%m-%d}" if before else "",
+            ),
         )
-        out["trend_svg"] = plots.rom_trend_svg(history)
     if groups:
-        out["forces_svg"] = plots.forces_trend_svg(history, groups)
-    return out
+        # it reads the sessions and their forces: its worker need not be sent every direction
+        slim = replace(history, directions={})
+        jobs["forces_svg"] = (plots.forces_trend_svg, (slim, groups))
+    return jobs
 
 
 def days_context(
-    history: PatientHistory, days: PatientDays, cache: PlotCache | None = None
+    history: PatientHistory,
+    days: PatientDays,
+    cache: PlotCache | None = None,
+    workers: PlotWorkers = _IN_PROCESS,
 ) -> dict[str, Any]:
     """The daily-monitoring page's plots: habitual range, activity, load, and usable wear per
     day (cached like the patient page's)."""
@@ -116,14 +129,17 @@ def days_context(
     key = (history.code, history.period, version, "days")
     rendered = cache.get(key) if cache else None
     if rendered is None:
-        rendered = {}
-        if history.wear.minutes_by_day:
-            rendered["wear_svg"] = plots.wear_svg(history, MIN_WEAR_S_PER_DAY / 60)
+        jobs: dict[str, PlotJob] = {}  # heaviest first
         if days.days:
-            rendered["habitual_svg"] = plots_daily.habitual_range_svg(days)
-            rendered["activity_svg"] = plots_daily.activity_svg(days)
+            jobs["habitual_svg"] = (plots_daily.habitual_range_svg, (days,))
+        if history.wear.minutes_by_day:  # it reads the wear totals only
+            slim = replace(history, sessions=(), directions={}, forces={})
+            jobs["wear_svg"] = (plots.wear_svg, (slim, MIN_WEAR_S_PER_DAY / 60))
+        if days.days:
+            jobs["activity_svg"] = (plots_daily.activity_svg, (days,))
         if days.groups:
-            rendered["load_svg"] = plots_daily.load_svg(days)
+            jobs["load_svg"] = (plots_daily.load_svg, (days,))
+        rendered = workers.render(jobs)
         if cache:
             cache.put(key, rendered)
     return rendered

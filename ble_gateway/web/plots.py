@@ -22,7 +22,7 @@ from matplotlib.axes import Axes
 from matplotlib.dates import DateFormatter, date2num
 from matplotlib.figure import Figure
 from matplotlib.projections.polar import PolarAxes
-from matplotlib.ticker import FixedLocator
+from matplotlib.ticker import FixedLocator, MaxNLocator
 
 from ble_gateway.web.review import Direction, PatientHistory
 from edge_runtime.contracts.rom_assessment import AXIAL_SECTORS, PLANAR_SECTORS
@@ -59,7 +59,8 @@ def _svg(fig: Figure, prefix: str) -> str:
     page do not share ids (matplotlib numbers them from 1 in every figure)."""
     buf = io.StringIO()
     with mpl.rc_context(_RC):
-        fig.savefig(buf, format="svg")
+        # no creation date: the same data gives the same SVG, wherever it was rendered
+        fig.savefig(buf, format="svg", metadata={"Date": None})
     text = buf.getvalue()
     text = text[text.index("<svg") :]
     for old in ('id="', "url(#", 'href="#'):
@@ -77,6 +78,16 @@ def _serialised(fn: Callable[P, str]) -> Callable[P, str]:
         return _PLOTTER.submit(fn, *args, **kwargs).result()
 
     return wrapper
+
+
+@_serialised
+def warm_up() -> str:
+    """A small figure with text, so that matplotlib has loaded its fonts before a page needs
+    them (a plot worker's first job)."""
+    with mpl.rc_context(_RC):
+        fig = Figure(figsize=(1.0, 1.0))
+        fig.add_subplot().set_title("warm")
+        return _svg(fig, "warm")
 
 
 def _figure(width_in: float, height_in: float) -> Figure:
@@ -237,6 +248,7 @@ def rom_trend_svg(history: PatientHistory) -> str:
                            for r, (_, d) in zip(reached, points, strict=True)]  # fmt: skip
                 ax.plot(t, deficit, color=RED, lw=2.4)
             ax.set_ylim(bottom=0)
+            ax.yaxis.set_major_locator(MaxNLocator(4))  # every tick costs a page ~1 ms to draw
             ax.tick_params(labelsize=7)
             ax.legend(fontsize=6.5, loc="lower left", frameon=False, handlelength=1.2)
             _date_axis(ax, ticks, "%y-%m-%d")

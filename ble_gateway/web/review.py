@@ -434,9 +434,11 @@ def patient_history(
     period: Period = Period(),  # noqa: B008 (frozen)
     today: date | None = None,
     include_wear: bool = False,
+    results: bool = True,
 ) -> PatientHistory:
     """The patient's tests (and sessions from before tests) over the period, with their
-    assessments and forces; wear sessions only summed (``include_wear``: listed as well)."""
+    assessments and forces (``results`` False: without them, for pages that show neither);
+    wear sessions only summed (``include_wear``: listed as well)."""
     today = today or datetime.now(UTC).date()
     with engine.connect() as db:
         patient_id = db.execute(select(patients.c.id).where(patients.c.code == code)).scalar()
@@ -458,7 +460,7 @@ def patient_history(
             .where(in_period)
             .order_by(sessions.c.started_utc)
         ).all()
-        directions, forces = _directions_and_forces(db, in_period)
+        directions, forces = _directions_and_forces(db, in_period) if results else ({}, {})
         recent = db.execute(
             select(sessions.c.started_utc, sessions.c.usable_s).where(
                 sessions.c.device_id.in_(ids),

@@ -100,8 +100,8 @@ def _report_html(request: Request, history: PatientHistory, user: WebSession) ->
     state = web.state(request)
     css = _stylesheet()
     days = web.days_of(request, history)
-    context = patient_context(history, None, None, state.plot_cache, days)
-    context |= days_context(history, days, state.plot_cache)
+    context = patient_context(history, None, None, state.plot_cache, days, state.plot_workers)
+    context |= days_context(history, days, state.plot_cache, state.plot_workers)
     template = state.templates.get_template("report.html")
     return template.render(
         h=history,

@@ -79,7 +79,8 @@ def patient_page(
 ) -> Response:
     history = web.history(request, code, start, to)
     days = web.days_of(request, history)
-    context = patient_context(history, session, compare, web.state(request).plot_cache, days)
+    state = web.state(request)
+    context = patient_context(history, session, compare, state.plot_cache, days, state.plot_workers)
     web.state(request).accounts.audit(
         user.username, web.client(request), "view", f"patient page ({history.period.label})", code
     )
@@ -107,9 +108,10 @@ def days_page(
     show_all: Annotated[bool, Query(alias="all")] = False,
 ) -> Response:
     """Daily monitoring: the patient's days of ordinary wear, apart from the guided tests."""
-    history = web.history(request, code, start, to)
+    history = web.history(request, code, start, to, results=False)  # the tests are not shown
     days = web.days_of(request, history)
-    plots_shown = days_context(history, days, web.state(request).plot_cache)
+    state = web.state(request)
+    plots_shown = days_context(history, days, state.plot_cache, state.plot_workers)
     web.state(request).accounts.audit(
         user.username,
         web.client(request),
