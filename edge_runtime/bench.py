@@ -29,6 +29,7 @@ from edge_runtime.contracts.force_model import ForceModel, runtime_name
 from edge_runtime.contracts.guided_test import find_guided_test
 from edge_runtime.contracts.rom_assessment import AssessmentConfig, assess_session
 from edge_runtime.contracts.training_run import RunLayout, RunManifest
+from edge_runtime.imu_sim import SimulationSetup
 from edge_runtime.synthetic import confusion, random_subject, run_subject
 from edge_runtime.wear_days import measure_wear_days, simulated_wear
 
@@ -143,9 +144,12 @@ def measure_assessment(
     seed: int,
     config: AssessmentConfig,
     progress: Callable[[int], None] | None = None,
+    six_axis: bool = False,
 ) -> dict[str, Any]:
     """Half healthy, half restricted synthetic subjects through IMU simulation, fusion and the
-    assessment; a grid gives each subject random anthropometrics inside it."""
+    assessment; a grid gives each subject random anthropometrics inside it. ``six_axis``: the
+    hub's own sensors, without a magnetometer."""
+    setup = SimulationSetup(magnetometer=not six_axis)
     rng = np.random.default_rng(seed)
     results = []
     started = time.perf_counter()
@@ -157,7 +161,7 @@ def measure_assessment(
         else:
             envelope = source
         subject = random_subject(rng, envelope, restricted=i % 2 == 1, config=config, seed=seed + i)
-        results.append(run_subject(subject, envelope, config))
+        results.append(run_subject(subject, envelope, config, setup, not six_axis))
         if progress:
             progress(i + 1)
     elapsed = time.perf_counter() - started
@@ -180,12 +184,14 @@ def measure_assessment(
         "angle_rmse_deg_mean": [float(v) for v in rmse.mean(axis=0)],
         "angle_rmse_deg_p95": [float(v) for v in np.percentile(rmse, 95, axis=0)],
         "seconds_per_subject": elapsed / max(1, subjects),
+        "six_axis": six_axis,
     }
 
 
 def measure_wear(
     source: EnvelopeGrid | MotionEnvelope, wearers: int, minutes: float, seed: int,
     config: AssessmentConfig, progress: Callable[[int], None] | None = None,
+    six_axis: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Healthy wearers' free-living wear (``wear_sim``) through simulated IMUs and fusion, then
     the offline test detector (``find_guided_test``): a wear session taken for a complete test
@@ -199,7 +205,7 @@ def measure_wear(
             envelope, _ = source.for_subject(Anthropometrics("female", 1.70, **values))
         else:
             envelope = source
-        _, kin = simulated_wear(seed + 100_000 + i, minutes)
+        _, kin = simulated_wear(seed + 100_000 + i, minutes, six_axis=six_axis)
         test = find_guided_test(kin.t_s, kin.angles_rad, kin.valid)
         if test.complete:
             taken += 1
@@ -230,6 +236,9 @@ def bench_assessment(
     restricted_wearers: Annotated[
         int, typer.Option(min=0, help="Wearers whose range drops after their baseline week.")
     ] = 10,
+    six_axis: Annotated[
+        bool, typer.Option("--six-axis", help="The hub's own sensors: no magnetometer.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Sector-level sensitivity and specificity of the range-of-motion flags on synthetic subjects
@@ -248,16 +257,16 @@ def bench_assessment(
                   transient=True) as bar:  # fmt: skip
         task = bar.add_task("subjects", total=subjects)
         f = measure_assessment(source, subjects, seed, config,
-                               lambda done: bar.update(task, completed=done))  # fmt: skip
+                               lambda done: bar.update(task, completed=done), six_axis)  # fmt: skip
         wear = bar.add_task("wear sessions", total=wear_sessions)
         f |= measure_wear(source, wear_sessions, wear_minutes, seed, config,
-                          lambda done: bar.update(wear, completed=done))  # fmt: skip
+                          lambda done: bar.update(wear, completed=done), six_axis)  # fmt: skip
         if wear_days:
             wearers = wear_sessions + restricted_wearers
             days = bar.add_task("wearers' days", total=wearers)
             f |= measure_wear_days(
                 wear_sessions, restricted_wearers, wear_days, wear_minutes, seed,
-                progress=lambda done: bar.update(days, completed=done),
+                progress=lambda done: bar.update(days, completed=done), six_axis=six_axis,
             )  # fmt: skip
     if as_json:
         print(json.dumps(f))

@@ -35,6 +35,7 @@ from edge_runtime.contracts.rom_assessment import (
     expected_deg,
 )
 from edge_runtime.fusion import neck_kinematics_from_imus
+from edge_runtime.hub.tracking import CalibrationSettings
 from edge_runtime.imu_sim import SimulationSetup, simulate_imus
 
 FloatArray = npt.NDArray[np.float64]
@@ -118,6 +119,7 @@ def run_subject(
     envelope: MotionEnvelope,
     config: AssessmentConfig | None = None,
     setup: SimulationSetup | None = None,
+    use_magnetometer: bool = True,
 ) -> SyntheticResult:
     _, truth, (nod_start, nod_end), nod = protocol_angles(subject.amplitudes_rad(envelope))
     warmup = int(WARMUP_S * RATE_HZ)
@@ -131,8 +133,14 @@ def run_subject(
         neutral_s=(WARMUP_S + 0.5, WARMUP_S + NEUTRAL_S - 0.5),
         nod_s=(WARMUP_S + nod_start, WARMUP_S + nod_end),
         nod_direction=nod,
+        use_magnetometer=use_magnetometer and setup.magnetometer,
     )
     measured = kin.angles_rad[warmup:]
+    trust_s = CalibrationSettings().six_axis_trust_s
+    if not (use_magnetometer and setup.magnetometer) and trust_s is not None:
+        # as the hub does: no 6-axis angle later than its horizon after the neutral hold
+        late = kin.t_s[warmup:] >= kin.t_s[0] + WARMUP_S + 0.5 + trust_s
+        measured = np.where(late[:, None], np.nan, measured)
     rmse = np.degrees(np.sqrt(np.nanmean((measured - truth) ** 2, axis=0)))
     # the hub judges range only in a complete guided test: follow it on the fused angles
     t_test = kin.t_s[warmup:] - kin.t_s[warmup]

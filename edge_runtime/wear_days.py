@@ -24,6 +24,7 @@ from edge_runtime.contracts.daily import ChangeSettings, daily_summaries, judge_
 from edge_runtime.contracts.neck_angles import rotation_from_neck_angles
 from edge_runtime.contracts.wear_monitoring import WearMonitoring, wear_monitoring
 from edge_runtime.fusion import NeckKinematics, neck_kinematics_from_imus
+from edge_runtime.hub.tracking import CalibrationSettings
 from edge_runtime.imu_sim import SimulationSetup, simulate_imus
 from edge_runtime.wear_sim import NEUTRAL_S, RATE_HZ, WearRanges, free_living_angles, nod_window_s
 
@@ -31,28 +32,38 @@ FIRST_DAY = date(2026, 1, 5)
 
 
 def simulated_wear(
-    seed: int, minutes: float, ranges: WearRanges | None = None
+    seed: int, minutes: float, ranges: WearRanges | None = None, six_axis: bool = False
 ) -> tuple[np.ndarray, NeckKinematics]:
     """``minutes`` of free-living wear: the true neck angles, and the kinematics the IMU path
-    makes of them (simulated sensors, fusion, calibration on the opening hold and nod)."""
+    makes of them (simulated sensors, fusion, calibration on the opening hold and nod).
+    ``six_axis``: sensors without a magnetometer, as the hub's; frames past the hub's horizon
+    for a 6-axis calibration (``hub.tracking``) are not valid, as on the hub."""
     t, truth = free_living_angles(minutes * 60.0, seed, ranges)
-    setup = SimulationSetup(calm_s=NEUTRAL_S)
+    setup = SimulationSetup(calm_s=NEUTRAL_S, magnetometer=not six_axis)
     sim = simulate_imus(t, rotation_from_neck_angles(truth), setup, seed=seed)
     neutral, nod = nod_window_s()
-    return truth, neck_kinematics_from_imus(sim.head, sim.trunk, neutral, nod)
+    kin = neck_kinematics_from_imus(
+        sim.head, sim.trunk, neutral, nod, use_magnetometer=not six_axis
+    )
+    trust_s = CalibrationSettings().six_axis_trust_s
+    if six_axis and trust_s is not None:
+        kin = replace(kin, valid=kin.valid & (kin.t_s < kin.t_s[0] + neutral[0] + trust_s))
+    return truth, kin
 
 
-def simulated_day(seed: int, day: date, minutes: float, ranges: WearRanges) -> WearMonitoring:
+def simulated_day(
+    seed: int, day: date, minutes: float, ranges: WearRanges, six_axis: bool = False
+) -> WearMonitoring:
     """One wearer-day's monitoring block, end to end from simulated IMUs."""
-    _, kin = simulated_wear(seed, minutes, ranges)
+    _, kin = simulated_wear(seed, minutes, ranges, six_axis)
     valid = kin.valid[:, None]
     angles = np.where(valid, kin.angles_rad, np.nan)
     return wear_monitoring(day, angles, np.where(valid, kin.velocities_rad_s, np.nan), RATE_HZ)
 
 
-def _wearer(args: tuple[int, int, float, float | None, int]) -> list[WearMonitoring]:
+def _wearer(args: tuple[int, int, float, float | None, int, bool]) -> list[WearMonitoring]:
     """A wearer's days (``restriction`` None: healthy throughout)."""
-    seed, days, minutes, restriction, baseline_days = args
+    seed, days, minutes, restriction, baseline_days, six_axis = args
     habitual = WearRanges()
     blocks = []
     for k in range(days):
@@ -66,7 +77,7 @@ def _wearer(args: tuple[int, int, float, float | None, int]) -> list[WearMonitor
                 rotation_deg=habitual.rotation_deg * restriction,
             )
         blocks.append(
-            simulated_day(seed * 1000 + k, FIRST_DAY + timedelta(days=k), minutes, ranges)
+            simulated_day(seed * 1000 + k, FIRST_DAY + timedelta(days=k), minutes, ranges, six_axis)
         )
     return blocks
 
@@ -81,14 +92,16 @@ def measure_wear_days(
     workers: int = 2,
     progress: Callable[[int], None] | None = None,
     settings: ChangeSettings | None = None,
+    six_axis: bool = False,
 ) -> dict[str, Any]:
     """Judged days and their change flags, for healthy and restricted simulated wearers."""
     cfg = settings or ChangeSettings()
-    jobs: list[tuple[int, int, float, float | None, int]] = [
-        (seed + 200_000 + i, days, minutes, None, cfg.baseline_days) for i in range(healthy)
+    jobs: list[tuple[int, int, float, float | None, int, bool]] = [
+        (seed + 200_000 + i, days, minutes, None, cfg.baseline_days, six_axis)
+        for i in range(healthy)
     ]
     jobs += [
-        (seed + 300_000 + i, days, minutes, restriction, cfg.baseline_days)
+        (seed + 300_000 + i, days, minutes, restriction, cfg.baseline_days, six_axis)
         for i in range(restricted)
     ]
     counts = {"healthy": [0, 0], "restricted": [0, 0]}  # judged days, days with a change flag

@@ -8,7 +8,8 @@ A *session* runs from the first usable frame until either sensor has been unusab
 the hub's local day changed. A session after a break calibrates again, since the sensors may
 have moved on the body; a wear session that follows one closed for its length, the day or a
 finished test goes on with the same tracker and calibration (the sensors never left the body,
-and the wearer is not asked to nod again every half hour).
+and the wearer is not asked to nod again every half hour), unless the tracker's 6-axis heading
+is past its horizon (``hub.tracking``): then the next session looks for a new calibration.
 
 Each wear session carries its daily-monitoring block (``contracts.wear_monitoring``: habitual
 range, movements, sustained flexion, muscle load as a share of capacity) on the local day it
@@ -448,8 +449,10 @@ class HubPipeline:
 
     def _close_session(self, reason: str) -> list[NewRecord]:
         assert self.session is not None
-        hand_over = reason in _CONTINUING and not self.test_requested
         old = self.session
+        # (a 6-axis tracker past its heading's horizon is not: the next one calibrates anew)
+        expired = old.tracker.heading_expired
+        hand_over = reason in _CONTINUING and not self.test_requested and not expired
         records = old.close(reason, hand_over)
         # wear goes on at once with the same tracker (the frames it holds back come out there)
         self.session = None

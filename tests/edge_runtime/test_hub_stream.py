@@ -261,3 +261,42 @@ def test_force_statistics_match_numpy_within_a_bin() -> None:
     assert summary["groups"]["ab"]["p90_n"] == pytest.approx(
         np.percentile(series[:, 3], 90), rel=0.03
     )
+
+
+def test_a_six_axis_tracker_trusts_its_heading_for_its_horizon_only() -> None:
+    """Without a magnetometer the heading drifts: frames past ``six_axis_trust_s`` after the
+    neutral hold come out UNCALIBRATED (NaN), those before it are accurate; with a magnetometer
+    the same wear stays calibrated throughout."""
+    from edge_runtime.wear_sim import NEUTRAL_S, free_living_angles
+
+    _, wear = free_living_angles(150.0, seed=5)
+    settle = np.zeros((int(12.0 * 100), 3))  # the filters settle (``settle_s``) before the hold
+    truth = np.concatenate([settle, wear])
+    t = np.arange(len(truth)) / 100.0
+    for magnetometer in (False, True):
+        setup = SimulationSetup(calm_s=12.0 + NEUTRAL_S, magnetometer=magnetometer)
+        sim = simulate_imus(t, rotation_from_neck_angles(truth), setup, seed=5)
+        tracker = NeckTracker(100.0, magnetometer, CalibrationSettings(six_axis_trust_s=60.0))
+        pairer, out = FramePairer(100.0, SensorRanges(), SensorRanges()), []
+        for h, k in zip(chunked(sim.head, 0.5, False), chunked(sim.trunk, 0.5, False), strict=True):
+            pairer.push("head", h)
+            pairer.push("trunk", k)
+            block = pairer.take()
+            if block is not None:
+                out.append(tracker.push(block))
+        out.append(tracker.finish())
+        kin = concatenate_blocks(out)
+        assert tracker.calibration_info is not None
+        neutral_start = tracker.calibration_info.neutral_s[0]
+        calibrated = (kin.flags & hr.UNCALIBRATED) == 0
+        trusted = (kin.t_s >= neutral_start) & (kin.t_s < neutral_start + 60.0)
+        assert calibrated[trusted].all()
+        error = np.abs(np.degrees(kin.kinematics[trusted, :3] - truth[trusted]))
+        assert np.percentile(error, 95, axis=0).max() < 5.0, np.percentile(error, 95, axis=0)
+        later = kin.t_s >= neutral_start + 60.0
+        assert later.sum() > 60 * 100
+        if magnetometer:
+            assert calibrated[later].all() and not tracker.heading_expired
+        else:
+            assert not calibrated[later].any() and np.isnan(kin.kinematics[later]).all()
+            assert tracker.heading_expired

@@ -72,3 +72,41 @@ def test_wear_is_cut_at_local_midnight_and_goes_on_calibrated(
 def test_an_unknown_time_zone_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="timezone = 'Mars/Olympus': not a known time zone"):
         PipelineSettings(timezone="Mars/Olympus")
+
+
+def test_six_axis_wear_past_its_heading_horizon_is_not_used_and_calibrates_anew(
+    quantized_bundle: Path, signing_keys: tuple[Path, Path], wearer: Anthropometrics,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """The hub's own sensors have no magnetometer: wear past ``six_axis_trust_s`` after the
+    calibration counts for nothing (no range, no wear time), and the session after it starts a
+    tracker of its own instead of going on with the drifted one."""
+    _, wear = free_living_angles(190.0, seed=11)
+    truth = np.concatenate([np.zeros((int(WARMUP_S * 100), 3)), wear])
+    t = np.arange(len(truth)) / 100.0
+    setup = SimulationSetup(calm_s=WARMUP_S + NEUTRAL_S, magnetometer=False)
+    sim = simulate_imus(t, rotation_from_neck_angles(truth), setup, seed=11)
+    checked = verify_model_bundle(quantized_bundle, load_public_key(signing_keys[1]))
+    store = HubStore(tmp_path / "hub.db")
+    settings = replace(PipelineSettings(), max_session_s=60.0)
+    pipeline = HubPipeline(store, checked, wearer, settings)
+    assert not pipeline.use_magnetometer
+    for _, role, part in sensor_chunks(sim.head, sim.trunk, 0.5):
+        pipeline.push(role, part)  # type: ignore[arg-type]
+    pipeline.close()
+    sessions = [parse_record("session", r.payload) for r in store.records_of_kind("session")]
+    assert [s.end_reason for s in sessions] == ["max_duration"] * 3 + ["end_of_input"]  # type: ignore[union-attr]
+    first = sessions[0].calibration  # type: ignore[union-attr]
+    assert first is not None
+    trust_s = settings.calibration.six_axis_trust_s
+    assert trust_s is not None
+    horizon_s = sessions[0].source_t0_s + first.neutral_s[0] + trust_s  # type: ignore[union-attr]
+    # the second session goes on with the first's tracker until the horizon, then nothing counts
+    assert sessions[1].calibration == first  # type: ignore[union-attr]
+    usable_s = sessions[1].usable_frames / 100  # type: ignore[union-attr]
+    assert usable_s == pytest.approx(horizon_s - sessions[1].source_t0_s, abs=0.05)  # type: ignore[union-attr]
+    assert sessions[1].monitoring.wear_s == pytest.approx(usable_s, abs=0.05)  # type: ignore[union-attr]
+    # the third has a tracker of its own: the first calibration is not carried over
+    assert sessions[2].calibration != first  # type: ignore[union-attr]
+    assert sum(s.frames for s in sessions) == len(t)  # type: ignore[union-attr]
+    store.close()

@@ -53,3 +53,6 @@ def test_wear_drift_bench_reports_both_paths() -> None:
     assert 0.0 <= nine[rotation] < 10.0  # the magnetometer holds the heading over minutes
     assert min(six.values()) >= 0.0 and max(six.values()) <= 180.0
     assert len(figures["six_axis_mean_error_deg_per_minute"]) == 3
+    # what the hub reports of it: the horizon it trusts a 6-axis calibration for
+    assert figures["six_axis_trusted_s"] == 75.0
+    assert max(figures["six_axis_trusted_error_deg_p95"].values()) < 10.0
