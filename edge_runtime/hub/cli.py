@@ -69,6 +69,32 @@ def orientation(
     out.print(f"wrote {out_path}: {len(quat)} orientations, VQF {mode}, {rec.rate_hz:.1f} Hz")
 
 
+@edge_app.command("mag-offset")
+def mag_offset(
+    recording: Annotated[
+        Path, typer.Option(help="Recording CSV with mag_* columns, the sensor turned every way.")
+    ],
+) -> None:
+    """The board's hard-iron field (µT), to give the magnetometer as ``:offset=X,Y,Z`` in the
+    sensor spec: record the sensor (``cervical edge run`` or any logger) while turning it slowly
+    through every direction, away from steel and magnets, then run this on the recording."""
+    from edge_runtime.sensors.lis3mdl import hard_iron_offset_ut
+
+    try:
+        rec = ImuRecording.read_csv(recording)
+        if rec.mag_ut is None:
+            raise RecordingError(f"{recording}: no mag_x, mag_y, mag_z columns")
+        offset = hard_iron_offset_ut(rec.mag_ut)
+    except USER_ERRORS + (ValueError,) as exc:
+        raise _fail(exc) from exc
+    residual = np.linalg.norm(rec.mag_ut - offset, axis=1)
+    out.print(
+        f"offset={offset[0]:.1f},{offset[1]:.1f},{offset[2]:.1f}  (field after it "
+        f"{np.nanmedian(residual):.1f} µT, spread {np.nanstd(residual):.1f} µT over "
+        f"{len(residual)} samples)"
+    )
+
+
 @edge_app.command("simulate")
 def simulate(
     sim: Annotated[str, typer.Option(help="Simulation spec, e.g. seed=3,restrict=right_rotation.")],

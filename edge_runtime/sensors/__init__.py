@@ -1,7 +1,8 @@
 """IMU sources behind one small protocol, chosen by a spec string (``open_source``):
 
 * ``lsm6dso:i2c:BUS:ADDRESS`` / ``lsm6dso:spi:BUS:CS`` - an ST LSM6DSO on the Pi's bus, register
-  level, FIFO with sensor timestamps (``lsm6dso.py``);
+  level, FIFO with sensor timestamps (``lsm6dso.py``); ``+lis3mdl:i2c:BUS:ADDRESS[:axes=..]
+  [:offset=X,Y,Z]`` after it adds an ST LIS3MDL magnetometer (``lis3mdl.py``);
 * ``replay:PATH.csv`` - a recording in the recording format (``replay.py``);
 * ``sim:seed=N,...`` - head and trunk signals rendered from a simulated head-on-trunk motion,
   with the ground truth kept (``sim.py``).

@@ -11,7 +11,9 @@ reader may stall ~1.6 s without losing a sample (``buffer_s``). A FIFO overrun (
 is reported: its lost samples become a gap that downstream marks as dropped. Register map and
 scale factors: LSM6DSO datasheet DS12140 rev 3.
 
-No magnetometer: fusion runs 6D on this sensor (heading drifts slowly; README).
+No magnetometer: fusion runs 6D on this sensor alone, and the hub trusts a calibration's heading
+for only ``six_axis_trust_s`` (``hub.tracking``). An LIS3MDL beside it (``+lis3mdl:...`` after the
+spec, ``lis3mdl.py``) gives each sample the magnetic field too, and fusion runs 9D.
 """
 
 from __future__ import annotations
@@ -21,14 +23,17 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from edge_runtime.contracts.recording import ImuRecording
 from edge_runtime.sensors import SensorError, SensorRanges
+from edge_runtime.sensors.buses import I2cBus, RegisterBus, SpiBus
+from edge_runtime.sensors.lis3mdl import Lis3mdl, MagnetometerSettings
 
 log = logging.getLogger(__name__)
+FloatArray = npt.NDArray[np.float64]
 
 # registers (DS12140 section 9)
 FIFO_CTRL3, FIFO_CTRL4 = 0x09, 0x0A
@@ -59,52 +64,6 @@ WORD_BYTES = 7  # tag + 6 data bytes
 MAX_WORDS_PER_READ = 4  # I2C block reads carry at most 32 bytes
 FIFO_WORDS = 512  # the 3 KB FIFO (DS12140): 512 words of tag + 6 data bytes
 WORDS_PER_SAMPLE = 3  # gyroscope + accelerometer + the timestamp of each batch
-
-
-class RegisterBus(Protocol):
-    """Register access to one chip: reads auto-increment (CTRL3_C.IF_INC)."""
-
-    def read(self, register: int, length: int) -> bytes: ...
-
-    def write(self, register: int, value: int) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class I2cBus:
-    def __init__(self, bus: int, address: int) -> None:
-        from smbus2 import SMBus  # imported lazily: CI and hosts have no I2C
-
-        self._bus, self.address = SMBus(bus), address
-
-    def read(self, register: int, length: int) -> bytes:
-        return bytes(self._bus.read_i2c_block_data(self.address, register, length))
-
-    def write(self, register: int, value: int) -> None:
-        self._bus.write_byte_data(self.address, register, value)
-
-    def close(self) -> None:
-        self._bus.close()
-
-
-class SpiBus:
-    READ = 0x80
-
-    def __init__(self, bus: int, chip_select: int, speed_hz: int = 8_000_000) -> None:
-        import spidev  # the 'pi' extra
-
-        self._spi = spidev.SpiDev()
-        self._spi.open(bus, chip_select)
-        self._spi.max_speed_hz, self._spi.mode = speed_hz, 0b11
-
-    def read(self, register: int, length: int) -> bytes:
-        return bytes(self._spi.xfer2([register | self.READ] + [0] * length)[1:])
-
-    def write(self, register: int, value: int) -> None:
-        self._spi.xfer2([register, value])
-
-    def close(self) -> None:
-        self._spi.close()
 
 
 @dataclass
@@ -143,8 +102,16 @@ class FifoDecoder:
 class Lsm6dsoSource:
     RATE_HZ = 104.0
 
-    def __init__(self, bus: RegisterBus, spec: str, poll_s: float = 0.05) -> None:
+    def __init__(
+        self,
+        bus: RegisterBus,
+        spec: str,
+        poll_s: float = 0.05,
+        magnetometer: Lis3mdl | None = None,
+    ) -> None:
         self.spec, self.bus, self.poll_s = spec, bus, poll_s
+        self.magnetometer = magnetometer
+        self._field: tuple[float, FloatArray] | None = None  # the last read: (hub time, µT)
         self.ranges = SensorRanges(gyr_rad_s=math.radians(2000.0), acc_m_s2=16 * 9.80665)
         self.pace: float | None = 1.0  # a live sensor: its time is the wall clock's
         self.buffer_s = FIFO_WORDS / WORDS_PER_SAMPLE / self.RATE_HZ
@@ -162,12 +129,23 @@ class Lsm6dsoSource:
     @classmethod
     def from_spec(cls, text: str) -> Lsm6dsoSource:
         spec = f"lsm6dso:{text}"
-        parts = text.split(":")
+        imu, plus, extra = text.partition("+")
+        mag_settings = None
+        if plus:
+            kind, _, rest = extra.partition(":")
+            if kind != "lis3mdl":
+                raise SensorError(spec, f"{extra!r}: the chip beside it must be lis3mdl:...")
+            mag_settings = MagnetometerSettings.parse(rest)
+        parts = imu.split(":")
         try:
-            if len(parts) == 3 and parts[0] == "i2c":
-                return cls(I2cBus(int(parts[1]), int(parts[2], 0)), spec)
-            if len(parts) == 3 and parts[0] == "spi":
-                return cls(SpiBus(int(parts[1]), int(parts[2])), spec)
+            if len(parts) == 3 and parts[0] in ("i2c", "spi"):
+                magnetometer = None
+                if mag_settings is not None:
+                    mag_bus = I2cBus(mag_settings.bus, mag_settings.address)
+                    magnetometer = Lis3mdl(mag_bus, mag_settings, spec)
+                if parts[0] == "i2c":
+                    return cls(I2cBus(int(parts[1]), int(parts[2], 0)), spec, 0.05, magnetometer)
+                return cls(SpiBus(int(parts[1]), int(parts[2])), spec, 0.05, magnetometer)
         except ValueError as exc:
             raise SensorError(spec, f"bus and address must be numbers ({exc})") from exc
         except (OSError, ImportError) as exc:
@@ -201,13 +179,29 @@ class Lsm6dsoSource:
         if not samples:
             return _empty()
         t = np.array([s[0] for s in samples])
+        now = time.monotonic()
         if self._offset_s is None:  # anchor the sensor clock to the hub's at the first read
-            self._offset_s = time.monotonic() - t[-1]
+            self._offset_s = now - t[-1]
         return ImuRecording(
             t_s=t + self._offset_s,
             gyr_rad_s=np.array([s[1] for s in samples]),
             acc_m_s2=np.array([s[2] for s in samples]),
+            mag_ut=None if self.magnetometer is None else self._field_at(t + self._offset_s, now),
         )
+
+    def _field_at(self, t_s: FloatArray, now_s: float) -> FloatArray:
+        """The magnetic field at each sample: interpolated between the previous read and this
+        one (module docstring of ``lis3mdl``); NaN before the chip's first sample."""
+        assert self.magnetometer is not None
+        field = self.magnetometer.read_ut()
+        if field is None:
+            return np.full((len(t_s), 3), np.nan)
+        before = self._field
+        self._field = (now_s, field)
+        if before is None or now_s <= before[0]:
+            return np.repeat(field[None, :], len(t_s), axis=0)
+        w = np.clip((t_s - before[0]) / (now_s - before[0]), 0.0, 1.0)[:, None]
+        return np.asarray(before[1] + w * (field - before[1]))
 
     def chunks(self) -> Iterator[ImuRecording]:
         while True:
@@ -218,6 +212,8 @@ class Lsm6dsoSource:
 
     def close(self) -> None:
         self.bus.close()
+        if self.magnetometer is not None:
+            self.magnetometer.close()
 
 
 def _empty() -> ImuRecording:

@@ -10,6 +10,7 @@ import pytest
 
 from edge_runtime.contracts.recording import ImuRecording
 from edge_runtime.sensors import SensorError, open_source
+from edge_runtime.sensors import lis3mdl as mag_chip
 from edge_runtime.sensors import lsm6dso as chip
 from edge_runtime.sensors.sim import SimSource, SimSpec
 
@@ -53,6 +54,32 @@ class EmulatedLsm6dso:
 
     def write(self, register: int, value: int) -> None:
         self.registers[register] = value
+
+    def close(self) -> None:
+        pass
+
+
+class EmulatedLis3mdl:
+    """The magnetometer as its bus sees it (DocID024204): a new sample of ``field_ut`` (its own
+    axes) at every status read, the output registers read with the I2C auto-increment bit."""
+
+    def __init__(self, field_ut: tuple[float, float, float], who_am_i: int = 0x3D) -> None:
+        self.registers = {mag_chip.WHO_AM_I: who_am_i}
+        self.field_ut, self.fresh, self.writes = np.array(field_ut), False, []
+
+    def read(self, register: int, length: int) -> bytes:
+        if register == mag_chip.STATUS_REG:
+            self.fresh = True
+            return bytes([mag_chip.STATUS_ZYXDA])
+        if register == mag_chip.OUT_X_L | mag_chip.I2C_AUTO_INCREMENT:
+            assert length == 6 and self.fresh
+            raw = np.round(self.field_ut / mag_chip.UT_PER_LSB).astype("<i2")
+            return raw.tobytes()
+        return bytes([self.registers.get(register, 0)] * length)
+
+    def write(self, register: int, value: int) -> None:
+        self.registers[register] = value
+        self.writes.append(register)
 
     def close(self) -> None:
         pass
@@ -153,3 +180,91 @@ def test_sim_source_pairs_head_and_trunk_and_keeps_the_truth() -> None:
     ):
         with pytest.raises(SensorError, match=message):
             open_source(f"sim:{bad}", "head")
+
+
+def test_lis3mdl_beside_the_lsm6dso_gives_every_sample_the_field_in_the_imu_axes() -> None:
+    settings = mag_chip.MagnetometerSettings.parse("i2c:1:0x1c:axes=-y+x+z:offset=5,-10,2.5")
+    assert settings.address == 0x1C and settings.offset_ut == (5.0, -10.0, 2.5)
+    emulated_mag = EmulatedLis3mdl((20.0, -30.0, 40.0))
+    magnetometer = mag_chip.Lis3mdl(emulated_mag, settings, "lis3mdl:emulated")
+    regs = emulated_mag.registers
+    assert regs[mag_chip.CTRL_REG1] == mag_chip.CTRL_REG1_VALUE  # 80 Hz, ultra-high performance
+    assert regs[mag_chip.CTRL_REG3] & 0b11 == 0  # continuous conversion
+    assert regs[mag_chip.CTRL_REG5] & 0x40  # block data update
+    assert emulated_mag.writes[0] == mag_chip.CTRL_REG2  # the soft reset first
+    emulated = EmulatedLsm6dso(_recording(200))
+    source = chip.Lsm6dsoSource(emulated, "lsm6dso:emulated", magnetometer=magnetometer)
+    # the IMU's x is the magnetometer's -y, its y the magnetometer's x; minus the hard iron
+    expected = np.array([30.0, 20.0, 40.0]) - np.array([5.0, -10.0, 2.5])
+    chunks = []
+    for step in range(8):
+        if step == 4:  # the field turns between two reads: the samples between are interpolated
+            emulated_mag.field_ut = np.array([-20.0, -30.0, 40.0])
+        emulated.release(60)
+        chunks.append(source.read_fifo())
+    mags = [c.mag_ut for c in chunks if len(c.t_s)]
+    assert all(m is not None and m.shape[1] == 3 for m in mags)
+    first = np.concatenate([m for m in mags[:4] if m is not None])
+    np.testing.assert_allclose(first, np.broadcast_to(expected, first.shape), atol=0.02)
+    turned = mags[4]
+    assert turned is not None
+    assert (turned[:, 1] <= 20.0 + 0.02).all() and (turned[:, 1] >= -20.0 - 0.02).all()
+    np.testing.assert_allclose(mags[-1][-1], [30.0, -20.0, 40.0] - np.array([5.0, -10.0, 2.5]),
+                               atol=0.02)  # type: ignore[index]  # fmt: skip
+
+
+def test_magnetometer_spec_errors_and_hard_iron_offset() -> None:
+    for text, words in (
+        ("spi:0:1", "expected lis3mdl:i2c"),
+        ("i2c:one:0x1c", "must be numbers"),
+        ("i2c:1:0x1c:axes=+x+x+z", "each of x, y, z once"),
+        ("i2c:1:0x1c:offset=1,2", "three numbers"),
+        ("i2c:1:0x1c:gain=2", "unknown option"),
+    ):
+        with pytest.raises(SensorError, match=words):
+            mag_chip.MagnetometerSettings.parse(text)
+    with pytest.raises(SensorError, match="must be lis3mdl"):
+        open_source("lsm6dso:i2c:1:0x6a+bmm150:i2c:1:0x10", "head")
+    with pytest.raises(SensorError, match="WHO_AM_I is 0x3c"):
+        mag_chip.Lis3mdl(
+            EmulatedLis3mdl((0, 0, 0), who_am_i=0x3C),
+            mag_chip.MagnetometerSettings.parse("i2c:1:0x1c"),
+            "lis3mdl:x",
+        )
+    # readings on a sphere around the board's own field, from many orientations
+    rng = np.random.default_rng(4)
+    directions = rng.normal(size=(400, 3))
+    directions /= np.linalg.norm(directions, axis=1)[:, None]
+    board = np.array([12.0, -7.0, 30.0])
+    readings = board + 48.0 * directions + rng.normal(scale=0.3, size=(400, 3))
+    np.testing.assert_allclose(mag_chip.hard_iron_offset_ut(readings), board, atol=0.2)
+    with pytest.raises(ValueError, match="turn the sensor through many more orientations"):
+        mag_chip.hard_iron_offset_ut(board + 48.0 * np.abs(directions) * [1, 0.1, 1])
+
+
+def test_mag_offset_command_finds_the_board_field(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from edge_runtime.common.rotations import axis_angle_matrix
+    from edge_runtime.imu_sim import SimulationSetup, simulate_imus
+
+    cervical = str(Path(sys.executable).with_name("cervical"))
+    t = np.arange(0, 60, 0.01)
+    # the sensor turned slowly every way, as its owner would for the measurement
+    turn = np.stack([np.sin(0.21 * t) * 3.0, np.cos(0.13 * t) * 2.0, 0.37 * t], axis=1)
+    sim = simulate_imus(t, axis_angle_matrix(turn), SimulationSetup(misalignment_deg=0.0), seed=3)
+    assert sim.head.mag_ut is not None
+    board = np.array([-15.0, 8.0, 22.0])
+    turned = ImuRecording(sim.head.t_s, sim.head.gyr_rad_s, sim.head.acc_m_s2,
+                          sim.head.mag_ut + board)  # fmt: skip
+    turned.write_csv(tmp_path / "turned.csv")
+    r = subprocess.run([cervical, "edge", "mag-offset", "--recording", str(tmp_path / "turned.csv")],
+                       capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    found = [float(v) for v in r.stdout.split("offset=")[1].split()[0].split(",")]
+    np.testing.assert_allclose(found, board, atol=1.0)
+    ImuRecording(t, sim.head.gyr_rad_s, sim.head.acc_m_s2).write_csv(tmp_path / "six.csv")
+    r = subprocess.run([cervical, "edge", "mag-offset", "--recording", str(tmp_path / "six.csv")],
+                       capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert r.returncode == 2 and "no mag_x, mag_y, mag_z columns" in r.stderr
