@@ -80,12 +80,13 @@ def mag_offset(
     through every direction, away from steel and magnets, then run this on the recording."""
     from edge_runtime.sensors.lis3mdl import hard_iron_offset_ut
 
+    errors: tuple[type[Exception], ...] = (*USER_ERRORS, ValueError)  # (too few orientations)
     try:
         rec = ImuRecording.read_csv(recording)
         if rec.mag_ut is None:
             raise RecordingError(f"{recording}: no mag_x, mag_y, mag_z columns")
         offset = hard_iron_offset_ut(rec.mag_ut)
-    except USER_ERRORS + (ValueError,) as exc:
+    except errors as exc:
         raise _fail(exc) from exc
     residual = np.linalg.norm(rec.mag_ut - offset, axis=1)
     out.print(

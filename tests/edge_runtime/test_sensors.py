@@ -259,8 +259,8 @@ def test_mag_offset_command_finds_the_board_field(tmp_path: Path) -> None:
     turned = ImuRecording(sim.head.t_s, sim.head.gyr_rad_s, sim.head.acc_m_s2,
                           sim.head.mag_ut + board)  # fmt: skip
     turned.write_csv(tmp_path / "turned.csv")
-    r = subprocess.run([cervical, "edge", "mag-offset", "--recording", str(tmp_path / "turned.csv")],
-                       capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    command = [cervical, "edge", "mag-offset", "--recording", str(tmp_path / "turned.csv")]
+    r = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0, r.stderr
     found = [float(v) for v in r.stdout.split("offset=")[1].split()[0].split(",")]
     np.testing.assert_allclose(found, board, atol=1.0)
