@@ -143,9 +143,16 @@ class Lsm6dsoSource:
                 if mag_settings is not None:
                     mag_bus = I2cBus(mag_settings.bus, mag_settings.address)
                     magnetometer = Lis3mdl(mag_bus, mag_settings, spec)
-                if parts[0] == "i2c":
-                    return cls(I2cBus(int(parts[1]), int(parts[2], 0)), spec, 0.05, magnetometer)
-                return cls(SpiBus(int(parts[1]), int(parts[2])), spec, 0.05, magnetometer)
+                try:
+                    if parts[0] == "i2c":
+                        bus: RegisterBus = I2cBus(int(parts[1]), int(parts[2], 0))
+                    else:
+                        bus = SpiBus(int(parts[1]), int(parts[2]))
+                    return cls(bus, spec, 0.05, magnetometer)
+                except BaseException:
+                    if magnetometer is not None:  # opened first: not left open behind an error
+                        magnetometer.close()
+                    raise
         except ValueError as exc:
             raise SensorError(spec, f"bus and address must be numbers ({exc})") from exc
         except (OSError, ImportError) as exc:
