@@ -21,8 +21,8 @@ deg at 60-90 s and 58 deg after 6 min, and extension and bending follow once the
 lost. Gyroscope-only estimates of the relative drift during the neck's still spells do not
 bound it (postural sway of ~1 deg hides the bias change within a hold). So a 6-axis tracker
 trusts its calibration for ``six_axis_trust_s`` (75 s) after the neutral hold, long enough for
-a guided test's directions (over it: axial p95 3.2-4.0 deg on two sets of simulated wearers;
-90 s gave 4.4-5.6); later frames come out UNCALIBRATED, and the session after it (the pipeline)
+a guided test's directions (over it: axial p95 3.2-5.0 deg on three sets of simulated wearers;
+90 s gave 4.4-7.0); later frames come out UNCALIBRATED, and the session after it (the pipeline)
 starts a new tracker, which looks for a new neutral hold and nod. With a magnetometer
 the heading holds for the whole session (axial p95 4.3 deg after 30 min).
 """
