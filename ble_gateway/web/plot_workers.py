@@ -8,7 +8,8 @@ to its worker as one pickle, so the data its plots share (the patient's history)
 
 Workers come from a ``forkserver`` that has imported the plotting modules, so a new worker starts
 in milliseconds rather than re-importing matplotlib; they are shared by every app in the process
-and live as long as it does. A worker that dies (killed, out of memory) costs nothing but time:
+and live as long as it does (a worker whose server was killed outright exits within a second).
+A worker that dies (killed, out of memory) costs nothing but time:
 its batch is rendered here and the pool is started afresh on the next page. The in-process path
 is the reference: both give the same SVG, byte for byte (tested).
 """
@@ -19,6 +20,7 @@ import logging
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -87,7 +89,12 @@ class PlotWorkers:
             return None
         with self._lock:
             if self._pool is None:
-                self._pool = ProcessPoolExecutor(self.processes, mp_context=_context())
+                self._pool = ProcessPoolExecutor(
+                    self.processes,
+                    mp_context=_context(),
+                    initializer=_watch_parent,
+                    initargs=(os.getpid(),),
+                )
             return self._pool
 
     def _submit(
@@ -120,6 +127,25 @@ def _context() -> multiprocessing.context.BaseContext:
         ctx.set_forkserver_preload(_PRELOAD)
         return ctx
     return multiprocessing.get_context("spawn")  # macOS, Windows
+
+
+def _watch_parent(pid: int, every_s: float = 1.0) -> None:
+    """In a worker: exit once the process that started the pool is gone. A server killed outright
+    (SIGKILL, an unhandled SIGTERM) cannot shut its workers down, and a worker would otherwise
+    wait on its call queue for ever (it holds that pipe's write end itself), keeping the
+    forkserver alive with it."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(every_s)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:  # alive (or its number reused by another user's process)
+                pass
+
+    threading.Thread(target=watch, name="plot-worker-parent-watch", daemon=True).start()
 
 
 def _render_batch(batch: list[PlotJob]) -> list[str]:

@@ -86,3 +86,50 @@ def test_a_dead_worker_costs_time_not_the_page(tmp_path: Path) -> None:
 def test_negative_processes_are_refused() -> None:
     with pytest.raises(ValueError, match="plot processes must be 0 or more, not -1"):
         PlotWorkers(processes=-1)
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for a reaper that never comes in a container is not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_workers_of_a_killed_server_exit_with_it(tmp_path: Path) -> None:
+    """SIGKILL gives a server no chance to shut its pool down: its worker and the forkserver
+    must still go, not linger as orphans."""
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import os, sys\n"
+        "from ble_gateway.web.plot_workers import PlotWorkers\n"
+        "from tests.ble_gateway.web.test_plot_workers import _worker_pid\n"
+        "if __name__ == '__main__':\n"
+        "    w = PlotWorkers(processes=1)\n"
+        "    pids = w.render({'a': (_worker_pid, ()), 'b': (_worker_pid, ())})\n"
+        "    print(pids['b'], flush=True)\n"
+        "    sys.stdin.read()\n"
+    )
+    (tmp_path / "server.py").write_text(script)
+    root = str(Path(__file__).resolve().parents[3])
+    server = subprocess.Popen(
+        [sys.executable, str(tmp_path / "server.py")], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, text=True, cwd=root, env={**os.environ, "PYTHONPATH": root},
+    )  # fmt: skip
+    assert server.stdout is not None
+    worker = int(server.stdout.readline())
+    forkserver = int(Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    assert _alive(worker) and _alive(forkserver) and worker != server.pid
+    server.kill()
+    server.wait(timeout=30)
+    server.stdin.close()  # type: ignore[union-attr]
+    server.stdout.close()
+    deadline = time.monotonic() + 30.0
+    while (_alive(worker) or _alive(forkserver)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(worker), "the worker outlived its server"
+    assert not _alive(forkserver), "the forkserver outlived its server"
