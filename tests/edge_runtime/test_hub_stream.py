@@ -55,21 +55,28 @@ def _run_tracker(
     spec: SimSpec, chunk_s: float = 0.5
 ) -> tuple[KinematicBlock, NeckTracker, SimSource, SimSource]:
     head, trunk = SimSource(spec, "head"), SimSource(spec, "trunk")
-    pairer = FramePairer(100.0, head.ranges, trunk.ranges)
     tracker = NeckTracker(100.0, True, CalibrationSettings())
-    out = []
-    for h, t in zip(
-        chunked(head.recording, chunk_s, False),
-        chunked(trunk.recording, chunk_s, False),
-        strict=True,
-    ):
+    return (
+        _track_recordings(tracker, head.recording, trunk.recording, chunk_s),
+        tracker,
+        head,
+        trunk,
+    )
+
+
+def _track_recordings(
+    tracker: NeckTracker, head: ImuRecording, trunk: ImuRecording, chunk_s: float = 0.5
+) -> KinematicBlock:
+    """Both recordings through the frame pairer into the tracker, ``chunk_s`` at a time."""
+    pairer, out = FramePairer(100.0, SensorRanges(), SensorRanges()), []
+    for h, t in zip(chunked(head, chunk_s, False), chunked(trunk, chunk_s, False), strict=True):
         pairer.push("head", h)
         pairer.push("trunk", t)
         block = pairer.take()
         if block is not None:
             out.append(tracker.push(block))
     out.append(tracker.finish())
-    return concatenate_blocks(out), tracker, head, trunk
+    return concatenate_blocks(out)
 
 
 @pytest.mark.parametrize("seed", [3, 8])
@@ -277,15 +284,7 @@ def test_a_six_axis_tracker_trusts_its_heading_for_its_horizon_only() -> None:
         setup = SimulationSetup(calm_s=12.0 + NEUTRAL_S, magnetometer=magnetometer)
         sim = simulate_imus(t, rotation_from_neck_angles(truth), setup, seed=5)
         tracker = NeckTracker(100.0, magnetometer, CalibrationSettings(six_axis_trust_s=60.0))
-        pairer, out = FramePairer(100.0, SensorRanges(), SensorRanges()), []
-        for h, k in zip(chunked(sim.head, 0.5, False), chunked(sim.trunk, 0.5, False), strict=True):
-            pairer.push("head", h)
-            pairer.push("trunk", k)
-            block = pairer.take()
-            if block is not None:
-                out.append(tracker.push(block))
-        out.append(tracker.finish())
-        kin = concatenate_blocks(out)
+        kin = _track_recordings(tracker, sim.head, sim.trunk)
         assert tracker.calibration_info is not None
         neutral_start = tracker.calibration_info.neutral_s[0]
         calibrated = (kin.flags & hr.UNCALIBRATED) == 0
