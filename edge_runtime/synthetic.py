@@ -35,7 +35,7 @@ from edge_runtime.contracts.rom_assessment import (
     expected_deg,
 )
 from edge_runtime.fusion import neck_kinematics_from_imus
-from edge_runtime.hub.tracking import CalibrationSettings
+from edge_runtime.hub.tracking import heading_horizon_s
 from edge_runtime.imu_sim import SimulationSetup, simulate_imus
 
 FloatArray = npt.NDArray[np.float64]
@@ -136,11 +136,11 @@ def run_subject(
         use_magnetometer=use_magnetometer and setup.magnetometer,
     )
     measured = kin.angles_rad[warmup:]
-    trust_s = CalibrationSettings().six_axis_trust_s
-    if not (use_magnetometer and setup.magnetometer) and trust_s is not None:
-        # as the hub does: no 6-axis angle later than its horizon after the neutral hold
-        late = kin.t_s[warmup:] >= kin.t_s[0] + WARMUP_S + 0.5 + trust_s
-        measured = np.where(late[:, None], np.nan, measured)
+    horizon = heading_horizon_s(
+        kin.t_s[0] + WARMUP_S + 0.5, use_magnetometer and setup.magnetometer
+    )
+    if horizon is not None:  # as the hub does: no 6-axis angle past its horizon
+        measured = np.where((kin.t_s[warmup:] >= horizon)[:, None], np.nan, measured)
     rmse = np.degrees(np.sqrt(np.nanmean((measured - truth) ** 2, axis=0)))
     # the hub judges range only in a complete guided test: follow it on the fused angles
     t_test = kin.t_s[warmup:] - kin.t_s[warmup]

@@ -24,7 +24,7 @@ from edge_runtime.contracts.daily import ChangeSettings, daily_summaries, judge_
 from edge_runtime.contracts.neck_angles import rotation_from_neck_angles
 from edge_runtime.contracts.wear_monitoring import WearMonitoring, wear_monitoring
 from edge_runtime.fusion import NeckKinematics, neck_kinematics_from_imus
-from edge_runtime.hub.tracking import CalibrationSettings
+from edge_runtime.hub.tracking import heading_horizon_s
 from edge_runtime.imu_sim import SimulationSetup, simulate_imus
 from edge_runtime.wear_sim import NEUTRAL_S, RATE_HZ, WearRanges, free_living_angles, nod_window_s
 
@@ -45,9 +45,9 @@ def simulated_wear(
     kin = neck_kinematics_from_imus(
         sim.head, sim.trunk, neutral, nod, use_magnetometer=not six_axis
     )
-    trust_s = CalibrationSettings().six_axis_trust_s
-    if six_axis and trust_s is not None:
-        kin = replace(kin, valid=kin.valid & (kin.t_s < kin.t_s[0] + neutral[0] + trust_s))
+    horizon = heading_horizon_s(kin.t_s[0] + neutral[0], use_magnetometer=not six_axis)
+    if horizon is not None:  # as the hub does: no 6-axis angle past its horizon
+        kin = replace(kin, valid=kin.valid & (kin.t_s < horizon))
     return truth, kin
 
 

@@ -74,6 +74,15 @@ class CalibrationSettings:
     six_axis_trust_s: float | None = 75.0
 
 
+def heading_horizon_s(
+    neutral_start_s: float, use_magnetometer: bool, cal: CalibrationSettings | None = None
+) -> float | None:
+    """Until when (same clock) a calibration whose neutral hold began at ``neutral_start_s`` is
+    trusted: None for as long as the session lasts (a magnetometer, or no horizon set)."""
+    trust_s = (cal or CalibrationSettings()).six_axis_trust_s
+    return None if use_magnetometer or trust_s is None else neutral_start_s + trust_s
+
+
 @dataclass(frozen=True, eq=False)
 class KinematicBlock:
     t_s: FloatArray  # (n,)
@@ -339,8 +348,7 @@ class NeckTracker:
             nod_direction=self.calibration.nod_direction,
             trunk_axes=tuple((a[0], a[1], a[2]) for a in axes),
         )
-        if not self.use_magnetometer and cal.six_axis_trust_s is not None:
-            self.trusted_until_t_s = float(b["t"][start]) + cal.six_axis_trust_s
+        self.trusted_until_t_s = heading_horizon_s(float(b["t"][start]), self.use_magnetometer, cal)
         self._drop_before(start)
 
     def _find_neutral(self, window: int, n: int) -> None:
