@@ -216,12 +216,17 @@ def _print_result(result: dict[str, Any]) -> None:
     )
     if "hub" in result:
         hub = result["hub"]
-        for kind in ("float", "int8"):
+        labels = {
+            "float": "float",
+            "int8": "int8",
+            "float_exact_inputs": "float on the exact kinematics (no hub input error)",
+        }
+        for kind, label in labels.items():
             if kind in hub:
                 h = hub[kind]
                 Console().print(
                     f"end to end from simulated IMUs, {len(hub['subjects'])} unseen subjects, "
-                    f"{hub['frames']:,} frames of everyday motion, {kind}: worst muscle R² "
+                    f"{hub['frames']:,} frames of everyday motion, {label}: worst muscle R² "
                     f"{h['hub_r2_min']:.4f} ({h['worst_muscle']}), "
                     f"median {h['hub_r2_median']:.4f}, "
                     f"worst RMSE {h['rmse_pct_fmax_max']:.2f}% of Fmax ({h['worst_rmse_muscle']})"

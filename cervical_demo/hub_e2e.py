@@ -43,6 +43,7 @@ class SubjectSession:
     neck_rotation: FloatArray  # (N, 3, 3) true head-on-trunk rotation
     motion_rows: npt.NDArray[np.int64]  # session rows of the evaluated motion frames
     true_forces_n: FloatArray  # (len(motion_rows), 72)
+    exact_inputs: FloatArray  # (len(motion_rows), 9) neck kinematics as the dataset holds them
     neutral_s: tuple[float, float]
     nod_s: tuple[float, float]
 
@@ -83,6 +84,7 @@ def subject_session(subject_id: int, population: Path, seed: int) -> tuple[Any, 
     """The subject's anthropometrics and session (module docstring)."""
     from host_training.model.personalise import personalise
     from host_training.population.sampling import subject_anthropometrics
+    from host_training.simulation.dataset import neck_features
     from host_training.simulation.motions import PlaneSplit, everyday_motions, trajectory
     from host_training.simulation.solvers import FastSolver
 
@@ -93,7 +95,7 @@ def subject_session(subject_id: int, population: Path, seed: int) -> tuple[Any, 
     split = PlaneSplit.of(anatomy)
     specs = [s for s in everyday_motions(seed, subject_id) if s.family in HUB_FAMILIES]
     pieces = [_calibration_rotations()]
-    rows, forces = [], []
+    rows, forces, exact = [], [], []
     at = len(pieces[0])
     q_last = np.zeros(6)
     for spec in specs:
@@ -105,6 +107,7 @@ def subject_session(subject_id: int, population: Path, seed: int) -> tuple[Any, 
         at += len(traj.t_s)
         result, _ = solver.solve_unchecked(traj)
         forces.append(result.forces_n)
+        exact.append(neck_features(kin, traj))
         q_last = traj.q_rad[-1]
     pieces.append(kin.head_on_trunk_rotation(np.repeat(q_last[None], round(TAIL_S * RATE_HZ), 0)))
     rotation = np.concatenate(pieces)
@@ -114,6 +117,7 @@ def subject_session(subject_id: int, population: Path, seed: int) -> tuple[Any, 
         neck_rotation=rotation,
         motion_rows=np.concatenate(rows),
         true_forces_n=np.concatenate(forces),
+        exact_inputs=np.concatenate(exact),
         neutral_s=(WARMUP_S + 0.5, WARMUP_S + NEUTRAL_S - 0.5),
         nod_s=(nod_start, nod_start + 2 * NOD_STROKE_S + NOD_HOLD_S),
     )
@@ -152,7 +156,10 @@ def evaluate_end_to_end(
     int8 = ForceModel(int8_path.read_bytes(), run.spec) if int8_path.is_file() else None
     muscles = [m.name for m in run.manifest.muscles]
     fmax = list(run.fmax_n)
-    truth, float_forces, int8_forces = [], [], []
+    truth: list[FloatArray] = []
+    predicted: dict[str, list[npt.NDArray[Any]]] = {
+        "float": [], "int8": [], "float_exact_inputs": []
+    }  # fmt: skip
     ids = unseen_subjects(population, simulated, subjects)
     for k, subject_id in enumerate(ids):
         if progress:
@@ -162,24 +169,30 @@ def evaluate_end_to_end(
         )
         x = feature_matrix(hub_inputs(session, seed=subject_id), anthro, run.spec.features)
         truth.append(session.true_forces_n)
-        float_forces.append(run.forces(x))
+        predicted["float"].append(run.forces(x))
         if int8 is not None:
-            int8_forces.append(int8.forces(x))
+            predicted["int8"].append(int8.forces(x))
+        # the same frames from the exact kinematics: what the network alone gets wrong, so
+        # that the hub's input error (fusion, calibration, derivatives) is the difference
+        exact_x = feature_matrix(session.exact_inputs, anthro, run.spec.features)
+        predicted["float_exact_inputs"].append(run.forces(exact_x))
     y = np.concatenate(truth)
     result: dict[str, Any] = {"subjects": ids, "frames": len(y), "families": list(HUB_FAMILIES)}
-    for name, pred in (("float", float_forces), ("int8", int8_forces)):
-        if not pred:
-            continue
-        m = force_metrics(y, np.concatenate(pred), muscles, fmax)
-        s = m["summary"]
-        result[name] = {
-            "hub_r2_min": s["r2_min_varying"],
-            "hub_r2_median": s["r2_median"],
-            "worst_muscle": s["worst_varying_muscle"],
-            "rmse_pct_fmax_max": s["rmse_pct_fmax_max"],
-            "worst_rmse_muscle": s["worst_rmse_muscle"],
-            "rmse_pct_fmax_per_muscle": m["rmse_pct_fmax_per_muscle"],
-        }
+    for name, pred in predicted.items():
+        if pred:
+            result[name] = _summary(force_metrics(y, np.concatenate(pred), muscles, fmax))
     result["hub_r2_min"] = result["float"]["hub_r2_min"]
     result["hub_r2_median"] = result["float"]["hub_r2_median"]
     return result
+
+
+def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    s = metrics["summary"]
+    return {
+        "hub_r2_min": s["r2_min_varying"],
+        "hub_r2_median": s["r2_median"],
+        "worst_muscle": s["worst_varying_muscle"],
+        "rmse_pct_fmax_max": s["rmse_pct_fmax_max"],
+        "worst_rmse_muscle": s["worst_rmse_muscle"],
+        "rmse_pct_fmax_per_muscle": metrics["rmse_pct_fmax_per_muscle"],
+    }

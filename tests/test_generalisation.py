@@ -77,9 +77,15 @@ def test_an_existing_run_is_evaluated_float_int8_and_end_to_end(
     (row,) = result["families"]
     hub = result["hub"]
     assert hub["subjects"] == [LEARNING_SUBJECTS, LEARNING_SUBJECTS + 1] and hub["frames"] > 3000
-    for kind in ("float", "int8"):  # the gate above converted the run: int8 is measured too
+    # the gate above converted the run: int8 is measured too; and the network on the exact
+    # kinematics of the same frames, which the hub's input error does not reach
+    for kind in ("float", "int8", "float_exact_inputs"):
         assert hub[kind]["hub_r2_min"] <= hub[kind]["hub_r2_median"] <= 1.0
         assert len(hub[kind]["rmse_pct_fmax_per_muscle"]) == 72
+    assert (
+        hub["float_exact_inputs"]["rmse_pct_fmax_per_muscle"]
+        != hub["float"]["rmse_pct_fmax_per_muscle"]
+    )
     assert result["hub_r2_min"] == hub["float"]["hub_r2_min"]
     metrics = json.loads((learning_run / "metrics.json").read_text())
     assert row["family"] == metrics["heldout_motion"]["family"]
@@ -89,3 +95,26 @@ def test_an_existing_run_is_evaluated_float_int8_and_end_to_end(
     assert q["r2_min"] <= q["r2_median"] and isinstance(q["gate_passed"], bool)
     r = bench("--data", data, "--run", str(learning_run), "--family", "box")
     assert r.returncode == 2 and "was trained without" in r.stderr
+
+
+def test_the_exact_inputs_are_the_sessions_own_motion_frames(tmp_path: Path) -> None:
+    """The exact kinematics beside the hub's: the angles of the very session frames that are
+    judged (a misaligned row would compare the network with another instant)."""
+    from cervical_demo.hub_e2e import subject_session
+    from edge_runtime.contracts.neck_angles import neck_angles_from_rotation
+
+    population = write_population(tmp_path / "p.parquet", 3, seed=11)
+    _, session = subject_session(2, population, seed=5)
+    n = len(session.motion_rows)
+    assert session.exact_inputs.shape == (n, 9) and session.true_forces_n.shape == (n, 72)
+    angles = neck_angles_from_rotation(session.neck_rotation[session.motion_rows])
+    np.testing.assert_allclose(session.exact_inputs[:, :3], angles, atol=1e-9)
+    # the velocities are the angles' time derivatives (central differences of 100 Hz frames,
+    # where the neighbours are frames of the same motion)
+    rows = session.motion_rows
+    inner = np.flatnonzero((np.diff(rows, prepend=-9) == 1) & (np.diff(rows, append=-9) == 1))
+    dt = session.t_s[1] - session.t_s[0]
+    numeric = (angles[inner + 1] - angles[inner - 1]) / (2 * dt)
+    assert len(inner) > 0.9 * n
+    error = np.abs(session.exact_inputs[inner, 3:6] - numeric)  # rad/s; O(dt²) at fast strokes
+    assert np.median(error) < 1e-3 and error.max() < 0.15

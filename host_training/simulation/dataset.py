@@ -67,7 +67,7 @@ DATASET_FORMAT_VERSION = 1
 SHARD_DIR = "shards"
 MANIFEST = "manifest.json"
 METADATA_KEY = b"cervical.shard"
-ANGLE_STEP_S = 1e-3  # for the angles' time derivatives (second-order Taylor, see _neck_features)
+ANGLE_STEP_S = 1e-3  # for the angles' time derivatives (second-order Taylor, see neck_features)
 # frames a per-frame solver takes at once: solve CPU time of one everyday subject (18,681 frames)
 # 4.7 s at 256, 6.0 s at 1,024, 9.9 s at 4,096, 5.4 s one motion at a time
 BATCH_FRAMES = 256
@@ -175,7 +175,7 @@ def dataset_schema(lean: bool = False) -> Any:
     return pa.schema(fields)
 
 
-def _neck_features(kin: FastNeckKinematics, traj: Trajectory) -> FloatArray:
+def neck_features(kin: FastNeckKinematics, traj: Trajectory) -> FloatArray:
     """(N, 9) neck angles, velocities and accelerations as the hub computes them from the
     head-on-trunk rotation; derivatives by central differences of the angles at
     q(t +- h) = q +- h qd + h^2/2 qdd (exact to O(h^2))."""
@@ -199,7 +199,7 @@ def trial_columns(
     """The rows of one trial (subject x motion) as columns; ``motion_ids`` per row where
     ``traj`` holds several motions (``Trajectory.stack``)."""
     n = len(traj.t_s)
-    feats = _neck_features(kin, traj)
+    feats = neck_features(kin, traj)
     cols: dict[str, Any] = {
         "subject_id": np.full(n, subject_id, dtype=np.int64),
         "motion_id": motion_ids if motion_ids is not None else [traj.motion_id] * n,
