@@ -289,6 +289,19 @@ def train_command(
             max=1.0,
         ),
     ] = 0.5,
+    batch_size: Annotated[int, typer.Option(help="Training rows per minibatch.", min=16)] = 2048,
+    learning_rate: Annotated[
+        float, typer.Option(help="Adam's peak learning rate (cosine decay from it).", min=1e-6)
+    ] = 2e-3,
+    force_loss_weight: Annotated[
+        float,
+        typer.Option(
+            help="Weight of the force-space term of the loss (per-muscle force error in "
+            "standard deviations; 0: the sqrt-space error alone).",
+            min=0.0,
+            max=100.0,
+        ),
+    ] = 0.3,
     frame_stride: Annotated[
         int,
         typer.Option(help="Train on every n-th frame of each trajectory (box frames: all).", min=1),
@@ -337,6 +350,7 @@ def train_command(
         patience_epochs=patience, epochs=epochs, heldout_family=heldout_family, seed=seed,
         hub_view_share=hub_view_share, memory_budget_mb=memory_budget_mb, frame_stride=frame_stride,
         twin_hidden_units=twin, max_train_subjects=train_subjects,
+        force_loss_weight=force_loss_weight, batch_size=batch_size, learning_rate=learning_rate,
     )  # fmt: skip
     progress, report = _stage_progress()
     try:

@@ -123,6 +123,7 @@ class PreparedData:
     input_stats: ColumnStatistics  # of the raw training inputs (the spec's input range)
     transformed_stats: ColumnStatistics  # after the input transforms (the normalisation)
     target_stats: ColumnStatistics  # of sqrt(force) or force, per the output transform
+    force_stats: ColumnStatistics  # of the forces (N) themselves: the force-space loss's scale
     val_x: npt.NDArray[np.float32]
     val_y: npt.NDArray[np.float32]
     calibration_candidates: Frames
@@ -157,7 +158,7 @@ def prepare(
     train_ids, val_ids = np.asarray(train_subjects), np.asarray(val_subjects)
     n_in, n_out = len(features), len(muscles)
     input_stats, transformed_stats = ColumnStatistics(n_in), ColumnStatistics(n_in)
-    target_stats = ColumnStatistics(n_out)
+    target_stats, force_stats = ColumnStatistics(n_out), ColumnStatistics(n_out)
     val = UniformSample(MAX_VAL_ROWS, seed)
     files: list[tuple[Path, Path]] = []
     rows_per_file: list[int] = []
@@ -185,6 +186,7 @@ def prepare(
             input_stats.add(x)
             transformed_stats.add(apply_input_transforms(x, input_transforms))
             target_stats.add(np.sqrt(np.maximum(y, 0.0)) if output_transform == "sqrt" else y)
+            force_stats.add(y)
             pair = (cache_dir / f"x-{k:06d}.npy", cache_dir / f"y-{k:06d}.npy")
             np.save(pair[0], x)
             np.save(pair[1], y)
@@ -209,6 +211,7 @@ def prepare(
         input_stats=input_stats,
         transformed_stats=transformed_stats,
         target_stats=target_stats,
+        force_stats=force_stats,
         val_x=val_x.astype(np.float32),
         val_y=val_y.astype(np.float32),
         calibration_candidates=concat_frames(candidates),

@@ -70,6 +70,8 @@ def test_prepare_matches_the_whole_dataset_at_once(learning_dataset: Path, tmp_p
     got = prepared.target_stats.normalisation("standard", min_scale=1e-3)
     np.testing.assert_allclose(got.offset, standard.offset, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got.scale, standard.scale, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(prepared.force_stats.std, frames.y[rows].std(axis=0), rtol=1e-4,
+                               atol=1e-5)  # fmt: skip
     val = np.isin(frames.subject_id, splits.val) & seen & (frames.frame % 5 == 0)
     assert len(prepared.val_x) == val.sum()
     assert set(prepared.families) == set(frames.families())
