@@ -17,7 +17,6 @@ with ``F = max(0, y·scale + offset)²`` (``FeatureSpec.forces_from_outputs``). 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,24 +26,23 @@ from edge_runtime.contracts.feature_spec import FeatureSpec
 from host_training.errors import TrainingError
 
 
-@dataclass(frozen=True)
 class TrainingLoss:
-    force_weight: float
-    offset: npt.NDArray[np.float64]  # the output normalisation (sqrt space)
-    scale: npt.NDArray[np.float64]
-    force_sd_n: npt.NDArray[np.float64]  # per muscle, over the training rows (>= 1e-3 N)
+    """The loss of one run: built once (``of``), then called on every minibatch (``torch``)
+    and on the validation rows (``numpy``)."""
+
+    def __init__(self, spec: FeatureSpec, force_sd_n: npt.NDArray[Any], force_weight: float):
+        if spec.output_transform != "sqrt" and force_weight:
+            # identity outputs: the sqrt-space term already is the force term
+            raise TrainingError("a force-space loss term needs the sqrt output transform")
+        self.spec, self.force_weight = spec, force_weight
+        self.force_sd_n = np.maximum(np.asarray(force_sd_n, np.float64), 1e-3)
+        self._tensors: tuple[Any, Any, Any] | None = None  # offset, scale, sd, made once
 
     @classmethod
     def of(
         cls, spec: FeatureSpec, force_sd_n: npt.NDArray[Any], force_weight: float
     ) -> TrainingLoss:
-        if spec.output_transform != "sqrt" and force_weight:
-            # identity outputs: the sqrt-space term already is the force term
-            raise TrainingError("a force-space loss term needs the sqrt output transform")
-        norm = spec.output_normalisation
-        return cls(force_weight, np.asarray(norm.offset, np.float64),
-                   np.asarray(norm.scale, np.float64),
-                   np.maximum(np.asarray(force_sd_n, np.float64), 1e-3))  # fmt: skip
+        return cls(spec, force_sd_n, force_weight)
 
     def torch(self, predicted: Any, target: Any) -> Any:
         """The loss of a batch (torch tensors of standardised outputs), differentiable."""
@@ -53,8 +51,13 @@ class TrainingLoss:
         loss = torch.nn.functional.mse_loss(predicted, target)
         if not self.force_weight:
             return loss
-        offset, scale, sd = (torch.as_tensor(v, dtype=predicted.dtype)
-                             for v in (self.offset, self.scale, self.force_sd_n))  # fmt: skip
+        if self._tensors is None or self._tensors[0].dtype != predicted.dtype:
+            norm = self.spec.output_normalisation
+            self._tensors = tuple(  # type: ignore[assignment]
+                torch.as_tensor(np.asarray(v, np.float64), dtype=predicted.dtype)
+                for v in (norm.offset, norm.scale, self.force_sd_n)
+            )
+        offset, scale, sd = self._tensors  # type: ignore[misc]
         forces = [torch.relu(v * scale + offset) ** 2 for v in (predicted, target)]
         return loss + self.force_weight * torch.mean(((forces[0] - forces[1]) / sd) ** 2)
 
@@ -64,7 +67,7 @@ class TrainingLoss:
         loss = float(np.mean((p - t) ** 2))
         if not self.force_weight:
             return loss
-        forces = [np.maximum(v * self.scale + self.offset, 0.0) ** 2 for v in (p, t)]
+        forces = [self.spec.forces_from_outputs(v) for v in (p, t)]
         return loss + self.force_weight * float(
             np.mean(((forces[0] - forces[1]) / self.force_sd_n) ** 2)
         )
