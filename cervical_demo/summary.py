@@ -28,6 +28,20 @@ R2_GOAL = 0.95  # the published result to beat: R² > 0.95 for every muscle
 SENSOR_TROUBLE = {"sensor_lost", "dropped_samples", "timestamp_jump", "timestamp_reversed"}
 
 
+def _worst(f: dict[str, Any], prefix: str) -> str:
+    """'0.9241 (m) over the 70 varying muscles, 0.8975 over all 72 (n)', or the all-muscle figure
+    alone for a run whose metrics predate the varying-muscle figures."""
+    value, name = f[prefix + "r2_worst_muscle"], f[prefix + "r2_worst_muscle_name"]
+    if f.get(prefix + "r2_worst_varying_muscle") is None:
+        return f"{value:.4f} ({name})"
+    return (
+        f"{f[prefix + 'r2_worst_varying_muscle']:.4f} "
+        f"({f[prefix + 'r2_worst_varying_muscle_name']}) over the "
+        f"{f[prefix + 'muscles_varying']} muscles varying by more than 1% of Fmax, "
+        f"{value:.4f} over all {f['muscles']} ({name})"
+    )
+
+
 def key_figures(
     run: Path, bundle_manifest: BundleManifest, hub: HubResult, scale: DemoScale
 ) -> dict[str, Any]:
@@ -66,8 +80,16 @@ def key_figures(
         .get("box", {})
         .get("r2_min_varying"),
         "heldout_family": held_family["family"],
+        # judged as the accuracy goals are: over the muscles whose force varies by more than 1%
+        # of Fmax (a nearly silent muscle's R² says nothing); the all-muscle figures beside them
+        "r2_worst_varying_muscle": held_out.get("r2_min_varying"),
+        "r2_worst_varying_muscle_name": held_out.get("worst_varying_muscle"),
+        "muscles_varying": held_out.get("muscles_varying"),
         "family_r2_worst_muscle": held_family["summary"]["r2_min"],
         "family_r2_worst_muscle_name": held_family["summary"]["worst_muscle"],
+        "family_r2_worst_varying_muscle": held_family["summary"].get("r2_min_varying"),
+        "family_r2_worst_varying_muscle_name": held_family["summary"].get("worst_varying_muscle"),
+        "family_muscles_varying": held_family["summary"].get("muscles_varying"),
         "family_r2_median": held_family["summary"]["r2_median"],
         "int8_family_r2_worst_muscle": gate_family.get("r2_min_int8"),
         "int8_family_largest_r2_drop": gate_family.get("largest_r2_drop"),
@@ -175,12 +197,11 @@ def print_summary(
         or "none" for s in tests
     )  # fmt: skip
     lines = [
-        f"muscle forces, held-out subjects: worst muscle R² {f['r2_worst_muscle']:.4f} "
-        f"({f['r2_worst_muscle_name']}), median {f['r2_median']:.4f}; "
-        f"{f['muscles_r2_above_goal']} of {f['muscles']} muscles above R² {R2_GOAL}",
+        f"muscle forces, held-out subjects: worst muscle R² {_worst(f, '')}, median "
+        f"{f['r2_median']:.4f}; {f['muscles_r2_above_goal']} of {f['muscles']} muscles above "
+        f"R² {R2_GOAL}",
         f"muscle forces, a motion family never trained on ({f['heldout_family']}), same "
-        f"subjects: worst muscle R² {f['family_r2_worst_muscle']:.4f} "
-        f"({f['family_r2_worst_muscle_name']}), median {f['family_r2_median']:.4f}",
+        f"subjects: worst muscle R² {_worst(f, 'family_')}, median {f['family_r2_median']:.4f}",
         f"int8 on the hub: worst R² {f['int8_r2_worst_muscle']:.4f}, largest drop from float "
         f"{f['int8_largest_r2_drop']:.4f} ({f['int8_largest_r2_drop_muscle']}; gate "
         f"{f['int8_gate_tolerance']}), bundle {f['bundle_version']}",

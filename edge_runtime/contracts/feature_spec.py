@@ -66,10 +66,12 @@ class Normalisation:
     """Per-column affine map ``x_norm = (x - offset) / scale``, fitted on the training split.
 
     ``standard``: offset = mean, scale = standard deviation. ``range``: offset = mid-range,
-    scale = half-range (plus a margin), so every column fills about [-1, 1]. The range form is
-    used for the outputs: an int8 output tensor has one scale for all 72 muscles, and forces are
-    spiky (a muscle's maximum can be 30 standard deviations above its mean), so standardised
-    outputs would give the quieter muscles only a few quantisation steps."""
+    scale = half-range (plus a margin), so every column fills about [-1, 1]. A trained run's
+    outputs end in the range form: an int8 output tensor has one scale for all 72 muscles, and
+    forces are spiky (a muscle's maximum can be 30 standard deviations above its mean), so
+    standardised outputs would give the quieter muscles only a few quantisation steps (training
+    fits standardised outputs, then folds each muscle's range into the network:
+    ``host_training.learning.qat.OutputGrid``)."""
 
     offset: tuple[float, ...]
     scale: tuple[float, ...]

@@ -8,16 +8,32 @@ full-integer scheme onnx2tf produces: per-tensor affine int8 for the input, ever
 activation and the output, with ranges the converter would calibrate (min/max of a float pass
 over the calibration inputs, widened to include 0); per-output-channel symmetric int8 weights.
 
-The result is still a plain float network (exported unchanged); the converter's own calibration
-then lands on (nearly) the ranges the network was tuned for.
+The output tensor's one int8 scale is shared by all 72 muscles, and their standardised sqrt
+forces span 8 to 40 standard deviations: the muscle with the widest span set the grid for all,
+and on a motion family the network never saw that grid alone cost up to 0.017 of a muscle's R².
+So the output gets an ``OutputGrid``: each muscle's output is mapped onto [-1, 1] by the range
+the network's outputs take on the calibration inputs, and the map is folded into the last layer
+and the feature spec's output normalisation before export (``fold_output_grid``; exact in float).
+Every muscle then gets the whole int8 grid. The fine-tuning simulates that grid.
+
+The result is still a plain float network; the converter's own calibration then lands on (nearly)
+the ranges the network was tuned for.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from edge_runtime.contracts.feature_spec import FeatureSpec, Normalisation
+
+# a muscle whose output hardly moves on the calibration inputs (a silent muscle) keeps at least
+# this half-range (in the network's output units): its grid cannot become a magnifying glass
+MIN_OUTPUT_HALF_RANGE = 1e-3
 
 
 def _blocks(network: Any) -> list[tuple[Any, bool]]:
@@ -33,20 +49,79 @@ def _blocks(network: Any) -> list[tuple[Any, bool]]:
     return blocks
 
 
-def activation_ranges(
-    network: Any, calibration: npt.NDArray[np.float32]
-) -> list[tuple[float, float]]:
-    """Min/max (widened to include 0) of the input and of every block's output, float pass."""
+@dataclass(frozen=True)
+class OutputGrid:
+    """Per-output affine map ``(y - offset) / half_range`` of the network's outputs onto [-1, 1]
+    (the range they take on the calibration inputs), so that each muscle gets the whole int8
+    output grid instead of the share the widest muscle leaves it."""
+
+    offset: npt.NDArray[np.float64]
+    half_range: npt.NDArray[np.float64]
+
+    @classmethod
+    def calibrated(cls, network: Any, calibration: npt.NDArray[np.float32]) -> OutputGrid:
+        import torch
+
+        with torch.inference_mode():
+            out = network(torch.from_numpy(calibration)).double().numpy()
+        lo, hi = out.min(axis=0), out.max(axis=0)
+        return cls((hi + lo) / 2, np.maximum((hi - lo) / 2, MIN_OUTPUT_HALF_RANGE))
+
+    def to_grid(self, h: Any) -> Any:
+        import torch
+
+        offset, half = (torch.as_tensor(v, dtype=h.dtype) for v in (self.offset, self.half_range))
+        return (h - offset) / half
+
+    def from_grid(self, g: Any) -> Any:
+        import torch
+
+        offset, half = (torch.as_tensor(v, dtype=g.dtype) for v in (self.offset, self.half_range))
+        return g * half + offset
+
+
+def fold_output_grid(network: Any, grid: OutputGrid) -> None:
+    """Fold the grid into the network's last layer, in place: its outputs become grid values."""
     import torch
 
+    last, _ = _blocks(network)[-1]
+    with torch.no_grad():
+        half = torch.as_tensor(grid.half_range, dtype=last.weight.dtype)
+        offset = torch.as_tensor(grid.offset, dtype=last.weight.dtype)
+        last.weight /= half[:, None]
+        last.bias.copy_((last.bias - offset) / half)
+
+
+def spec_after_fold(spec: FeatureSpec, grid: OutputGrid) -> FeatureSpec:
+    """The feature spec of a network whose outputs were folded onto ``grid``: the output
+    normalisation composed with the grid (forces of the same inputs are unchanged)."""
+    norm = spec.output_normalisation
+    scale, offset = np.asarray(norm.scale), np.asarray(norm.offset)
+    composed = Normalisation(
+        offset=tuple(float(v) for v in grid.offset * scale + offset),
+        scale=tuple(float(v) for v in grid.half_range * scale),
+        method="range",
+    )
+    return dataclasses.replace(spec, output_normalisation=composed)
+
+
+def activation_ranges(
+    network: Any, calibration: npt.NDArray[np.float32], grid: OutputGrid | None = None
+) -> list[tuple[float, float]]:
+    """Min/max (widened to include 0) of the input and of every block's output, float pass;
+    the last block's on ``grid`` (when given), as the folded network will have them."""
+    import torch
+
+    blocks = _blocks(network)
     with torch.inference_mode():
         h = torch.from_numpy(calibration)
         ranges = [(min(0.0, float(h.min())), max(0.0, float(h.max())))]
-        for linear, relu in _blocks(network):
+        for k, (linear, relu) in enumerate(blocks, start=1):
             h = linear(h)
             if relu:
                 h = torch.relu(h)
-            ranges.append((min(0.0, float(h.min())), max(0.0, float(h.max()))))
+            seen = grid.to_grid(h) if grid is not None and k == len(blocks) else h
+            ranges.append((min(0.0, float(seen.min())), max(0.0, float(seen.max()))))
     return ranges
 
 
@@ -66,14 +141,21 @@ def _fake_quant_weight(w: Any) -> Any:
     return torch.fake_quantize_per_channel_affine(w, scale, zero, 0, -127, 127)
 
 
-def int8_forward(network: Any, x: Any, ranges: list[tuple[float, float]]) -> Any:
-    """The network's output with the int8 arithmetic simulated (differentiable, STE)."""
+def int8_forward(
+    network: Any, x: Any, ranges: list[tuple[float, float]], grid: OutputGrid | None = None
+) -> Any:
+    """The network's output with the int8 arithmetic simulated (differentiable, STE); with a
+    ``grid``, the output is quantised on it (``ranges`` from ``activation_ranges`` with the same
+    grid) and returned in the network's own output units."""
     import torch
 
+    blocks = _blocks(network)
     h = _fake_quant_activation(x, *ranges[0])
-    for k, (linear, relu) in enumerate(_blocks(network), start=1):
+    for k, (linear, relu) in enumerate(blocks, start=1):
         h = torch.nn.functional.linear(h, _fake_quant_weight(linear.weight), linear.bias)
         if relu:
             h = torch.relu(h)
+        if grid is not None and k == len(blocks):
+            return grid.from_grid(_fake_quant_activation(grid.to_grid(h), *ranges[k]))
         h = _fake_quant_activation(h, *ranges[k])
     return h

@@ -6,6 +6,8 @@
   standardised sqrt(force) (see ``OUTPUT_TRANSFORMS``: it keeps int8 accurate on spiky forces),
   and the loss is the mean squared error of those plus a share of the force error in newtons
   (``learning.loss``), every muscle weighing the same.
+- After fine-tuning, each muscle's output range is folded into the last layer and the feature
+  spec (``learning.qat.OutputGrid``), so every muscle gets the whole int8 output grid.
 - A ReLU MLP (int8-friendly), Adam with a cosine learning-rate decay over as many epochs as the
   wall-clock budget holds (measured on epoch 1; ``epochs`` fixes it for reproducible schedules),
   early stopping on validation loss (the best epoch's weights are kept).
@@ -48,6 +50,13 @@ from host_training.learning.evaluation import evaluate_test_subjects
 from host_training.learning.hub_view import HubInputView
 from host_training.learning.loss import TrainingLoss
 from host_training.learning.network import NetworkConfig, forces_of_rows, predict
+from host_training.learning.qat import (
+    OutputGrid,
+    activation_ranges,
+    fold_output_grid,
+    int8_forward,
+    spec_after_fold,
+)
 from host_training.learning.run import parent_dir, write_run
 from host_training.learning.training_data import PreparedData, TrainingSet, prepare
 from host_training.model.anatomy import load_anatomy
@@ -201,12 +210,12 @@ def quantisation_aware_finetune(
     generator: Any,
     report: ProgressFn,
     loss_of: TrainingLoss,
+    grid: OutputGrid | None = None,
 ) -> list[dict[str, Any]]:
     """Fine-tune with int8 simulated (see learning.qat); keeps the epoch whose simulated
-    int8 validation loss is lowest. Returns the epochs' history entries."""
+    int8 validation loss is lowest. Returns the epochs' history entries. The output is simulated
+    on ``grid`` (None: the network's own, calibrated every epoch like the other ranges)."""
     import torch
-
-    from host_training.learning.qat import activation_ranges, int8_forward
 
     optimiser = torch.optim.Adam(network.parameters(), lr=config.qat_learning_rate)
     history: list[dict[str, Any]] = []
@@ -216,17 +225,21 @@ def quantisation_aware_finetune(
         lr = cosine_learning_rate(config.qat_learning_rate, epoch, config.qat_epochs)
         for group in optimiser.param_groups:
             group["lr"] = lr
-        ranges = activation_ranges(network, calib_x)  # what the converter will calibrate
+        epoch_grid = grid or OutputGrid.calibrated(network, calib_x)
+        ranges = activation_ranges(network, calib_x, epoch_grid)  # what the converter will see
 
-        def simulated_int8(x: Any, ranges: list[tuple[float, float]] = ranges) -> Any:
-            return int8_forward(network, x, ranges)
+        def simulated_int8(
+            x: Any, ranges: list[tuple[float, float]] = ranges, g: OutputGrid = epoch_grid
+        ) -> Any:
+            return int8_forward(network, x, ranges, g)
 
         train_loss = run_epoch(
             network, optimiser, training_set.batches(generator), simulated_int8, loss_of
         )
         with torch.inference_mode():
-            ranges = activation_ranges(network, calib_x)
-            simulated = int8_forward(network, torch.from_numpy(x_val), ranges).numpy()
+            epoch_grid = grid or OutputGrid.calibrated(network, calib_x)
+            ranges = activation_ranges(network, calib_x, epoch_grid)
+            simulated = int8_forward(network, torch.from_numpy(x_val), ranges, epoch_grid).numpy()
         val_loss = loss_of.numpy(simulated, y_val)
         if val_loss < best_loss:
             best_loss = val_loss
@@ -392,11 +405,18 @@ def _learn(
         history += quantisation_aware_finetune(
             network, training_set, x_val, y_val, calib_x, config, generator, report, loss_of
         )
+    # every muscle its whole int8 output grid (learning.qat): the twin shares the spec, so it is
+    # tuned for and folded onto the network's grid
+    grid = OutputGrid.calibrated(network, calib_x)
     twin, confidence = None, None
     if config.twin_hidden_units:
         twin, confidence = _fit_twin(network, training_set, x_val, y_val, calib_x, spec, config,
                                      prepared.val_x, np.asarray(fmax), report,
-                                     loss_of)  # fmt: skip
+                                     loss_of, grid)  # fmt: skip
+    for folded in (network, twin):
+        if folded is not None:
+            fold_output_grid(folded, grid)
+    spec = spec_after_fold(spec, grid)
     return _Learned(network, spec, calib_x, history, fitting,
                     {"train": len(training_set), "val": len(x_val)}, training_set.in_memory,
                     prepared.viewed, twin, confidence)  # fmt: skip
@@ -414,10 +434,12 @@ def _fit_twin(
     fmax: npt.NDArray[np.float64],
     report: ProgressFn,
     loss_of: TrainingLoss,
+    grid: OutputGrid,
 ) -> tuple[Any, dict[str, Any]]:
     """The confidence twin: the same rows, another initialisation and batch order, its own
-    int8 fine-tuning; and the threshold that flags ``confidence_flag_rate`` of the validation
-    frames (seen families only: the held-out family is in neither training nor validation)."""
+    int8 fine-tuning (on the network's output ``grid``, which it will be folded onto); and the
+    threshold that flags ``confidence_flag_rate`` of the validation frames (seen families only:
+    the held-out family is in neither training nor validation)."""
     import torch
 
     assert config.twin_hidden_units is not None
@@ -449,6 +471,7 @@ def _fit_twin(
             generator,
             twin_report,
             loss_of,
+            grid,
         )
     scores = disagreement(
         forces_of_rows(network, spec, val_inputs), forces_of_rows(twin, spec, val_inputs), fmax
