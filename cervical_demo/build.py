@@ -272,6 +272,7 @@ def model_bundle(
     checked = quantize_run(
         run, bundle, key, grid, tolerance=scale.gate_tolerance, on_line=line,
         family_tolerance=scale.family_gate_tolerance,
+        rmse_tolerance=scale.gate_rmse_tolerance_pct_fmax,
     )  # fmt: skip
     gate = checked.manifest.gate
     stage.outcome.note = (

@@ -33,6 +33,7 @@ class DemoScale:
     gate_samples: int
     gate_tolerance: float  # largest per-muscle R² drop float -> int8 the bundle may have
     family_gate_tolerance: float  # the same on the motion family the network never saw
+    gate_rmse_tolerance_pct_fmax: float  # largest int8-vs-float RMS force of any muscle
     full_envelope_grid: bool  # 54 nodes (~5 min on 2 cores) instead of 8 coarse ones (~10 s)
     replay_speed: float  # the virtual hub's simulated sensors, times real time
     wear_days: int = 28  # the patient's days before today the hub records (cervical_demo.weeks)
@@ -75,6 +76,7 @@ DEFAULT = DemoScale(
     gate_samples=50_000,
     gate_tolerance=0.005,
     family_gate_tolerance=0.05,  # quantization.pipeline.R2_FAMILY_TOLERANCE: why
+    gate_rmse_tolerance_pct_fmax=0.5,  # quantization.pipeline.INT8_RMSE_TOLERANCE_PCT_FMAX
     full_envelope_grid=False,
     replay_speed=10.0,
 )
@@ -96,6 +98,7 @@ SCALES = {
         gate_samples=3000,
         gate_tolerance=0.05,
         family_gate_tolerance=1000.0,
+        gate_rmse_tolerance_pct_fmax=100.0,
         replay_speed=20.0,
         wear_days=8,  # a baseline week and a day: too little wear a day to judge change
         wear_min_per_day=2.0,

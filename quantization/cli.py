@@ -110,6 +110,7 @@ def quantize_run(
     on_line: Callable[[str], None] = lambda line: None,
     family_tolerance: float | None = None,
     gate_family: str | None = None,
+    rmse_tolerance: float | None = None,
 ) -> VerifiedBundle:
     """Run the conversion pipeline in the toolchain venv and check its bundle as a hub would.
     ``on_line`` gets the pipeline's own progress lines (``[quantize] ...``). Raises
@@ -133,6 +134,8 @@ def quantize_run(
         command += ["--version", version]
     if family_tolerance is not None:
         command += ["--family-tolerance", str(family_tolerance)]
+    if rmse_tolerance is not None:
+        command += ["--rmse-tolerance", str(rmse_tolerance)]
     _run_pipeline(python, command, on_line, "no bundle written")
     try:
         return verify_model_bundle(out_dir, public_key)
@@ -183,6 +186,13 @@ def quantize(
         str | None,
         typer.Option(help="Motion family the gate must judge (the run must have held it out)."),
     ] = None,
+    rmse_tolerance: Annotated[
+        float | None,
+        typer.Option(
+            help="Largest int8-vs-float RMS force of any muscle, in % of its Fmax (default 0.5).",
+            min=0,
+        ),
+    ] = None,
 ) -> None:
     """Full-integer int8 TFLite (int8 I/O, per-channel), op check against the hub runtimes,
     accuracy gate on held-out subjects and on the run's held-out motion family, golden vectors,
@@ -193,6 +203,7 @@ def quantize(
             run, out_dir, key, envelope, version, tolerance,
             on_line=lambda line: err.print(line, highlight=False, markup=False),
             family_tolerance=family_tolerance, gate_family=gate_family,
+            rmse_tolerance=rmse_tolerance,
         )  # fmt: skip
     except QuantizationError as exc:
         report_error(exc)

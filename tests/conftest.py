@@ -95,6 +95,7 @@ QUANT_PYTHON = REPO / ".venv-quant" / "bin" / "python"
 # its own tests (tests/quantization/test_gate.py)
 TEST_TOLERANCE = "0.05"
 TEST_FAMILY_TOLERANCE = "1000"
+TEST_RMSE_TOLERANCE = "100"  # % of Fmax
 
 
 @pytest.fixture(scope="session")
@@ -115,6 +116,7 @@ def quantized_bundle(
     r = subprocess.run([cervical, "quantize", "--run", str(learning_run), "--out", str(out),
                         "--key", str(signing_keys[0]), "--tolerance", TEST_TOLERANCE,
                         "--family-tolerance", TEST_FAMILY_TOLERANCE,
+                        "--rmse-tolerance", TEST_RMSE_TOLERANCE,
                         "--version", "1.0.0", "--envelope", str(envelope_grid_file)],
                        capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]

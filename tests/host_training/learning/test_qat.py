@@ -82,7 +82,7 @@ def test_the_simulated_grid_is_the_folded_models_grid() -> None:
 
 
 def test_a_narrow_output_keeps_its_resolution() -> None:
-    """One shared output scale gives the narrow output 1/40 of the steps; its own grid all of them."""
+    """One shared output scale leaves the narrow output 1/40 of the steps; its own grid, all."""
     net, calib, x = _network(), _inputs(2000, 1), torch.from_numpy(_inputs(4000, 2))
     grid = OutputGrid.calibrated(net, calib)
     with torch.inference_mode():
