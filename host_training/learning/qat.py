@@ -34,6 +34,13 @@ from edge_runtime.contracts.feature_spec import FeatureSpec, Normalisation
 # a muscle whose output hardly moves on the calibration inputs (a silent muscle) keeps at least
 # this half-range (in the network's output units): its grid cannot become a magnifying glass
 MIN_OUTPUT_HALF_RANGE = 1e-3
+# The converter sets the output tensor's range from the calibration inputs, and an output beyond
+# it clips. A muscle driven past everything the calibration inputs gave it (a motion or a wearer
+# the network never saw) would clip at once on a grid of its own range, so every muscle's grid is
+# this much wider than its own range; the widest muscle's is not (it sets the tensor's range, as
+# it did with one scale for all). Measured: a small network's outputs on frames of an unseen
+# family reached 1.06x its calibrated range for one muscle
+OUTPUT_HEADROOM = 0.5
 
 
 def _blocks(network: Any) -> list[tuple[Any, bool]]:
@@ -51,9 +58,10 @@ def _blocks(network: Any) -> list[tuple[Any, bool]]:
 
 @dataclass(frozen=True)
 class OutputGrid:
-    """Per-output affine map ``(y - offset) / half_range`` of the network's outputs onto [-1, 1]
-    (the range they take on the calibration inputs), so that each muscle gets the whole int8
-    output grid instead of the share the widest muscle leaves it."""
+    """Per-output affine map ``(y - offset) / half_range`` of the network's outputs: the range
+    they take on the calibration inputs, plus ``OUTPUT_HEADROOM``, onto [-1, 1] (the widest
+    output's exactly), so that each muscle gets nearly the whole int8 output grid instead of the
+    share the widest muscle leaves it."""
 
     offset: npt.NDArray[np.float64]
     half_range: npt.NDArray[np.float64]
@@ -65,7 +73,11 @@ class OutputGrid:
         with torch.inference_mode():
             out = network(torch.from_numpy(calibration)).double().numpy()
         lo, hi = out.min(axis=0), out.max(axis=0)
-        return cls((hi + lo) / 2, np.maximum((hi - lo) / 2, MIN_OUTPUT_HALF_RANGE))
+        own = np.maximum((hi - lo) / 2, MIN_OUTPUT_HALF_RANGE)
+        half = own * (1 + OUTPUT_HEADROOM)
+        widest = int(np.argmax(own))
+        half[widest] = own[widest]  # spans [-1, 1]: the tensor's range
+        return cls((hi + lo) / 2, half)
 
     def to_grid(self, h: Any) -> Any:
         import torch

@@ -10,6 +10,7 @@ from edge_runtime.contracts.feature_spec import FeatureSpec, Normalisation
 from host_training.learning.network import NetworkConfig
 from host_training.learning.qat import (
     MIN_OUTPUT_HALF_RANGE,
+    OUTPUT_HEADROOM,
     OutputGrid,
     activation_ranges,
     fold_output_grid,
@@ -61,10 +62,14 @@ def test_folding_changes_no_force_and_fills_the_grid() -> None:
         after = folded.forces_from_outputs(net(torch.from_numpy(x)).numpy())
         on_calib = net(torch.from_numpy(calib)).numpy()
     np.testing.assert_allclose(after, before, rtol=1e-4, atol=1e-6)
-    # the moving outputs span exactly [-1, 1] on the calibration inputs; the silent one sits at 0
-    np.testing.assert_allclose(on_calib[:, :2].min(axis=0), -1.0, atol=1e-5)
-    np.testing.assert_allclose(on_calib[:, :2].max(axis=0), 1.0, atol=1e-5)
-    assert grid.half_range[2] == MIN_OUTPUT_HALF_RANGE and np.abs(on_calib[:, 2]).max() < 1e-3
+    # on the calibration inputs the widest output spans exactly [-1, 1] (the tensor's range), the
+    # narrow one the same less its headroom; the silent one sits at 0
+    np.testing.assert_allclose([on_calib[:, 0].min(), on_calib[:, 0].max()], [-1, 1], atol=1e-5)
+    narrow = 1 / (1 + OUTPUT_HEADROOM)
+    np.testing.assert_allclose([on_calib[:, 1].min(), on_calib[:, 1].max()], [-narrow, narrow],
+                               atol=1e-5)  # fmt: skip
+    assert grid.half_range[2] == MIN_OUTPUT_HALF_RANGE * (1 + OUTPUT_HEADROOM)
+    assert np.abs(on_calib[:, 2]).max() < 1e-3
     assert folded.output_normalisation.method == "range"
     assert FeatureSpec.from_dict(folded.to_dict()) == folded
 
