@@ -23,7 +23,7 @@ the ranges the network was tuned for.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -66,7 +66,6 @@ class OutputGrid:
 
     offset: npt.NDArray[np.float64]
     half_range: npt.NDArray[np.float64]
-    _cache: dict[Any, tuple[Any, Any]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def calibrated(cls, network: Any, calibration: npt.NDArray[np.float32]) -> OutputGrid:
@@ -81,23 +80,16 @@ class OutputGrid:
         half[widest] = own[widest]  # spans [-1, 1]: the tensor's range
         return cls((hi + lo) / 2, half)
 
-    def _tensors(self, dtype: Any) -> tuple[Any, Any]:
-        """(offset, half_range) as tensors, made once per dtype (called on every minibatch)."""
+    def to_grid(self, h: Any) -> Any:
         import torch
 
-        if dtype not in self._cache:
-            self._cache[dtype] = (
-                torch.as_tensor(self.offset, dtype=dtype),
-                torch.as_tensor(self.half_range, dtype=dtype),
-            )
-        return self._cache[dtype]
-
-    def to_grid(self, h: Any) -> Any:
-        offset, half = self._tensors(h.dtype)
+        offset, half = (torch.as_tensor(v, dtype=h.dtype) for v in (self.offset, self.half_range))
         return (h - offset) / half
 
     def from_grid(self, g: Any) -> Any:
-        offset, half = self._tensors(g.dtype)
+        import torch
+
+        offset, half = (torch.as_tensor(v, dtype=g.dtype) for v in (self.offset, self.half_range))
         return g * half + offset
 
 
