@@ -174,6 +174,14 @@ class TensorQuantisation:
         return {"scale": self.scale, "zero_point": self.zero_point}
 
     @classmethod
+    def from_range(cls, lo: float, hi: float) -> TensorQuantisation:
+        """The quantisation TFLite calibrates for values seen in [lo, hi]: the range widened to
+        include 0 (so that 0 is exact), 256 steps over it."""
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
+        scale = max(hi - lo, 1e-8) / 255.0
+        return cls(scale, int(np.clip(round(-128 - lo / scale), -128, 127)))
+
+    @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TensorQuantisation:
         try:
             scale, zero_point = float(d["scale"]), int(d["zero_point"])

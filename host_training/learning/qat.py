@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edge_runtime.contracts.feature_spec import FeatureSpec, Normalisation
+from edge_runtime.contracts.feature_spec import FeatureSpec, Normalisation, TensorQuantisation
 
 # a muscle whose output hardly moves on the calibration inputs (a silent muscle) keeps at least
 # this half-range (in the network's output units): its grid cannot become a magnifying glass
@@ -141,9 +141,8 @@ def activation_ranges(
 def _fake_quant_activation(h: Any, lo: float, hi: float) -> Any:
     import torch
 
-    scale = max(hi - lo, 1e-8) / 255.0
-    zero_point = int(np.clip(round(-128 - lo / scale), -128, 127))
-    return torch.fake_quantize_per_tensor_affine(h, scale, zero_point, -128, 127)
+    q = TensorQuantisation.from_range(lo, hi)
+    return torch.fake_quantize_per_tensor_affine(h, q.scale, q.zero_point, -128, 127)
 
 
 def _fake_quant_weight(w: Any) -> Any:

@@ -71,6 +71,10 @@ def test_bundle_contents(bundle: Path, learning_run: Path) -> None:
     assert len(manifest["golden"]["inputs"]) == 32
     assert manifest["training"]["dataset"]["sha256"]
     assert manifest["quantisation"]["calibration_rows"] >= 5000
+    rounding = manifest["quantisation"]["weight_rounding"]
+    assert rounding["method"].startswith("adaptive") and len(rounding["layers"]) == 3  # 64 x 64
+    for layer in rounding["layers"]:
+        assert layer["output_mse_adaptive"] <= layer["output_mse_nearest"]
     run_manifest = json.loads((learning_run / "manifest.json").read_text())
     assert manifest["feature_spec"] == run_manifest["feature_spec"]
 
@@ -325,15 +329,22 @@ def test_bench_model_runtime_json(bundle: Path, learning_run: Path) -> None:
 
 
 def test_simulated_int8_matches_the_converted_model(bundle: Path, learning_run: Path) -> None:
-    """The quantisation-aware fine-tuning's simulation of int8 (learning.qat) against the
-    real int8 model onnx2tf made and LiteRT runs: the same grid, so they differ by rounding only."""
+    """The quantisation-aware fine-tuning's simulation of int8 (learning.qat), on the network
+    with the weights the pipeline rounded (quantization.rounding), against the real int8 model
+    onnx2tf made and LiteRT runs: the same grid, so they differ by rounding only."""
     import torch
 
     from host_training.learning.qat import activation_ranges, int8_forward
     from host_training.learning.run import load_run
+    from quantization.rounding import read_mlp, round_adaptively
 
     run = load_run(learning_run)
     calib = np.load(learning_run / "calibration.npy")
+    rounded, _ = round_adaptively(read_mlp(learning_run / "model.onnx"), calib)
+    linears = [m for m in run.network if isinstance(m, torch.nn.Linear)]
+    with torch.no_grad():
+        for linear, layer in zip(linears, rounded, strict=True):
+            linear.weight.copy_(torch.from_numpy(layer.weight))
     model = ForceModel((bundle / MODEL).read_bytes(), run.spec)
     assert model.input_quantisation is not None and model.output_quantisation is not None
     x = run.spec.model_inputs(np.load(learning_run / "heldout_gate.npz")["x"][:2000])
