@@ -125,3 +125,15 @@ def test_tensor_quantisation_saturates_and_round_trips() -> None:
     np.testing.assert_allclose(q.dequantise(codes)[1:4], [-0.3, 0.0, 0.3], atol=1e-6)
     with pytest.raises(FeatureSpecError, match="zero_point=300"):
         TensorQuantisation.from_dict({"scale": 0.1, "zero_point": 300})
+
+
+def test_tensor_quantisation_from_a_calibrated_range() -> None:
+    """TFLite's calibration: the range widened to include 0, 256 steps, 0 exactly representable."""
+    q = TensorQuantisation.from_range(-1.0, 3.0)
+    assert q.scale == pytest.approx(4.0 / 255) and q.zero_point == -64
+    assert q.dequantise(q.quantise(np.array([0.0])))[0] == 0.0
+    np.testing.assert_allclose(
+        q.dequantise(q.quantise(np.array([-1.0, 3.0]))), [-1, 3], atol=q.scale
+    )
+    positive = TensorQuantisation.from_range(0.5, 2.0)  # a ReLU's range: from 0, not 0.5
+    assert positive.scale == pytest.approx(2.0 / 255) and positive.zero_point == -128
