@@ -303,7 +303,7 @@ def _round_weights(onnx_path: Path, calib_path: Path, work: Path) -> _Rounded:
     write_mlp(onnx_path, layers, out)
     moved = ", ".join(f"{r.changed_share:.0%}" for r in report)
     error = ", ".join(
-        f"{r.output_mse_adaptive / max(r.output_mse_nearest, 1e-30):.2f}" for r in report
+        f"{r.output_mse_chosen / max(r.output_mse_nearest, 1e-30):.2f}" for r in report
     )
     _log(
         f"{onnx_path.name}: weights rounded onto the int8 grid by their effect on each layer's "

@@ -137,13 +137,13 @@ class LayerRounding:
 
     changed_share: float  # of the weights, rounded the other way than nearest
     output_mse_nearest: float  # the layer's output error against float, nearest rounding
-    output_mse_adaptive: float  # the same with the chosen rounding (kept only if lower)
+    output_mse_chosen: float  # the same with the rounding kept (nearest's, if not lower)
 
     def to_dict(self) -> dict[str, float]:
         return {
             "changed_share": self.changed_share,
             "output_mse_nearest": self.output_mse_nearest,
-            "output_mse_adaptive": self.output_mse_adaptive,
+            "output_mse_chosen": self.output_mse_chosen,
         }
 
 
@@ -218,7 +218,7 @@ def _round_layer(
         for name, ints in (("nearest", nearest), ("adaptive", chosen))
     }
     if not mse["adaptive"] < mse["nearest"]:  # never worse than the converter's own rounding
-        chosen = nearest
+        chosen, mse["adaptive"] = nearest, mse["nearest"]
     changed = float(np.mean(chosen != nearest))
     return chosen.astype(np.float32), LayerRounding(changed, mse["nearest"], mse["adaptive"])
 

@@ -74,7 +74,7 @@ def test_bundle_contents(bundle: Path, learning_run: Path) -> None:
     rounding = manifest["quantisation"]["weight_rounding"]
     assert rounding["method"].startswith("adaptive") and len(rounding["layers"]) == 3  # 64 x 64
     for layer in rounding["layers"]:
-        assert layer["output_mse_adaptive"] <= layer["output_mse_nearest"]
+        assert layer["output_mse_chosen"] <= layer["output_mse_nearest"]
     run_manifest = json.loads((learning_run / "manifest.json").read_text())
     assert manifest["feature_spec"] == run_manifest["feature_spec"]
 

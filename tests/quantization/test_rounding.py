@@ -55,7 +55,7 @@ def test_rounded_weights_are_on_the_converters_grid_and_beat_nearest() -> None:
         # each weight moved by less than one step, some of them the other way than nearest
         assert np.abs(after.weight - before.weight).max() < step.max()
         assert 0 < layer_report.changed_share < 0.5
-        assert layer_report.output_mse_adaptive < layer_report.output_mse_nearest
+        assert layer_report.output_mse_chosen < layer_report.output_mse_nearest
         np.testing.assert_array_equal(after.bias, before.bias)
     # the whole network, int8 rounding of weights only: closer to float than nearest rounding
     nearest = [DenseLayer(nearest_integers(w.weight) * weight_steps(w.weight), w.bias, w.relu)
@@ -142,3 +142,15 @@ def test_the_converter_keeps_the_chosen_integers(
         np.testing.assert_array_equal(weights[before.weight.shape], chosen)
         moved += int((chosen != nearest_integers(before.weight)).sum())
     assert moved > 0
+
+
+def test_without_optimisation_the_rounding_is_the_converters_nearest() -> None:
+    """No iterations leave every soft rounding at the weight's own fraction: nearest rounding,
+    which the guard keeps (not better, so not changed)."""
+    layers = _network()
+    rounded, report = round_adaptively(layers, _calibration(), iterations=0)
+    for before, after, layer_report in zip(layers, rounded, report, strict=True):
+        expected = nearest_integers(before.weight) * weight_steps(before.weight)
+        np.testing.assert_array_equal(after.weight, expected.astype(np.float32))
+        assert layer_report.changed_share == 0
+        assert layer_report.output_mse_chosen == layer_report.output_mse_nearest
