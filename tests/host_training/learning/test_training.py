@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import subprocess
@@ -17,7 +18,13 @@ from host_training.learning.calibration import calibration_rows
 from host_training.learning.evaluation import evaluate
 from host_training.learning.metrics import force_metrics
 from host_training.learning.run import load_run
-from host_training.learning.training import TrainConfig, TrainingError, split_subjects, train
+from host_training.learning.training import (
+    TrainConfig,
+    TrainingError,
+    planned_epochs,
+    split_subjects,
+    train,
+)
 from host_training.simulation.frames import load_frames
 from host_training.simulation.motions import motion_family
 
@@ -201,3 +208,18 @@ def test_cosine_learning_rate() -> None:
     assert rates[0] == pytest.approx(1e-3)
     assert rates[-1] == pytest.approx(1e-5)
     assert all(a > b for a, b in itertools.pairwise(rates))
+
+
+def test_the_epoch_plan_follows_the_typical_epoch_not_the_first() -> None:
+    """The cosine schedule's length, planned again after every epoch from the median epoch."""
+    config = TrainConfig(time_budget_s=240.0, qat_epochs=3, max_epochs=200)
+    slow_start = planned_epochs(config, [15.2])  # a busy first epoch: a short plan at first
+    assert slow_start == int((240 - 1.5 * 3 * 15.2) / 15.2)
+    settled = planned_epochs(config, [15.2, 7.0, 7.0])
+    assert settled >= 2 * slow_start  # one slow epoch no longer shortens the whole schedule
+    spent = 15.2 + 7.0 + 7.0 + (settled - 3) * 7.0 + 1.5 * 3 * 7.0
+    assert spent <= 240 < spent + 7.0  # the budget, filled
+    slowing = planned_epochs(config, [5.0, 5.0, 20.0, 20.0, 20.0])  # a machine that got busy
+    assert slowing < planned_epochs(config, [5.0] * 5)
+    assert planned_epochs(config, [500.0]) == 2  # at least two epochs
+    assert planned_epochs(dataclasses.replace(config, max_epochs=12), [1.0]) == 12
