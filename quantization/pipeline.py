@@ -234,7 +234,8 @@ def convert_and_gate(
     """Steps 1-4 (module docstring); ``with_twin``: the run's confidence twin too, if it has one
     (a gate-only check does not need it)."""
     manifest, spec, calib_path, gate = load_run_inputs(run)
-    n_calibration = len(np.load(calib_path, mmap_mode="r"))
+    calibration = np.load(calib_path)  # read once: both networks' weight rounding use it
+    n_calibration = len(calibration)
     _log(
         f"run {run}: {spec.n_inputs} inputs -> {len(spec.outputs)} muscles, "
         f"{n_calibration:,} calibration rows, "
@@ -243,7 +244,7 @@ def convert_and_gate(
     layout = RunLayout(run)
     twin_int8 = None
     with tempfile.TemporaryDirectory(prefix="cervical-quantize-") as work:
-        rounded = _round_weights(layout.onnx, calib_path, Path(work) / "network")
+        rounded = _round_weights(layout.onnx, calibration, Path(work) / "network")
         _log("converting ONNX -> int8 TFLite (onnx2tf, per-channel, int8 I/O)")
         converted = convert(rounded.onnx, calib_path, Path(work))
         if with_twin and manifest.confidence is not None:
@@ -252,7 +253,7 @@ def convert_and_gate(
             except RunError as exc:
                 raise QuantizationError(str(exc)) from None
             _log("the confidence twin the same way")
-            twin = _round_weights(layout.twin_onnx, calib_path, Path(work) / "twin")
+            twin = _round_weights(layout.twin_onnx, calibration, Path(work) / "twin")
             twin_int8 = convert(twin.onnx, calib_path, Path(work) / "twin").int8
             check_hub_compatible(twin_int8)
     ops = check_hub_compatible(converted.int8)
@@ -292,12 +293,11 @@ class _Rounded:
     report: list[LayerRounding]
 
 
-def _round_weights(onnx_path: Path, calib_path: Path, work: Path) -> _Rounded:
+def _round_weights(onnx_path: Path, calibration: np.ndarray, work: Path) -> _Rounded:
     """The network's weights rounded onto the converter's grid (``quantization.rounding``),
     written as an ONNX file of the same name in ``work``: the converter names its outputs
     after it."""
     work.mkdir(parents=True)
-    calibration = np.load(calib_path)
     layers, report = round_adaptively(read_mlp(onnx_path), calibration, ITERATIONS)
     out = work / onnx_path.name
     write_mlp(onnx_path, layers, out)

@@ -195,11 +195,12 @@ def _round_layer(
         rows = rng.integers(0, len(x), min(BATCH_ROWS, len(x)))
         h, slope = _rectified_sigmoid(v)
         weight = step * np.where(free, floor + h, nearest)
-        out = x[rows] @ weight.T + layer.bias
+        batch = x[rows]  # gathered once: the forward pass and the gradient both use it
+        out = batch @ weight.T + layer.bias
         d_out = out - target[rows]
         if layer.relu:  # the target is >= 0: below zero the output is 0 and has no gradient
             d_out = np.where(out > 0, d_out, 0.0)
-        grad_h = (2.0 / len(rows)) * (d_out.T @ x[rows]) * step
+        grad_h = (2.0 / len(rows)) * (d_out.T @ batch) * step
         if it >= WARM_UP_SHARE * iterations:
             beta = BETA_START + (BETA_END - BETA_START) * it / iterations
             centred = 2 * h - 1
