@@ -122,8 +122,12 @@ def test_a_graph_other_than_a_gemm_relu_chain_is_refused(tmp_path: Path) -> None
 def test_the_converter_keeps_the_chosen_integers(
     quantized_bundle: Path, learning_run: Path
 ) -> None:
-    """The bundle's int8 weights are exactly the rounding's choice (the pipeline's rounding is
-    deterministic, so it can be made again here), and not all of them are the nearest ones."""
+    """The bundle's int8 weights are the rounding's choice (the pipeline's rounding is
+    deterministic, so it can be made again here), and many of them are not the nearest ones.
+    The pipeline rounds in the conversion venv, with another numpy build: its round-off can tip
+    a weight whose soft rounding ends at the 0.5 boundary (6 of 4,096 seen), so up to 1% may
+    sit one step from the choice made here; the converter rounding to nearest would move
+    about 10%."""
     from ai_edge_litert.interpreter import Interpreter
 
     layers = read_mlp(learning_run / "model.onnx")
@@ -136,12 +140,16 @@ def test_the_converter_keeps_the_chosen_integers(
         if d["dtype"] == np.int8 and len(d["shape"]) == 2 and d["shape"][0] > 1
     }
     assert len(weights) == len(layers)
-    moved = 0
+    tipped, moved, total = 0, 0, 0
     for before, after in zip(layers, rounded, strict=True):
         chosen = np.round(after.weight / weight_steps(before.weight))
-        np.testing.assert_array_equal(weights[before.weight.shape], chosen)
-        moved += int((chosen != nearest_integers(before.weight)).sum())
-    assert moved > 0
+        in_bundle = weights[before.weight.shape].astype(np.float64)
+        assert np.abs(in_bundle - chosen).max() <= 1
+        tipped += int((in_bundle != chosen).sum())
+        moved += int((in_bundle != nearest_integers(before.weight)).sum())
+        total += chosen.size
+    assert tipped <= 0.01 * total
+    assert moved > 5 * max(tipped, 1)
 
 
 def test_without_optimisation_the_rounding_is_the_converters_nearest() -> None:
