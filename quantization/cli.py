@@ -29,6 +29,7 @@ from edge_runtime.contracts.training_run import MOTION_FAMILIES, RunError, RunLa
 # importable here: onnx2tf loads lazily
 from quantization.errors import QuantizationError
 from quantization.pipeline import R2_TOLERANCE, load_envelope_grid
+from quantization.rounding import ACTIVATION_SCHEMES
 
 QUANT_PYTHON_ENV = "CERVICAL_QUANT_PYTHON"
 
@@ -111,13 +112,17 @@ def quantize_run(
     family_tolerance: float | None = None,
     gate_family: str | None = None,
     rmse_tolerance: float | None = None,
+    activations: str = "per-frame",
 ) -> VerifiedBundle:
     """Run the conversion pipeline in the toolchain venv and check its bundle as a hub would.
     ``on_line`` gets the pipeline's own progress lines (``[quantize] ...``). Raises
     QuantizationError naming the failed check; no bundle is left behind then. ``gate_family``:
-    the motion family the int8 gate must judge (the run must have held it out)."""
+    the motion family the int8 gate must judge (the run must have held it out); ``activations``:
+    which int8 model to ship (``quantization.pipeline``)."""
     if out_dir.exists():
         raise QuantizationError(f"{out_dir} already exists: choose a new bundle directory")
+    if activations not in ACTIVATION_SCHEMES:
+        raise QuantizationError(f"--activations {activations!r}: one of {list(ACTIVATION_SCHEMES)}")
     if gate_family is not None:
         check_gate_family(run, gate_family)
     try:
@@ -129,7 +134,8 @@ def quantize_run(
     # the pipeline runs from the repository root: paths must not be relative to here
     command = ["--run", str(run.resolve()), "--out", str(out_dir.resolve()),
                "--key", str(key.resolve()), "--tolerance", str(tolerance),
-               "--envelope", str(envelope.resolve())]  # fmt: skip
+               "--envelope", str(envelope.resolve()),
+               "--activations", activations]  # fmt: skip
     if version:
         command += ["--version", version]
     if family_tolerance is not None:
@@ -193,17 +199,24 @@ def quantize(
             min=0,
         ),
     ] = None,
+    activations: Annotated[
+        str,
+        typer.Option(
+            help="per-frame: int8 weights, each frame's activations quantised over their own "
+            "range (float I/O, needs ai-edge-litert); calibrated: full integer, int8 I/O, "
+            "ranges calibrated once (runs on tflite-runtime 2.14 too)."
+        ),
+    ] = "per-frame",
 ) -> None:
-    """Full-integer int8 TFLite (int8 I/O, per-channel), op check against the hub runtimes,
-    accuracy gate on held-out subjects and on the run's held-out motion family, golden vectors,
-    signed bundle. Exit 2, writing no
-    bundle, when any check fails."""
+    """int8 TFLite (per-channel weights), op check against the hub runtimes, accuracy gate on
+    held-out subjects and on the run's held-out motion family, golden vectors, signed bundle.
+    Exit 2, writing no bundle, when any check fails."""
     try:
         checked = quantize_run(
             run, out_dir, key, envelope, version, tolerance,
             on_line=lambda line: err.print(line, highlight=False, markup=False),
             family_tolerance=family_tolerance, gate_family=gate_family,
-            rmse_tolerance=rmse_tolerance,
+            rmse_tolerance=rmse_tolerance, activations=activations,
         )  # fmt: skip
     except QuantizationError as exc:
         report_error(exc)

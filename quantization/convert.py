@@ -1,9 +1,12 @@
-"""ONNX -> TFLite with onnx2tf (in .venv-quant): full-integer int8 and a float32 reference.
+"""ONNX -> TFLite with onnx2tf (in .venv-quant): the two int8 models and a float32 reference.
 
-Full-integer int8 with int8 input and output tensors and per-channel weights, calibrated on the
-run's standardised calibration inputs (``-cind x calibration.npy [0] [1]``: the data are already
-standardised, so onnx2tf's own normalisation is the identity). onnx2tf is chatty and TensorFlow
-logs to stderr, so its output goes to a log file that is shown only when conversion fails.
+Both int8 models have per-channel int8 weights. The per-frame one is onnx2tf's dynamic-range
+quantisation: float input and output, each FULLY_CONNECTED quantising its input row to int8 with
+that row's own range. The full-integer one has int8 input, activations and output, with ranges
+calibrated on the run's standardised calibration inputs (``-cind x calibration.npy [0] [1]``: the
+data are already standardised, so onnx2tf's own normalisation is the identity). onnx2tf is
+chatty and TensorFlow logs to stderr, so its output goes to a log file that is shown only when
+conversion fails.
 """
 
 from __future__ import annotations
@@ -20,13 +23,19 @@ from quantization.errors import ConversionError
 
 # onnx2tf names its outputs after the ONNX file: model.onnx -> model_full_integer_quant.tflite
 INT8_SUFFIX = "_full_integer_quant.tflite"
+PER_FRAME_SUFFIX = "_dynamic_range_quant.tflite"
 FLOAT_SUFFIX = "_float32.tflite"
 
 
 @dataclass(frozen=True)
 class Converted:
-    int8: bytes
+    int8: bytes  # full integer: activation ranges calibrated once
+    per_frame: bytes  # int8 weights, activations quantised per frame
     float32: bytes
+
+    def model(self, activations: str) -> bytes:
+        """The int8 model of an activation scheme (``quantization.rounding.ACTIVATION_SCHEMES``)."""
+        return self.per_frame if activations == "per-frame" else self.int8
 
 
 def convert(onnx_path: Path, calibration_npy: Path, work_dir: Path) -> Converted:
@@ -54,8 +63,9 @@ def convert(onnx_path: Path, calibration_npy: Path, work_dir: Path) -> Converted
             )
     except Exception as exc:  # onnx2tf raises bare Exceptions and SystemExit-like errors
         raise ConversionError(f"onnx2tf failed: {exc}\n{log.getvalue()[-3000:]}") from exc
-    int8, float32 = out / (onnx_path.stem + INT8_SUFFIX), out / (onnx_path.stem + FLOAT_SUFFIX)
-    missing = [p.name for p in (int8, float32) if not p.is_file()]
+    paths = [out / (onnx_path.stem + s) for s in (INT8_SUFFIX, PER_FRAME_SUFFIX, FLOAT_SUFFIX)]
+    missing = [p.name for p in paths if not p.is_file()]
     if missing:
         raise ConversionError(f"onnx2tf wrote no {missing}\n{log.getvalue()[-3000:]}")
-    return Converted(int8=int8.read_bytes(), float32=float32.read_bytes())
+    int8, per_frame, float32 = (p.read_bytes() for p in paths)
+    return Converted(int8=int8, per_frame=per_frame, float32=float32)

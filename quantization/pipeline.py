@@ -3,15 +3,28 @@
 Steps, each of which can stop the pipeline before anything is written:
 1. load the run (feature spec, calibration inputs, held-out gate frames) and the signing key;
 2. round the weights onto the int8 grid by their effect on each layer's output
-   (``quantization.rounding``), convert that network to int8 TFLite (onnx2tf, per-channel, int8
-   I/O) and a float32 TFLite; the gate compares int8 with the run's own float network;
-3. op check: every op and version must exist in every hub runtime (from the flatbuffer);
+   (``quantization.rounding``), convert that network to int8 TFLite (onnx2tf, per-channel) and a
+   float32 TFLite; the gate compares int8 with the run's own float network;
+3. op check: every op and version must exist in every hub runtime the bundle will list;
 4. accuracy gate on the held-out subjects: per-muscle R² of int8 within ``tolerance`` of float;
 5. golden vectors (inputs and the int8 model's forces) and the bundle manifest;
 6. write and sign the bundle (atomic; an existing directory is never touched).
 
-A run with a confidence twin (``learning.confidence``) has it converted, op-checked and given
-golden vectors on the same inputs beside the force model; the bundle carries it as
+Two int8 models can be shipped (``--activations``); both have per-channel int8 weights and int8
+products with int32 sums:
+- ``per-frame`` (the default): float input and output; each layer quantises its input row to
+  int8 over that row's own range (LiteRT's dynamic-range FULLY_CONNECTED, op v12). A frame's
+  activations get all 256 steps whatever the range other motions drive the network to. It runs
+  on ai-edge-litert only (tflite-runtime 2.14 stops at v10) and as fast as full integer there
+  (``cervical bench model-runtime``).
+- ``calibrated``: full integer, int8 input, activations and output, each tensor's range
+  calibrated once on the training inputs. Runs on both hub runtimes. On a motion family the
+  network never saw it loses far more: that family drives a muscle through a small part of the
+  range the calibration gave its tensors, and a 512-wide network lost 0.036 of one muscle's R²
+  there against 0.003 per frame (README, "int8").
+
+A run with a confidence twin (``learning.confidence``) has it converted the same way, op-checked
+and given golden vectors on the same inputs beside the force model; the bundle carries it as
 ``twin.tflite`` with the run's disagreement threshold (``confidence``).
 
 The converted models are also kept in ``RUN/tflite/`` for ``cervical bench model-runtime``.
@@ -46,7 +59,7 @@ from edge_runtime.contracts.envelope import EnvelopeError, EnvelopeGrid
 from edge_runtime.contracts.errors import ContractError
 from edge_runtime.contracts.feature_spec import FeatureSpec
 from edge_runtime.contracts.force_model import ForceModel, golden_vectors
-from edge_runtime.contracts.tflite_ops import HUB_RUNTIMES, check_hub_compatible
+from edge_runtime.contracts.tflite_ops import LITERT, check_hub_compatible, runtimes_supporting
 from edge_runtime.contracts.training_run import (
     MIN_CALIBRATION_ROWS,
     RunError,
@@ -56,7 +69,9 @@ from edge_runtime.contracts.training_run import (
 from quantization.convert import convert
 from quantization.errors import QuantizationError
 from quantization.rounding import (
+    ACTIVATION_SCHEMES,
     ITERATIONS,
+    ActivationScheme,
     DenseLayer,
     LayerRounding,
     forward,
@@ -224,15 +239,21 @@ class Gated:
     n_calibration: int
     ops: list[str]
     rounding: list[LayerRounding]  # the network's weights (quantization.rounding)
+    activations: ActivationScheme
+    model: bytes  # the int8 model of that scheme: what the bundle ships
+    runtimes: tuple[str, ...]  # the hub runtimes that run it
     twin_int8: bytes | None = None  # the int8 confidence twin, for a run that has one
 
 
 def convert_and_gate(
     run: Path, tolerance: float, family_tolerance: float | None = None, with_twin: bool = True,
     rmse_tolerance: float = INT8_RMSE_TOLERANCE_PCT_FMAX,
+    activations: ActivationScheme = "per-frame",
 ) -> Gated:  # fmt: skip
     """Steps 1-4 (module docstring); ``with_twin``: the run's confidence twin too, if it has one
     (a gate-only check does not need it)."""
+    if activations not in ACTIVATION_SCHEMES:
+        raise QuantizationError(f"activations {activations!r}: one of {list(ACTIVATION_SCHEMES)}")
     manifest, spec, calib_path, gate = load_run_inputs(run)
     calibration = np.load(calib_path)  # read once: both networks' weight rounding use it
     n_calibration = len(calibration)
@@ -244,23 +265,29 @@ def convert_and_gate(
     layout = RunLayout(run)
     twin_int8 = None
     with tempfile.TemporaryDirectory(prefix="cervical-quantize-") as work:
-        rounded = _round_weights(layout.onnx, calibration, Path(work) / "network")
-        _log("converting ONNX -> int8 TFLite (onnx2tf, per-channel, int8 I/O)")
+        rounded = _round_weights(layout.onnx, calibration, Path(work) / "network", activations)
+        _log(f"converting ONNX -> int8 TFLite (onnx2tf, per-channel, {activations} activations)")
         converted = convert(rounded.onnx, calib_path, Path(work))
+        model = converted.model(activations)
         if with_twin and manifest.confidence is not None:
             try:
                 layout.require(layout.twin_onnx)
             except RunError as exc:
                 raise QuantizationError(str(exc)) from None
             _log("the confidence twin the same way")
-            twin = _round_weights(layout.twin_onnx, calibration, Path(work) / "twin")
-            twin_int8 = convert(twin.onnx, calib_path, Path(work) / "twin").int8
-            check_hub_compatible(twin_int8)
-    ops = check_hub_compatible(converted.int8)
-    _log(f"ops: {', '.join(ops)} (supported by {', '.join(HUB_RUNTIMES)})")
-    int8 = ForceModel(converted.int8, spec)
-    if int8.input_quantisation is None or int8.output_quantisation is None:
-        raise QuantizationError("the converted model does not have int8 input and output tensors")
+            twin = _round_weights(layout.twin_onnx, calibration, Path(work) / "twin", activations)
+            twin_int8 = convert(twin.onnx, calib_path, Path(work) / "twin").model(activations)
+    runtimes = runtimes_supporting(model)
+    if LITERT not in runtimes:  # names every op LiteRT lacks
+        check_hub_compatible(model, (LITERT,))
+    ops = check_hub_compatible(model, runtimes)
+    if twin_int8 is not None:
+        check_hub_compatible(twin_int8, runtimes)
+    _log(f"ops: {', '.join(ops)} (supported by {', '.join(runtimes)})")
+    int8 = ForceModel(model, spec)
+    full_integer = int8.input_quantisation is not None and int8.output_quantisation is not None
+    if not (int8.per_frame_int8 if activations == "per-frame" else full_integer):
+        raise QuantizationError(f"the converted model is not int8 with {activations} activations")
     float_model = ForceModel(converted.float32, spec)
     # the converter's own fidelity: its float32 model against the network it was given
     y_rounded = spec.forces_from_outputs(forward(rounded.layers, spec.model_inputs(gate["x"])))
@@ -283,7 +310,7 @@ def convert_and_gate(
         f"{family['largest_r2_drop']:.4f} ({family['largest_r2_drop_muscle']})"
     )
     return Gated(manifest, spec, gate, converted, int8, result, float_diff, n_calibration, ops,
-                 rounded.report, twin_int8)  # fmt: skip
+                 rounded.report, activations, model, runtimes, twin_int8)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -293,17 +320,22 @@ class _Rounded:
     report: list[LayerRounding]
 
 
-def _round_weights(onnx_path: Path, calibration: np.ndarray, work: Path) -> _Rounded:
-    """The network's weights rounded onto the converter's grid (``quantization.rounding``),
-    written as an ONNX file of the same name in ``work``: the converter names its outputs
-    after it."""
+def _round_weights(
+    onnx_path: Path, calibration: np.ndarray, work: Path, activations: ActivationScheme
+) -> _Rounded:
+    """The network's weights rounded onto the converter's grid (``quantization.rounding``) for
+    the model of ``activations``, written as an ONNX file of the same name in ``work``: the
+    converter names its outputs after it."""
     work.mkdir(parents=True)
-    layers, report = round_adaptively(read_mlp(onnx_path), calibration, ITERATIONS)
+    layers, report = round_adaptively(
+        read_mlp(onnx_path), calibration, ITERATIONS, activations=activations
+    )
     out = work / onnx_path.name
     write_mlp(onnx_path, layers, out)
-    moved = ", ".join(f"{r.changed_share:.0%}" for r in report)
+    moved = ", ".join(f"{r.changed_share:.0%}" if r.int8 else "float" for r in report)
     error = ", ".join(
-        f"{r.output_mse_chosen / max(r.output_mse_nearest, 1e-30):.2f}" for r in report
+        f"{r.output_mse_chosen / max(r.output_mse_nearest, 1e-30):.2f}" if r.int8 else "float"
+        for r in report
     )
     _log(
         f"{onnx_path.name}: weights rounded onto the int8 grid by their effect on each layer's "
@@ -317,6 +349,7 @@ def quantize(
     run: Path, out: Path, key_path: Path, bundle_version: str | None, tolerance: float,
     envelope_path: Path, family_tolerance: float | None = None,
     rmse_tolerance: float = INT8_RMSE_TOLERANCE_PCT_FMAX,
+    activations: ActivationScheme = "per-frame",
 ) -> dict[str, Any]:  # fmt: skip
     started = time.perf_counter()
     if out.exists():
@@ -328,13 +361,12 @@ def quantize(
             raise QuantizationError(f"--version: {exc}") from exc
     key = load_private_key(key_path)
     envelope = load_envelope_grid(envelope_path)
-    c = convert_and_gate(run, tolerance, family_tolerance, rmse_tolerance=rmse_tolerance)
+    c = convert_and_gate(run, tolerance, family_tolerance, rmse_tolerance=rmse_tolerance,
+                         activations=activations)  # fmt: skip
     manifest, spec, gate, int8, result = c.manifest, c.spec, c.gate, c.int8, c.result
-    family, float_diff, n_calibration, converted = (
-        result["heldout_family"], c.float_diff, c.n_calibration, c.converted,
-    )  # fmt: skip
+    family, float_diff, n_calibration = result["heldout_family"], c.float_diff, c.n_calibration
     ops = c.ops
-    _save_converted(run, converted.int8, converted.float32)
+    _save_converted(run, c)
     if not result["passed"]:
         failing = [f"{m} (held-out subjects)" for m in result["failing_muscles"]] + [
             f"{m} (held-out family {family['family']})" for m in family["failing_muscles"]
@@ -348,19 +380,14 @@ def quantize(
             f"{worst['largest_r2_drop']:.4f} on {worst['largest_r2_drop_muscle']}); "
             "no bundle written"
         )
-    assert int8.input_quantisation is not None and int8.output_quantisation is not None  # gated
     golden = golden_vectors(int8, gate["x"][golden_rows(gate, GOLDEN_VECTORS)])
     version = bundle_version or datetime.now(UTC).strftime("%Y.%m.%d.%H%M%S")
     body = {
         "feature_spec": spec.to_dict(),
         "muscles": [m.to_dict() for m in manifest.muscles],
-        "io_quantisation": {
-            "input": int8.input_quantisation.to_dict(),
-            "output": int8.output_quantisation.to_dict(),
-            "dtype": "int8",
-        },
+        "io_quantisation": _io_quantisation(int8),
         "ops": ops,
-        "hub_runtimes": list(HUB_RUNTIMES),
+        "hub_runtimes": list(c.runtimes),
         "golden": golden,
         "envelope": envelope.to_dict(),
         "metrics": {
@@ -375,17 +402,30 @@ def quantize(
         "quantisation": {
             "tool": "onnx2tf 1.29.24",
             "quant_type": "per-channel",
+            "activations": c.activations,
             "calibration_rows": n_calibration,
             "weight_rounding": rounding_note(ITERATIONS, c.rounding),
         },
     }
-    files = {MODEL: converted.int8}
+    files = {MODEL: c.model}
     if c.twin_int8 is not None:
         body["confidence"] = _confidence_section(c, golden["inputs"])
         files[TWIN] = c.twin_int8
     write_bundle(out, files, body, key, version)
     _log(f"wrote bundle {out} (version {version}) in {time.perf_counter() - started:.0f} s")
     return result
+
+
+def _io_quantisation(model: ForceModel) -> dict[str, Any]:
+    """The model's input and output tensors, as the hub feeds and reads them."""
+    if model.input_quantisation is None or model.output_quantisation is None:
+        return {"dtype": "float32", "activations": "per-frame"}
+    return {
+        "input": model.input_quantisation.to_dict(),
+        "output": model.output_quantisation.to_dict(),
+        "dtype": "int8",
+        "activations": "calibrated",
+    }
 
 
 def _confidence_section(c: Gated, golden_inputs: list[list[float]]) -> dict[str, Any]:
@@ -407,16 +447,22 @@ def _confidence_section(c: Gated, golden_inputs: list[list[float]]) -> dict[str,
         "threshold_of_fmax": threshold,
         "flag_rate": float(section["flag_rate"]),
         "twin": section.get("twin"),
-        "force_model_sha256": hashlib.sha256(c.converted.int8).hexdigest(),
+        "force_model_sha256": hashlib.sha256(c.model).hexdigest(),
         "golden": golden_vectors(twin, np.asarray(golden_inputs)),
         "flagged_gate_seen_families_int8": flagged,
     }
 
 
-def _save_converted(run: Path, int8: bytes, float32: bytes) -> None:
+def _save_converted(run: Path, gated: Gated) -> None:
+    """The gated int8 model, the full-integer conversion of the same weights and the float32
+    model, into the run (``cervical bench model-runtime`` times them side by side)."""
     layout = RunLayout(run)
     layout.tflite_dir.mkdir(exist_ok=True)
-    for path, data in ((layout.tflite_int8, int8), (layout.tflite_float32, float32)):
+    for path, data in (
+        (layout.tflite_int8, gated.model),
+        (layout.tflite_int8_calibrated, gated.converted.int8),
+        (layout.tflite_float32, gated.converted.float32),
+    ):
         write_atomic(path, data)
 
 
@@ -434,6 +480,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rmse-tolerance", type=float, default=INT8_RMSE_TOLERANCE_PCT_FMAX,
                         help="largest int8-vs-float RMS of any muscle, % of Fmax")  # fmt: skip
     parser.add_argument("--envelope", type=Path, help="envelope grid JSON")
+    parser.add_argument(
+        "--activations",
+        choices=ACTIVATION_SCHEMES,
+        default="per-frame",
+        help="how the int8 model quantises its activations (module docstring)",
+    )
     parser.add_argument("--summary", type=Path, default=None, help="write the gate result as JSON")
     args = parser.parse_args(argv)
     if not args.gate_only and None in (args.out, args.key, args.envelope):
@@ -441,13 +493,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.gate_only:
             gated = convert_and_gate(args.run, args.tolerance, args.family_tolerance, False,
-                                     args.rmse_tolerance)  # fmt: skip
-            _save_converted(args.run, gated.converted.int8, gated.converted.float32)
+                                     args.rmse_tolerance, args.activations)  # fmt: skip
+            _save_converted(args.run, gated)
             result = gated.result
         else:
             result = quantize(
                 args.run, args.out, args.key, args.version, args.tolerance, args.envelope,
-                args.family_tolerance, args.rmse_tolerance,
+                args.family_tolerance, args.rmse_tolerance, args.activations,
             )  # fmt: skip
     except (QuantizationError, ContractError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

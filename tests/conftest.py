@@ -105,19 +105,39 @@ def quantized_bundle(
     envelope_grid_file: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Path:
-    """A real signed int8 bundle (version 1.0.0) from ``cervical quantize`` on ``learning_run``."""
+    """A real signed int8 bundle (version 1.0.0) from ``cervical quantize`` on ``learning_run``:
+    the default model, activations quantised per frame."""
+    out = tmp_path_factory.mktemp("bundles") / "b1"
+    return _quantize(learning_run, signing_keys, envelope_grid_file, out)
+
+
+@pytest.fixture(scope="session")
+def calibrated_bundle(
+    learning_run: Path,
+    signing_keys: tuple[Path, Path],
+    envelope_grid_file: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    """The same with the full-integer model (``--activations calibrated``)."""
+    out = tmp_path_factory.mktemp("bundles") / "calibrated"
+    return _quantize(learning_run, signing_keys, envelope_grid_file, out, "--activations",
+                     "calibrated")  # fmt: skip
+
+
+def _quantize(
+    run: Path, keys: tuple[Path, Path], envelope_grid_file: Path, out: Path, *extra: str
+) -> Path:
     import subprocess
     import sys
 
     if not QUANT_PYTHON.is_file():
         pytest.skip(f"{QUANT_PYTHON} absent: run `make venv-quant` (make test builds it)")
-    out = tmp_path_factory.mktemp("bundles") / "b1"
     cervical = str(Path(sys.executable).with_name("cervical"))
-    r = subprocess.run([cervical, "quantize", "--run", str(learning_run), "--out", str(out),
-                        "--key", str(signing_keys[0]), "--tolerance", TEST_TOLERANCE,
+    r = subprocess.run([cervical, "quantize", "--run", str(run), "--out", str(out),
+                        "--key", str(keys[0]), "--tolerance", TEST_TOLERANCE,
                         "--family-tolerance", TEST_FAMILY_TOLERANCE,
                         "--rmse-tolerance", TEST_RMSE_TOLERANCE,
-                        "--version", "1.0.0", "--envelope", str(envelope_grid_file)],
+                        "--version", "1.0.0", "--envelope", str(envelope_grid_file), *extra],
                        capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]
     assert "[quantize] gate:" in r.stderr and "golden vectors reproduced" in r.stdout

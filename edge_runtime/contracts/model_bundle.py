@@ -2,7 +2,9 @@
 
 1. signature and file hashes (``verify_bundle``): nothing in the manifest is believed before this;
 2. the feature spec parses and fits this software (version, features, transforms);
-3. op set: every op and version of ``model.tflite`` exists in every hub runtime;
+3. op set: every op and version of ``model.tflite`` exists in every hub runtime the manifest
+   lists (``hub_runtimes``; a model that quantises its activations per frame needs LiteRT), and
+   this hub's own runtime is one of them;
 4. golden vectors: the model, run here, reproduces the signed input -> force pairs within their
    tolerance (this catches a runtime whose int8 kernels differ from the one that signed it);
 5. the confidence twin, where the manifest has a ``confidence`` section: ``twin.tflite`` is
@@ -24,9 +26,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from edge_runtime.contracts.bundle import MANIFEST, MODEL, TWIN, BundleError, verify_bundle
 from edge_runtime.contracts.envelope import EnvelopeError, EnvelopeGrid
 from edge_runtime.contracts.feature_spec import FeatureSpec, FeatureSpecError
-from edge_runtime.contracts.force_model import ForceModel, check_golden_vectors, runtime_name
+from edge_runtime.contracts.force_model import (
+    ForceModel,
+    check_golden_vectors,
+    installed_runtime,
+    runtime_name,
+)
 from edge_runtime.contracts.record_fields import NAME_PATTERN
-from edge_runtime.contracts.tflite_ops import TfliteModelError, check_hub_compatible
+from edge_runtime.contracts.tflite_ops import HUB_RUNTIMES, TfliteModelError, check_hub_compatible
 from edge_runtime.contracts.training_run import RUN_FORMAT, MuscleEntry, RunError, RunManifest
 
 
@@ -69,6 +76,8 @@ class BundleManifest:
     training: Mapping[str, Any]  # the training run it was made from (provenance)
     document: Mapping[str, Any]
     confidence: BundleConfidence | None = None  # None: a bundle without a confidence twin
+    # the runtimes its models run on (bundles made before the list: every one, as checked then)
+    hub_runtimes: tuple[str, ...] = HUB_RUNTIMES
 
     def muscle_groups(self) -> dict[str, list[int]]:
         """Group -> output indices (a muscle may belong to several groups)."""
@@ -117,7 +126,15 @@ class BundleManifest:
             confidence = BundleConfidence.from_dict(doc["confidence"], where)
             if not muscles:  # its threshold is a share of each muscle's Fmax
                 raise BundleError(where, "a confidence section but no muscles with their Fmax")
-        return cls(version, spec, muscles, envelope, gate, training, doc, confidence)
+        runtimes = doc.get("hub_runtimes", list(HUB_RUNTIMES))
+        if (
+            not isinstance(runtimes, list)
+            or not runtimes
+            or any(r not in HUB_RUNTIMES for r in runtimes)
+        ):
+            raise BundleError(where, f"hub_runtimes {runtimes!r}: a list from {list(HUB_RUNTIMES)}")
+        return cls(version, spec, muscles, envelope, gate, training, doc, confidence,
+                   tuple(runtimes))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -150,11 +167,17 @@ def verify_model_bundle(
     manifest = BundleManifest.from_dict(verify_bundle(bundle, public_key), bundle / MANIFEST)
     model = (bundle / MODEL).read_bytes()
     try:
-        ops = check_hub_compatible(model)
+        ops = check_hub_compatible(model, manifest.hub_runtimes)
     except TfliteModelError as exc:
         raise BundleError(bundle / MODEL, str(exc)) from exc
     golden_diff, runtime = None, None
     if run_golden:
+        if installed_runtime() not in manifest.hub_runtimes:
+            raise BundleError(
+                bundle / MODEL,
+                f"runs on {list(manifest.hub_runtimes)}, and this machine has "
+                f"{installed_runtime()}: install ai-edge-litert (the 'edge' extra)",
+            )
         if "golden" not in manifest.document:
             raise BundleError(bundle / MANIFEST, "has no golden vectors")
         try:
@@ -183,7 +206,7 @@ def _verified_twin(
         raise BundleError(bundle / TWIN, f"made beside another force model than this {MODEL}")
     twin = (bundle / TWIN).read_bytes()
     try:
-        check_hub_compatible(twin)
+        check_hub_compatible(twin, manifest.hub_runtimes)
     except TfliteModelError as exc:
         raise BundleError(bundle / TWIN, str(exc)) from exc
     if run_golden:

@@ -33,9 +33,12 @@ BUILTIN_NAMES: dict[int, str] = {
 }
 CUSTOM_CODE = 32
 
+LITERT = "ai-edge-litert 2.3"  # the hub's runtime
+TFLITE_RUNTIME = "tflite-runtime 2.14"  # its fallback, where LiteRT cannot be installed
+
 # Highest op version each hub runtime's built-in resolver accepts (measured, see module docstring).
 RUNTIME_MAX_OP_VERSIONS: dict[str, dict[str, int]] = {
-    "ai-edge-litert 2.3": {
+    LITERT: {
         "FULLY_CONNECTED": 14,
         "RESHAPE": 1,
         "ADD": 6,
@@ -43,7 +46,7 @@ RUNTIME_MAX_OP_VERSIONS: dict[str, dict[str, int]] = {
         "QUANTIZE": 6,
         "DEQUANTIZE": 9,
     },
-    "tflite-runtime 2.14": {
+    TFLITE_RUNTIME: {
         "FULLY_CONNECTED": 10,
         "RESHAPE": 1,
         "ADD": 5,
@@ -161,8 +164,14 @@ def unsupported_ops(model: bytes, runtime: str) -> list[str]:
 
 
 def check_hub_compatible(model: bytes, runtimes: tuple[str, ...] = HUB_RUNTIMES) -> list[str]:
-    """Raise TfliteModelError naming every op a hub runtime lacks; return the ops (name vN)."""
+    """Raise TfliteModelError naming every op one of ``runtimes`` lacks; return the ops (name
+    vN)."""
     problems = [f"{rt}: {p}" for rt in runtimes for p in unsupported_ops(model, rt)]
     if problems:
         raise TfliteModelError("the model cannot run on every hub runtime: " + "; ".join(problems))
     return [f"{op.name} v{op.version}" for op in operator_codes(model)]
+
+
+def runtimes_supporting(model: bytes) -> tuple[str, ...]:
+    """The hub runtimes that can run ``model`` (in ``HUB_RUNTIMES`` order)."""
+    return tuple(rt for rt in HUB_RUNTIMES if not unsupported_ops(model, rt))

@@ -28,6 +28,7 @@ from edge_runtime.contracts.bundle import (
 from edge_runtime.contracts.bundle_archive import pack_bundle, unpack_bundle
 from edge_runtime.contracts.feature_spec import FeatureSpec
 from edge_runtime.contracts.force_model import ForceModel
+from edge_runtime.contracts.tflite_ops import LITERT, TFLITE_RUNTIME
 from edge_runtime.contracts.training_run import RunLayout, RunManifest
 from edge_runtime.hub.models import InstallError, ModelSlots
 from tests.conftest import QUANT_PYTHON, REPO
@@ -60,8 +61,11 @@ def test_bundle_contents(bundle: Path, learning_run: Path) -> None:
     assert confidence["golden"]["inputs"] == manifest["golden"]["inputs"]
     assert 0 <= confidence["flagged_gate_seen_families_int8"] <= 1
     assert manifest["bundle_version"] == "1.0.0"
-    assert manifest["io_quantisation"]["dtype"] == "int8"
-    assert manifest["ops"] == ["RESHAPE v1", "FULLY_CONNECTED v4"]
+    # the default model: int8 weights, activations quantised per frame, float I/O (LiteRT only)
+    assert manifest["io_quantisation"] == {"dtype": "float32", "activations": "per-frame"}
+    assert manifest["quantisation"]["activations"] == "per-frame"
+    assert manifest["ops"] == ["RESHAPE v1", "FULLY_CONNECTED v12"]
+    assert manifest["hub_runtimes"] == [LITERT]
     assert manifest["envelope"]["format"] == "cervical-envelope-grid/1"
     assert (
         len(manifest["metrics"]["r2_per_muscle"])
@@ -83,7 +87,7 @@ def test_int8_model_on_litert_matches_float(bundle: Path, learning_run: Path) ->
     manifest = json.loads((bundle / MANIFEST).read_text())
     spec = FeatureSpec.from_dict(manifest["feature_spec"])
     model = ForceModel((bundle / MODEL).read_bytes(), spec)
-    assert model.dtype == np.int8
+    assert model.per_frame_int8 and model.input_quantisation is None
     with np.load(learning_run / "heldout_gate.npz") as gate:
         subjects = gate["part"] == 0  # the held-out subjects' part (the family's is judged apart)
         x, y, y_float = gate["x"][subjects], gate["y"][subjects], gate["y_float"][subjects]
@@ -136,9 +140,10 @@ def test_verify_accepts_and_rejects(bundle: Path, keys: tuple[Path, Path], tmp_p
 def _resigned(bundle: Path, key: Path, out: Path, model: bytes | None = None,
               golden_shift_n: float = 0.0, envelope: object = "keep",
               twin: bytes | str | None = "keep",
-              confidence: Callable[[dict[str, Any]], object] | None = None) -> Path:  # fmt: skip
-    """The bundle re-signed by the trusted key with a changed payload: what a faulty converter
-    or a runtime mismatch would produce, which only the hub's model checks can catch."""
+              edit: Callable[[dict[str, Any]], object] | None = None) -> Path:  # fmt: skip
+    """The bundle re-signed by the trusted key with a changed payload (``edit`` changes its
+    manifest in place): what a faulty converter or a runtime mismatch would produce, which only
+    the hub's model checks can catch."""
     manifest = json.loads((bundle / MANIFEST).read_text())
     for field in ("format", "bundle_version", "created_utc", "signing_key_fingerprint", "files"):
         manifest.pop(field)
@@ -146,8 +151,8 @@ def _resigned(bundle: Path, key: Path, out: Path, model: bytes | None = None,
                                       + golden_shift_n).tolist()  # fmt: skip
     if envelope != "keep":
         manifest["envelope"] = envelope
-    if confidence is not None:
-        confidence(manifest)
+    if edit is not None:
+        edit(manifest)
     payload = model if model is not None else (bundle / MODEL).read_bytes()
     files = {MODEL: payload}
     twin_bytes = (bundle / TWIN).read_bytes() if twin == "keep" else twin
@@ -170,7 +175,7 @@ def test_a_bundle_whose_confidence_twin_is_missing_tampered_or_foreign_is_refuse
             bundle,
             key,
             tmp_path / "foreign",
-            confidence=lambda m: m["confidence"].update(force_model_sha256="0" * 64),
+            edit=lambda m: m["confidence"].update(force_model_sha256="0" * 64),
         ),
         "made beside another force model",
     )
@@ -179,14 +184,14 @@ def test_a_bundle_whose_confidence_twin_is_missing_tampered_or_foreign_is_refuse
             bundle,
             key,
             tmp_path / "golden",
-            confidence=lambda m: m["confidence"]["golden"].update(
+            edit=lambda m: m["confidence"]["golden"].update(
                 forces_n=(np.array(m["confidence"]["golden"]["forces_n"]) + 5.0).tolist()
             ),
         ),
         "twin.tflite: golden-vector check failed",
     )
     cases["unannounced"] = (
-        _resigned(bundle, key, tmp_path / "unannounced", confidence=lambda m: m.pop("confidence")),
+        _resigned(bundle, key, tmp_path / "unannounced", edit=lambda m: m.pop("confidence")),
         "a confidence twin without a confidence section",
     )
     tampered = tmp_path / "tampered"
@@ -219,17 +224,28 @@ def test_hub_rejects_signed_bundles_whose_model_checks_fail(
     golden = _resigned(bundle, key, tmp_path / "golden", golden_shift_n=5.0)
     r = cervical("bundle", "verify", str(golden), "--pubkey", str(pub))
     assert r.returncode == 2 and "golden-vector check failed" in r.stderr, r.stderr
-    # The same model with FULLY_CONNECTED declared as v12 (which tflite-runtime 2.14 lacks).
+    # The same model with FULLY_CONNECTED declared as v15 (which LiteRT 2.3 lacks).
     model = schema.ModelT.InitFromPackedBuf((bundle / MODEL).read_bytes(), 0)
     for oc in model.operatorCodes:
         if max(oc.builtinCode, oc.deprecatedBuiltinCode) == 9:
-            oc.version = 12
+            oc.version = 15
     builder = flatbuffers.Builder(0)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     ops = _resigned(bundle, key, tmp_path / "ops", model=bytes(builder.Output()))
     r = cervical("bundle", "verify", str(ops), "--pubkey", str(pub))
     assert r.returncode == 2
-    assert "tflite-runtime 2.14: FULLY_CONNECTED v12 needs a newer runtime" in r.stderr
+    assert "ai-edge-litert 2.3: FULLY_CONNECTED v15 needs a newer runtime" in r.stderr
+    # A manifest that claims the fallback runtime for the per-frame model (its v12 is too new
+    # there), or names a runtime nobody measured
+    claims = {
+        "fallback": ([LITERT, TFLITE_RUNTIME], "tflite-runtime 2.14: FULLY_CONNECTED v12 needs"),
+        "unknown": (["onnxruntime 1.23"], "hub_runtimes ['onnxruntime 1.23']: a list from"),
+    }
+    for name, (runtimes, message) in claims.items():
+        claimed = _resigned(bundle, key, tmp_path / name,
+                            edit=lambda m, r=runtimes: m.update(hub_runtimes=r))  # fmt: skip
+        r = cervical("bundle", "verify", str(claimed), "--pubkey", str(pub))
+        assert r.returncode == 2 and message in r.stderr, (name, r.stderr)
     grid = json.loads((bundle / MANIFEST).read_text())["envelope"]
     grid["axial_left_rad"] = np.negative(grid["axial_left_rad"]).tolist()
     envelope = _resigned(bundle, key, tmp_path / "envelope", envelope=grid)
@@ -314,6 +330,10 @@ def test_quantize_refuses_bad_input(
     assert "--heldout-family diagonal" in r.stderr
     r = cervical(*base, "--gate-family", "cartwheel")
     assert r.returncode == 2 and "motion family 'cartwheel' does not exist" in r.stderr
+    r = cervical(*base, "--activations", "int4")
+    assert (
+        r.returncode == 2 and "--activations 'int4': one of ['per-frame', 'calibrated']" in r.stderr
+    )
     assert not (tmp_path / "b").exists()
 
 
@@ -322,16 +342,60 @@ def test_bench_model_runtime_json(bundle: Path, learning_run: Path) -> None:
                  "--batch", "32", "--json")  # fmt: skip
     assert r.returncode == 0, r.stderr
     figures = json.loads(r.stdout)
-    for name in ("int8", "float32"):
+    # the gated model, and the full-integer conversion beside a per-frame one (the run's files
+    # are those of whichever quantisation ran last)
+    per_frame = figures["int8_activations"] == "per-frame"
+    assert per_frame == ("int8_calibrated_bytes" in figures)
+    for name in ("int8", "float32", *(["int8_calibrated"] if per_frame else [])):
         assert figures[f"{name}_invoke_batch1_us"] > 0
         assert figures[f"{name}_invoke_batched_us"] > 0
     assert figures["int8_bytes"] < figures["float32_bytes"]
 
 
-def test_simulated_int8_matches_the_converted_model(bundle: Path, learning_run: Path) -> None:
+def test_a_calibrated_bundle_is_full_integer_and_runs_on_both_runtimes(
+    calibrated_bundle: Path, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    manifest = json.loads((calibrated_bundle / MANIFEST).read_text())
+    assert manifest["io_quantisation"]["dtype"] == "int8"
+    assert manifest["io_quantisation"]["activations"] == "calibrated"
+    assert manifest["ops"] == ["RESHAPE v1", "FULLY_CONNECTED v4"]
+    assert manifest["hub_runtimes"] == [LITERT, TFLITE_RUNTIME]
+    spec = FeatureSpec.from_dict(manifest["feature_spec"])
+    model = ForceModel((calibrated_bundle / MODEL).read_bytes(), spec)
+    assert model.dtype == np.int8 and not model.per_frame_int8
+    ok = cervical("bundle", "verify", str(calibrated_bundle), "--pubkey", str(keys[1]))
+    assert ok.returncode == 0, ok.stderr
+    # made for the fallback runtime alone: a LiteRT hub says what it has and what is needed
+    fallback = _resigned(calibrated_bundle, keys[0], tmp_path / "fallback",
+                         edit=lambda m: m.update(hub_runtimes=[TFLITE_RUNTIME]))  # fmt: skip
+    r = cervical("bundle", "verify", str(fallback), "--pubkey", str(keys[1]))
+    assert r.returncode == 2
+    assert "runs on ['tflite-runtime 2.14'], and this machine has ai-edge-litert 2.3" in r.stderr
+
+
+def test_per_frame_int8_beats_calibrated_int8_on_the_unseen_family(
+    bundle: Path, calibrated_bundle: Path, learning_run: Path
+) -> None:
+    """Both models of one run against its float network on the held-out family's frames: the
+    per-frame model's forces stay closer to float (its activations are not held to the range
+    the training inputs gave each tensor)."""
+    spec = FeatureSpec.from_dict(json.loads((bundle / MANIFEST).read_text())["feature_spec"])
+    with np.load(learning_run / "heldout_gate.npz") as gate:
+        family = gate["part"] == 1
+        x, y_float = gate["x"][family], gate["y_float"][family]
+    errors = {}
+    for name, b in (("per-frame", bundle), ("calibrated", calibrated_bundle)):
+        y = ForceModel((b / MODEL).read_bytes(), spec).forces(x)
+        errors[name] = float(np.sqrt(np.mean((y - y_float) ** 2)))
+    assert errors["per-frame"] < errors["calibrated"], errors
+
+
+def test_simulated_int8_matches_the_converted_model(
+    calibrated_bundle: Path, learning_run: Path
+) -> None:
     """The quantisation-aware fine-tuning's simulation of int8 (learning.qat), on the network
-    with the weights the pipeline rounded (quantization.rounding), against the real int8 model
-    onnx2tf made and LiteRT runs: the same grid, so they differ by rounding only."""
+    with the weights the pipeline rounded (quantization.rounding), against the real full-integer
+    model onnx2tf made and LiteRT runs: the same grid, so they differ by rounding only."""
     import torch
 
     from host_training.learning.qat import activation_ranges, int8_forward
@@ -340,12 +404,14 @@ def test_simulated_int8_matches_the_converted_model(bundle: Path, learning_run: 
 
     run = load_run(learning_run)
     calib = np.load(learning_run / "calibration.npy")
-    rounded, _ = round_adaptively(read_mlp(learning_run / "model.onnx"), calib)
+    rounded, _ = round_adaptively(
+        read_mlp(learning_run / "model.onnx"), calib, activations="calibrated"
+    )
     linears = [m for m in run.network if isinstance(m, torch.nn.Linear)]
     with torch.no_grad():
         for linear, layer in zip(linears, rounded, strict=True):
             linear.weight.copy_(torch.from_numpy(layer.weight))
-    model = ForceModel((bundle / MODEL).read_bytes(), run.spec)
+    model = ForceModel((calibrated_bundle / MODEL).read_bytes(), run.spec)
     assert model.input_quantisation is not None and model.output_quantisation is not None
     x = run.spec.model_inputs(np.load(learning_run / "heldout_gate.npz")["x"][:2000])
     with torch.inference_mode():
@@ -361,6 +427,25 @@ def test_simulated_int8_matches_the_converted_model(bundle: Path, learning_run: 
     float_error = np.abs(plain - real) / step
     assert np.median(sim_error) <= 1.0 and np.quantile(sim_error, 0.99) <= 4.0
     assert sim_error.mean() < float_error.mean()  # closer to the real int8 than the float net is
+
+
+def test_the_rounding_simulates_the_per_frame_model(bundle: Path, learning_run: Path) -> None:
+    """``quantization.rounding``'s per-frame activations on the weights it chose, against the
+    per-frame model LiteRT runs: far closer to it than the float network is."""
+    from quantization.rounding import forward, per_frame_forward, read_mlp, round_adaptively
+
+    spec = FeatureSpec.from_dict(json.loads((bundle / MANIFEST).read_text())["feature_spec"])
+    rounded, report = round_adaptively(
+        read_mlp(learning_run / "model.onnx"), np.load(learning_run / "calibration.npy")
+    )
+    # the 13 x 64 first layer is too small for the converter to quantise: it stays float
+    assert [r.int8 for r in report] == [False, True, True]
+    x = spec.model_inputs(np.load(learning_run / "heldout_gate.npz")["x"][:2000])
+    h = per_frame_forward(rounded, x)
+    real = ForceModel((bundle / MODEL).read_bytes(), spec).invoke_standardised(x)
+    plain = forward(read_mlp(learning_run / "model.onnx"), x)
+    sim_rms = np.sqrt(np.mean((h - real) ** 2))
+    assert sim_rms < 0.25 * np.sqrt(np.mean((plain - real) ** 2))
 
 
 def test_assess_marker_session_end_to_end(
