@@ -232,7 +232,9 @@ def envelope_grid(out_dir: Path, scale: DemoScale, stage: StageReporter) -> Path
     return path
 
 
-def _bundle_matches(bundle: Path, pub: Path, run: Path) -> VerifiedBundle | None:
+def _bundle_matches(bundle: Path, pub: Path, run: Path, scale: DemoScale) -> VerifiedBundle | None:
+    """The bundle, if it was made from this run as this version makes it: the int8 model the
+    quantiser ships by default, gated with this scale's tolerances."""
     try:
         checked = verify_model_bundle(bundle, load_public_key(pub))
         made_from = checked.manifest.training
@@ -242,7 +244,13 @@ def _bundle_matches(bundle: Path, pub: Path, run: Path) -> VerifiedBundle | None
     same = made_from.get("created_utc") == manifest.get("created_utc") and made_from.get(
         "dataset"
     ) == manifest.get("dataset")
-    return checked if same else None
+    gate = checked.manifest.gate
+    same_gate = (
+        checked.manifest.document.get("quantisation", {}).get("activations") == "per-frame"
+        and gate.get("tolerance_r2") == scale.gate_tolerance
+        and gate.get("heldout_family", {}).get("tolerance_r2") == scale.family_gate_tolerance
+    )
+    return checked if same and same_gate else None
 
 
 def model_bundle(
@@ -256,7 +264,7 @@ def model_bundle(
     grid = envelope_grid(out_dir, scale, stage)
     bundle = out_dir / BUNDLE_DIR
     if bundle.exists():
-        checked = _bundle_matches(bundle, pub, run)
+        checked = _bundle_matches(bundle, pub, run, scale)
         if checked is not None:
             stage.reused(f"{bundle}: verified, made from this run")
             return checked, pub

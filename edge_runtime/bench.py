@@ -1,5 +1,4 @@
-"""``cervical bench model-runtime``: float32 vs int8 TFLite on the hub runtime, side by side (the
-int8 model quantisation gated, and the full-integer one beside it when the run has it);
+"""``cervical bench model-runtime``: float32 vs int8 TFLite on the hub runtime, side by side;
 ``cervical bench assessment``: the range-of-motion flags on synthetic subjects performing the
 guided test, and on healthy wearers' free-living wear (which must never show a deficit).
 
@@ -52,9 +51,6 @@ def measure(run: Path, batch: int, repeats: int) -> dict[str, Any]:
     missing = [str(p) for p in paths.values() if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"{missing} missing: run `cervical quantize --run {run} ...` first")
-    calibrated = layout.tflite_int8_calibrated
-    if calibrated.is_file() and calibrated.read_bytes() != layout.tflite_int8.read_bytes():
-        paths["int8_calibrated"] = calibrated
     models = {k: ForceModel(p.read_bytes(), spec, num_threads=1) for k, p in paths.items()}
     rng = np.random.default_rng(0)
     lo = np.array([r[0] for r in spec.input_range])
@@ -119,11 +115,10 @@ def bench_model_runtime(
     table = Table(title=f"model runtime on {f['runtime']}, 1 thread (µs per sample)")
     for col in ("model", "invoke, batch 1", f"invoke, batch {batch}", "hub path, batch 1", "size"):
         table.add_column(col, justify="right")
-    labels = {"float32": "float32", "int8": f"int8, {f['int8_activations']} activations",
-              "int8_calibrated": "int8, full integer (calibrated)"}  # fmt: skip
-    for name in (n for n in labels if f"{n}_bytes" in f):
+    labels = {"float32": "float32", "int8": f"int8, {f['int8_activations']} activations"}
+    for name, label in labels.items():
         table.add_row(
-            labels[name],
+            label,
             f"{f[f'{name}_invoke_batch1_us']:.2f}",
             f"{f[f'{name}_invoke_batched_us']:.3f}",
             f"{f[f'{name}_hub_path_batch1_us']:.2f}",

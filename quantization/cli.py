@@ -28,8 +28,7 @@ from edge_runtime.contracts.training_run import MOTION_FAMILIES, RunError, RunLa
 
 # importable here: onnx2tf loads lazily
 from quantization.errors import QuantizationError
-from quantization.pipeline import R2_TOLERANCE, load_envelope_grid
-from quantization.rounding import ACTIVATION_SCHEMES
+from quantization.pipeline import ACTIVATION_SCHEMES, R2_TOLERANCE, load_envelope_grid
 
 QUANT_PYTHON_ENV = "CERVICAL_QUANT_PYTHON"
 
@@ -186,7 +185,11 @@ def quantize(
     ] = R2_TOLERANCE,
     family_tolerance: Annotated[
         float | None,
-        typer.Option(help="The same on the held-out motion family (default 0.05).", min=0),
+        typer.Option(
+            help="The same on the held-out motion family (default 0.005 per frame, 0.05 "
+            "calibrated).",
+            min=0,
+        ),
     ] = None,
     gate_family: Annotated[
         str | None,

@@ -1,5 +1,7 @@
 """Adaptive rounding of the weights onto the converter's int8 grid (AdaRound: Nagel et al. 2020,
-"Up or down? Adaptive rounding for post-training quantization", ICML).
+"Up or down? Adaptive rounding for post-training quantization", ICML), for the full-integer model
+(``--activations calibrated``; the per-frame model's weights are two int8 terms instead,
+``quantization.two_term``).
 
 The converter gives each output channel of a layer a symmetric int8 grid (step max|w|/127) and
 rounds every weight to its nearest step. Nearest is best for each weight alone, not for what the
@@ -26,10 +28,9 @@ failed the release gate); the held-out family 0.0174 -> 0.0094, 0.0219 -> 0.0112
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -40,9 +41,6 @@ from quantization.errors import QuantizationError
 FloatArray = npt.NDArray[np.float32]
 
 INT8_WEIGHT_LIMIT = 127  # per-channel symmetric weights use [-127, 127]
-# TFLite's dynamic-range quantisation leaves a weight tensor this small in float (its converter's
-# default): such a layer of the per-frame model takes float input and float weights
-MIN_PER_FRAME_WEIGHTS = 1024
 ITERATIONS = 500  # per layer: more did not help the held-out family (2,000: 0.0136 vs 0.0115)
 BATCH_ROWS = 4096  # of the calibration inputs per iteration (1,024: noisier choices)
 LEARNING_RATE = 1e-2
@@ -69,14 +67,6 @@ def forward(layers: list[DenseLayer], x: FloatArray) -> FloatArray:
     """The network's float output."""
     for layer in layers:
         x = layer(x)
-    return x
-
-
-def per_frame_forward(layers: list[DenseLayer], x: FloatArray) -> FloatArray:
-    """The per-frame int8 model's output, simulated (``layers`` already on the weight grid):
-    each int8 layer's input row through its own int8 grid (``per_frame_int8``)."""
-    for layer in layers:
-        x = layer(per_frame_int8(x) if quantised_layer(layer, "per-frame") else x)
     return x
 
 
@@ -144,35 +134,6 @@ def _through_int8(values: FloatArray, quantisation: TensorQuantisation) -> Float
     return quantisation.dequantise(quantisation.quantise(values))
 
 
-def per_frame_int8(values: FloatArray) -> FloatArray:
-    """Each row through its own affine int8 grid, as LiteRT's dynamic-range FULLY_CONNECTED
-    quantises its float input before the int8 product: the row's range widened to include 0,
-    256 steps over it. (Measured against LiteRT on a 512-wide network: RMS 5% of what int8
-    costs in all, the rest ties rounded the other way.)"""
-    lo = np.minimum(values.min(axis=1, keepdims=True), 0.0)
-    hi = np.maximum(values.max(axis=1, keepdims=True), 0.0)
-    scale = np.maximum(hi - lo, 1e-12) / 255.0
-    zero_point = np.round(-128.0 - lo / scale)
-    q = np.clip(np.round(values / scale + zero_point), -128, 127)
-    return ((q - zero_point) * scale).astype(np.float32)
-
-
-# How the hub's model quantises its activations (``quantization.pipeline`` module docstring):
-# per frame (dynamic range, float I/O) or with ranges calibrated once (full integer, int8 I/O).
-ActivationScheme = Literal["per-frame", "calibrated"]
-ACTIVATION_SCHEMES: tuple[ActivationScheme, ...] = ("per-frame", "calibrated")
-
-
-def _activation_simulation(
-    scheme: ActivationScheme,
-) -> Callable[[FloatArray, FloatArray], FloatArray]:
-    """(values on the int8 path, the same tensor's float values on the calibration inputs) ->
-    the values after the activation's int8 rounding."""
-    if scheme == "per-frame":
-        return lambda values, _float_values: per_frame_int8(values)
-    return lambda values, float_values: _through_int8(values, calibrated_quantisation(float_values))
-
-
 @dataclass(frozen=True)
 class LayerRounding:
     """What adaptive rounding did to one layer, on the calibration inputs."""
@@ -180,50 +141,33 @@ class LayerRounding:
     changed_share: float  # of the weights, rounded the other way than nearest
     output_mse_nearest: float  # the layer's output error against float, nearest rounding
     output_mse_chosen: float  # the same with the rounding kept (nearest's, if not lower)
-    int8: bool = True  # False: the converter keeps this layer float (nothing rounded)
 
-    def to_dict(self) -> dict[str, float | bool]:
+    def to_dict(self) -> dict[str, float]:
         return {
-            "int8": self.int8,
             "changed_share": self.changed_share,
             "output_mse_nearest": self.output_mse_nearest,
             "output_mse_chosen": self.output_mse_chosen,
         }
 
 
-FLOAT_LAYER = LayerRounding(0.0, 0.0, 0.0, int8=False)
-
-
-def quantised_layer(layer: DenseLayer, activations: ActivationScheme) -> bool:
-    """Whether the converter makes ``layer`` int8 (weights and its input) in that model."""
-    return activations == "calibrated" or layer.weight.size >= MIN_PER_FRAME_WEIGHTS
-
-
 def round_adaptively(
-    layers: list[DenseLayer], calibration: FloatArray, iterations: int = ITERATIONS, seed: int = 0,
-    activations: ActivationScheme = "per-frame",
-) -> tuple[list[DenseLayer], list[LayerRounding]]:  # fmt: skip
+    layers: list[DenseLayer], calibration: FloatArray, iterations: int = ITERATIONS, seed: int = 0
+) -> tuple[list[DenseLayer], list[LayerRounding]]:
     """``layers`` with every weight on its channel's int8 grid, rounded up or down to minimise
-    each layer's output error (module docstring), with the ``activations`` quantised as the
-    hub's model will quantise them; deterministic in ``seed``."""
+    each layer's output error (module docstring); deterministic in ``seed``."""
     rng = np.random.default_rng(seed)
-    through_int8 = _activation_simulation(activations)
     x_float = np.asarray(calibration, dtype=np.float32)
-    x_path = x_float  # the layer's input on the int8 path, before its own quantisation
+    x_int8 = _through_int8(x_float, calibrated_quantisation(x_float))
     rounded, report = [], []
-    for layer in layers:
+    for k, layer in enumerate(layers):
         target = layer(x_float)
-        if quantised_layer(layer, activations):
-            x_in = through_int8(x_path, x_float)
-            integers, rounding = _round_layer(layer, x_in, target, iterations, rng)
-            steps = weight_steps(layer.weight)
-            done = replace(layer, weight=(integers * steps).astype(np.float32))
-        else:
-            x_in, done, rounding = x_path, layer, FLOAT_LAYER
+        integers, rounding = _round_layer(layer, x_int8, target, iterations, rng)
+        done = replace(layer, weight=(integers * weight_steps(layer.weight)).astype(np.float32))
         rounded.append(done)
         report.append(rounding)
-        # the output tensor is not requantised inside the network
-        x_float, x_path = target, done(x_in)
+        x_float, x_int8 = target, done(x_int8)
+        if k + 1 < len(layers):  # the output tensor is not requantised inside the network
+            x_int8 = _through_int8(x_int8, calibrated_quantisation(target))
     return rounded, report
 
 

@@ -11,9 +11,8 @@ manifest, one definition for training (the writer), evaluation, quantisation and
       model.onnx           the float network for the conversion toolchain
       calibration.npy      >= MIN_CALIBRATION_ROWS standardised training inputs (int8 ranges)
       heldout_gate.npz     held-out frames for the int8 gate (part 0 subjects, 1 family)
-      tflite/              written by quantisation: model_int8.tflite (the int8 model it gated),
-                           model_int8_calibrated.tflite (the full-integer one, for timing)
-                           and model_float32.tflite
+      tflite/              model_int8.tflite (the int8 model it gated) and model_float32.tflite,
+                           written by quantisation
 """
 
 from __future__ import annotations
@@ -85,10 +84,6 @@ class RunLayout:
     @property
     def tflite_int8(self) -> Path:
         return self.tflite_dir / "model_int8.tflite"
-
-    @property
-    def tflite_int8_calibrated(self) -> Path:
-        return self.tflite_dir / "model_int8_calibrated.tflite"
 
     @property
     def tflite_float32(self) -> Path:

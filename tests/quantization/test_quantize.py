@@ -64,7 +64,7 @@ def test_bundle_contents(bundle: Path, learning_run: Path) -> None:
     # the default model: int8 weights, activations quantised per frame, float I/O (LiteRT only)
     assert manifest["io_quantisation"] == {"dtype": "float32", "activations": "per-frame"}
     assert manifest["quantisation"]["activations"] == "per-frame"
-    assert manifest["ops"] == ["RESHAPE v1", "FULLY_CONNECTED v12"]
+    assert "FULLY_CONNECTED v12" in manifest["ops"] and "ADD v1" in manifest["ops"]
     assert manifest["hub_runtimes"] == [LITERT]
     assert manifest["envelope"]["format"] == "cervical-envelope-grid/1"
     assert (
@@ -75,10 +75,10 @@ def test_bundle_contents(bundle: Path, learning_run: Path) -> None:
     assert len(manifest["golden"]["inputs"]) == 32
     assert manifest["training"]["dataset"]["sha256"]
     assert manifest["quantisation"]["calibration_rows"] >= 5000
-    rounding = manifest["quantisation"]["weight_rounding"]
-    assert rounding["method"].startswith("adaptive") and len(rounding["layers"]) == 3  # 64 x 64
-    for layer in rounding["layers"]:
-        assert layer["output_mse_chosen"] <= layer["output_mse_nearest"]
+    weights = manifest["quantisation"]["weight_rounding"]
+    assert weights["method"].startswith("two int8 terms")
+    # 13 x 64 is too small for the converter to quantise; 64 x 64 and 64 x 72 are not
+    assert weights["layers"] == [{"int8": False}, {"int8": True}, {"int8": True}]
     run_manifest = json.loads((learning_run / "manifest.json").read_text())
     assert manifest["feature_spec"] == run_manifest["feature_spec"]
 
@@ -342,11 +342,9 @@ def test_bench_model_runtime_json(bundle: Path, learning_run: Path) -> None:
                  "--batch", "32", "--json")  # fmt: skip
     assert r.returncode == 0, r.stderr
     figures = json.loads(r.stdout)
-    # the gated model, and the full-integer conversion beside a per-frame one (the run's files
-    # are those of whichever quantisation ran last)
-    per_frame = figures["int8_activations"] == "per-frame"
-    assert per_frame == ("int8_calibrated_bytes" in figures)
-    for name in ("int8", "float32", *(["int8_calibrated"] if per_frame else [])):
+    # the run's files are those of whichever quantisation ran last
+    assert figures["int8_activations"] in ("per-frame", "calibrated")
+    for name in ("int8", "float32"):
         assert figures[f"{name}_invoke_batch1_us"] > 0
         assert figures[f"{name}_invoke_batched_us"] > 0
     assert figures["int8_bytes"] < figures["float32_bytes"]
@@ -360,6 +358,10 @@ def test_a_calibrated_bundle_is_full_integer_and_runs_on_both_runtimes(
     assert manifest["io_quantisation"]["activations"] == "calibrated"
     assert manifest["ops"] == ["RESHAPE v1", "FULLY_CONNECTED v4"]
     assert manifest["hub_runtimes"] == [LITERT, TFLITE_RUNTIME]
+    rounding = manifest["quantisation"]["weight_rounding"]
+    assert rounding["method"].startswith("adaptive") and len(rounding["layers"]) == 3  # 64 x 64
+    for layer in rounding["layers"]:
+        assert layer["output_mse_chosen"] <= layer["output_mse_nearest"]
     spec = FeatureSpec.from_dict(manifest["feature_spec"])
     model = ForceModel((calibrated_bundle / MODEL).read_bytes(), spec)
     assert model.dtype == np.int8 and not model.per_frame_int8
@@ -404,9 +406,7 @@ def test_simulated_int8_matches_the_converted_model(
 
     run = load_run(learning_run)
     calib = np.load(learning_run / "calibration.npy")
-    rounded, _ = round_adaptively(
-        read_mlp(learning_run / "model.onnx"), calib, activations="calibrated"
-    )
+    rounded, _ = round_adaptively(read_mlp(learning_run / "model.onnx"), calib)
     linears = [m for m in run.network if isinstance(m, torch.nn.Linear)]
     with torch.no_grad():
         for linear, layer in zip(linears, rounded, strict=True):
@@ -429,23 +429,37 @@ def test_simulated_int8_matches_the_converted_model(
     assert sim_error.mean() < float_error.mean()  # closer to the real int8 than the float net is
 
 
-def test_the_rounding_simulates_the_per_frame_model(bundle: Path, learning_run: Path) -> None:
-    """``quantization.rounding``'s per-frame activations on the weights it chose, against the
-    per-frame model LiteRT runs: far closer to it than the float network is."""
-    from quantization.rounding import forward, per_frame_forward, read_mlp, round_adaptively
+def test_the_per_frame_model_is_simulated_exactly_enough(bundle: Path, learning_run: Path) -> None:
+    """``quantization.two_term``'s simulation of the per-frame model against the one LiteRT
+    runs: far closer to it than the float network is, and the int8 weights LiteRT holds are
+    the two terms' integers."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from quantization.rounding import forward, nearest_integers, read_mlp
+    from quantization.two_term import simulate, split
 
     spec = FeatureSpec.from_dict(json.loads((bundle / MANIFEST).read_text())["feature_spec"])
-    rounded, report = round_adaptively(
-        read_mlp(learning_run / "model.onnx"), np.load(learning_run / "calibration.npy")
-    )
-    # the 13 x 64 first layer is too small for the converter to quantise: it stays float
-    assert [r.int8 for r in report] == [False, True, True]
+    layers = read_mlp(learning_run / "model.onnx")
+    two_term = split(layers)
     x = spec.model_inputs(np.load(learning_run / "heldout_gate.npz")["x"][:2000])
-    h = per_frame_forward(rounded, x)
     real = ForceModel((bundle / MODEL).read_bytes(), spec).invoke_standardised(x)
-    plain = forward(read_mlp(learning_run / "model.onnx"), x)
-    sim_rms = np.sqrt(np.mean((h - real) ** 2))
-    assert sim_rms < 0.25 * np.sqrt(np.mean((plain - real) ** 2))
+    sim_rms = np.sqrt(np.mean((simulate(two_term, x) - real) ** 2))
+    float_rms = np.sqrt(np.mean((forward(layers, x) - real) ** 2))
+    assert sim_rms < 0.25 * float_rms, (sim_rms, float_rms)
+    interpreter = Interpreter(model_content=(bundle / MODEL).read_bytes())
+    interpreter.allocate_tensors()
+    held = sorted(
+        interpreter.get_tensor(d["index"]).astype(np.int64).sum()
+        for d in interpreter.get_tensor_details()
+        if d["dtype"] == np.int8 and len(d["shape"]) == 2
+    )
+    expected = sorted(
+        nearest_integers(w).astype(np.int64).sum()
+        for layer in two_term
+        if layer.rest is not None
+        for w in (layer.main, layer.rest)
+    )
+    assert held == expected
 
 
 def test_assess_marker_session_end_to_end(

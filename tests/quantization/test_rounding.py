@@ -16,7 +16,6 @@ from quantization.rounding import (
     calibrated_quantisation,
     forward,
     nearest_integers,
-    per_frame_int8,
     read_mlp,
     round_adaptively,
     weight_steps,
@@ -24,11 +23,9 @@ from quantization.rounding import (
 )
 
 
-def _network(seed: int = 0, wide: bool = False) -> list[DenseLayer]:
-    """A small MLP; ``wide``: every layer big enough for the per-frame model to quantise it."""
+def _network(seed: int = 0) -> list[DenseLayer]:
     rng = np.random.default_rng(seed)
-    n = 128 if wide else 48
-    shapes = [(n, 9, True), (n, n, True), (16 if wide else 6, n, False)]
+    shapes = [(48, 9, True), (48, 48, True), (6, 48, False)]
     return [
         DenseLayer(
             (rng.normal(size=(o, i)) / np.sqrt(i)).astype(np.float32),
@@ -43,10 +40,9 @@ def _calibration(n: int = 3000, seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-1, 1, (n, 9)).astype(np.float32)
 
 
-@pytest.mark.parametrize("activations", ["calibrated", "per-frame"])
-def test_rounded_weights_are_on_the_converters_grid_and_beat_nearest(activations: str) -> None:
-    layers, calib = _network(wide=activations == "per-frame"), _calibration()
-    rounded, report = round_adaptively(layers, calib, iterations=300, activations=activations)
+def test_rounded_weights_are_on_the_converters_grid_and_beat_nearest() -> None:
+    layers, calib = _network(), _calibration()
+    rounded, report = round_adaptively(layers, calib, iterations=300)
     for before, after, layer_report in zip(layers, rounded, report, strict=True):
         step = weight_steps(before.weight)
         # the same step from the rounded weights: each channel kept its largest weight
@@ -69,28 +65,6 @@ def test_rounded_weights_are_on_the_converters_grid_and_beat_nearest(activations
     error_adaptive = np.mean((forward(rounded, x) - reference) ** 2)
     error_nearest = np.mean((forward(nearest, x) - reference) ** 2)
     assert error_adaptive < error_nearest
-
-
-def test_per_frame_activations_get_each_rows_own_grid() -> None:
-    rows = np.array([[0.0, 0.01, 0.02], [0.0, 10.0, 20.0], [-3.0, 0.5, 1.0]], dtype=np.float32)
-    q = per_frame_int8(rows)
-    assert (q[:2, 0] == 0).all()  # 0 is exact
-    step = (np.maximum(rows.max(1), 0) - np.minimum(rows.min(1), 0)) / 255
-    assert (np.abs(q - rows) <= step[:, None] / 2 + 1e-7).all()  # a small row keeps its steps
-    assert step[0] < 1e-4 < step[1]
-
-
-def test_a_layer_too_small_for_the_per_frame_converter_stays_float() -> None:
-    """The converter leaves weight tensors under 1,024 values float in the per-frame model, so
-    rounding leaves them alone and feeds their float output on; the full-integer model
-    quantises every layer."""
-    layers = _network()  # 48 x 9 and 6 x 48 are small, 48 x 48 is not
-    rounded, report = round_adaptively(layers, _calibration(), iterations=50)
-    assert [r.int8 for r in report] == [False, True, False]
-    np.testing.assert_array_equal(rounded[0].weight, layers[0].weight)
-    assert report[1].changed_share > 0
-    _, report = round_adaptively(layers, _calibration(), iterations=50, activations="calibrated")
-    assert all(r.int8 for r in report)
 
 
 def test_rounding_is_deterministic_in_its_seed() -> None:
@@ -146,9 +120,9 @@ def test_a_graph_other_than_a_gemm_relu_chain_is_refused(tmp_path: Path) -> None
 
 
 def test_the_converter_keeps_the_chosen_integers(
-    quantized_bundle: Path, learning_run: Path
+    calibrated_bundle: Path, learning_run: Path
 ) -> None:
-    """The bundle's int8 weights are the rounding's choice (the pipeline's rounding is
+    """The full-integer bundle's int8 weights are the rounding's choice (the pipeline's rounding is
     deterministic, so it can be made again here), and many of them are not the nearest ones.
     The pipeline rounds in the conversion venv, with another numpy build: its round-off can tip
     a weight whose soft rounding ends at the 0.5 boundary (6 of 4,096 seen), so up to 1% may
@@ -157,18 +131,17 @@ def test_the_converter_keeps_the_chosen_integers(
     from ai_edge_litert.interpreter import Interpreter
 
     layers = read_mlp(learning_run / "model.onnx")
-    rounded, report = round_adaptively(layers, np.load(learning_run / "calibration.npy"))
-    interpreter = Interpreter(model_content=(quantized_bundle / MODEL).read_bytes())
+    rounded, _ = round_adaptively(layers, np.load(learning_run / "calibration.npy"))
+    interpreter = Interpreter(model_content=(calibrated_bundle / MODEL).read_bytes())
     interpreter.allocate_tensors()
     weights = {
         tuple(d["shape"]): interpreter.get_tensor(d["index"])
         for d in interpreter.get_tensor_details()
         if d["dtype"] == np.int8 and len(d["shape"]) == 2 and d["shape"][0] > 1
     }
-    int8 = [(b, a) for b, a, r in zip(layers, rounded, report, strict=True) if r.int8]
-    assert len(weights) == len(int8) >= 2
+    assert len(weights) == len(layers)
     tipped, moved, total = 0, 0, 0
-    for before, after in int8:
+    for before, after in zip(layers, rounded, strict=True):
         chosen = np.round(after.weight / weight_steps(before.weight))
         in_bundle = weights[before.weight.shape].astype(np.float64)
         assert np.abs(in_bundle - chosen).max() <= 1
@@ -183,8 +156,7 @@ def test_without_optimisation_the_rounding_is_the_converters_nearest() -> None:
     """No iterations leave every soft rounding at the weight's own fraction: nearest rounding,
     which the guard keeps (not better, so not changed)."""
     layers = _network()
-    rounded, report = round_adaptively(layers, _calibration(), iterations=0,
-                                       activations="calibrated")  # fmt: skip
+    rounded, report = round_adaptively(layers, _calibration(), iterations=0)
     for before, after, layer_report in zip(layers, rounded, report, strict=True):
         expected = nearest_integers(before.weight) * weight_steps(before.weight)
         np.testing.assert_array_equal(after.weight, expected.astype(np.float32))
