@@ -21,23 +21,15 @@ from quantization.rounding import (
     weight_steps,
     write_mlp,
 )
+from tests.quantization.networks import random_mlp, uniform_inputs
 
 
 def _network(seed: int = 0) -> list[DenseLayer]:
-    rng = np.random.default_rng(seed)
-    shapes = [(48, 9, True), (48, 48, True), (6, 48, False)]
-    return [
-        DenseLayer(
-            (rng.normal(size=(o, i)) / np.sqrt(i)).astype(np.float32),
-            rng.normal(0, 0.1, o).astype(np.float32),
-            relu,
-        )
-        for o, i, relu in shapes
-    ]
+    return random_mlp([(48, 9, True), (48, 48, True), (6, 48, False)], seed)
 
 
 def _calibration(n: int = 3000, seed: int = 1) -> np.ndarray:
-    return np.random.default_rng(seed).uniform(-1, 1, (n, 9)).astype(np.float32)
+    return uniform_inputs(n, seed)
 
 
 def test_rounded_weights_are_on_the_converters_grid_and_beat_nearest() -> None:

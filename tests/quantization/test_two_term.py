@@ -17,23 +17,16 @@ from quantization.two_term import (
     split,
     write_two_term_onnx,
 )
+from tests.quantization.networks import random_mlp, uniform_inputs
 
 
 def _network(seed: int = 0) -> list[DenseLayer]:
-    rng = np.random.default_rng(seed)
-    shapes = [(64, 9, True), (64, 64, True), (24, 64, False)]  # 576 weights: too small for int8
-    return [
-        DenseLayer(
-            (rng.normal(size=(o, i)) / np.sqrt(i)).astype(np.float32),
-            rng.normal(0, 0.1, o).astype(np.float32),
-            relu,
-        )
-        for o, i, relu in shapes
-    ]
+    # the first layer's 576 weights are too few for the converter to quantise
+    return random_mlp([(64, 9, True), (64, 64, True), (24, 64, False)], seed)
 
 
 def _inputs(n: int = 2000, seed: int = 1) -> np.ndarray:
-    return np.random.default_rng(seed).uniform(-1, 1, (n, 9)).astype(np.float32)
+    return uniform_inputs(n, seed)
 
 
 def test_each_weight_is_its_nearest_step_plus_the_remainder() -> None:
