@@ -1,6 +1,6 @@
-"""ONNX -> TFLite with onnx2tf (in .venv-quant): the two int8 models and a float32 reference.
+"""ONNX -> TFLite with onnx2tf (in .venv-quant): an int8 model and a float32 reference.
 
-Both int8 models have per-channel int8 weights (``quantization.pipeline`` says which one ships).
+Either int8 model has per-channel int8 weights (``quantization.pipeline`` says which ships).
 The per-frame one is onnx2tf's dynamic-range quantisation: float input and output, each
 FULLY_CONNECTED quantising its input row to int8 with that row's own range. The full-integer one
 has int8 input, activations and output, with ranges calibrated on the run's standardised
@@ -30,28 +30,34 @@ FLOAT_SUFFIX = "_float32.tflite"
 
 @dataclass(frozen=True)
 class Converted:
-    int8: bytes  # full integer: activation ranges calibrated once
-    per_frame: bytes  # int8 weights, activations quantised per frame
-    float32: bytes
-
-    def model(self, activations: str) -> bytes:
-        """The int8 model of an activation scheme (``quantization.rounding.ACTIVATION_SCHEMES``)."""
-        return self.per_frame if activations == "per-frame" else self.int8
+    int8: bytes  # the int8 model of the activation scheme asked for
+    float32: bytes  # the same graph in float32
 
 
-def convert(onnx_path: Path, calibration_npy: Path, work_dir: Path) -> Converted:
+def convert(
+    onnx_path: Path, calibration_npy: Path, work_dir: Path, activations: str = "calibrated"
+) -> Converted:
+    """The int8 model of ``activations`` (``quantization.pipeline.ACTIVATION_SCHEMES``) and the
+    float32 model of ``onnx_path``; only the calibrated one uses the calibration inputs."""
+    out = work_dir / "onnx2tf"
+    if activations == "per-frame":
+        int8, float32 = _onnx2tf(
+            onnx_path, out, (PER_FRAME_SUFFIX, FLOAT_SUFFIX),
+            output_dynamic_range_quantized_tflite=True, quant_type="per-channel",
+        )  # fmt: skip
+        return Converted(int8=int8, float32=float32)
     calib = np.load(calibration_npy)
     if calib.ndim != 2 or calib.dtype != np.float32 or not np.isfinite(calib).all():
         raise ConversionError(
             f"{calibration_npy}: expected finite float32 (N, F), got {calib.dtype} {calib.shape}"
         )
-    int8, per_frame, float32 = _onnx2tf(
-        onnx_path, work_dir / "onnx2tf", (INT8_SUFFIX, PER_FRAME_SUFFIX, FLOAT_SUFFIX),
+    int8, float32 = _onnx2tf(
+        onnx_path, out, (INT8_SUFFIX, FLOAT_SUFFIX),
         output_integer_quantized_tflite=True, quant_type="per-channel",
         custom_input_op_name_np_data_path=[["x", str(calibration_npy), [0.0], [1.0]]],
         input_quant_dtype="int8", output_quant_dtype="int8",
     )  # fmt: skip
-    return Converted(int8=int8, per_frame=per_frame, float32=float32)
+    return Converted(int8=int8, float32=float32)
 
 
 def convert_float(onnx_path: Path, work_dir: Path) -> bytes:

@@ -275,8 +275,8 @@ def convert_and_gate(
     with tempfile.TemporaryDirectory(prefix="cervical-quantize-") as work:
         prepared = _prepare(layout.onnx, calibration, Path(work) / "network", activations)
         _log(f"converting ONNX -> int8 TFLite (onnx2tf, per-channel, {activations} activations)")
-        converted = convert(prepared.onnx, calib_path, Path(work))
-        model = converted.model(activations)
+        converted = convert(prepared.onnx, calib_path, Path(work), activations)
+        model = converted.int8
         # the network's own float32 model (the two-term graph's holds every weight twice)
         float32 = convert_float(layout.onnx, Path(work)) if activations == "per-frame" else None
         if with_twin and manifest.confidence is not None:
@@ -286,7 +286,7 @@ def convert_and_gate(
                 raise QuantizationError(str(exc)) from None
             _log("the confidence twin the same way")
             twin = _prepare(layout.twin_onnx, calibration, Path(work) / "twin", activations)
-            twin_int8 = convert(twin.onnx, calib_path, Path(work) / "twin").model(activations)
+            twin_int8 = convert(twin.onnx, calib_path, Path(work) / "twin", activations).int8
     ops, runtimes = _check_ops(model, twin_int8)
     int8 = ForceModel(model, spec)
     full_integer = int8.input_quantisation is not None and int8.output_quantisation is not None

@@ -176,7 +176,8 @@ def verify_model_bundle(
             raise BundleError(
                 bundle / MODEL,
                 f"runs on {list(manifest.hub_runtimes)}, and this machine has "
-                f"{installed_runtime()}: install ai-edge-litert (the 'edge' extra)",
+                f"{installed_runtime()}: install one of those (ai-edge-litert: the 'edge' "
+                "extra)",
             )
         if "golden" not in manifest.document:
             raise BundleError(bundle / MANIFEST, "has no golden vectors")
