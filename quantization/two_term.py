@@ -9,8 +9,8 @@ A second int8 term holds what the first could not: ``w = s1·q1 + s2·q2``, with
 step of the channel's grid (``s1 = max|w| / 127``) and ``q2`` the remainder on the remainder's
 own per-channel grid (``s2 <= s1 / 254``), about 15 bits in all. Each layer becomes two
 FULLY_CONNECTED of the same per-frame int8 input, added: int8 weights, int8 activations and
-int32 sums throughout, twice the products of one term and still fewer than float's (README,
-"int8"). Measured on the same three networks: at most 0.0008.
+int32 sums throughout, at twice the products of one term (README, "Quantisation", for what that
+costs in time). Measured on the same three networks: at most 0.0008.
 
 The converter leaves a weight tensor under ``MIN_PER_FRAME_WEIGHTS`` values float; such a layer
 stays one float term.
