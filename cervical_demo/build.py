@@ -235,6 +235,8 @@ def envelope_grid(out_dir: Path, scale: DemoScale, stage: StageReporter) -> Path
 def _bundle_matches(bundle: Path, pub: Path, run: Path, scale: DemoScale) -> VerifiedBundle | None:
     """The bundle, if it was made from this run as this version makes it: the int8 model the
     quantiser ships by default, gated with this scale's tolerances."""
+    from quantization.pipeline import DEFAULT_ACTIVATIONS
+
     try:
         checked = verify_model_bundle(bundle, load_public_key(pub))
         made_from = checked.manifest.training
@@ -246,7 +248,7 @@ def _bundle_matches(bundle: Path, pub: Path, run: Path, scale: DemoScale) -> Ver
     ) == manifest.get("dataset")
     gate = checked.manifest.gate
     same_gate = (
-        checked.manifest.document.get("quantisation", {}).get("activations") == "per-frame"
+        checked.manifest.document.get("quantisation", {}).get("activations") == DEFAULT_ACTIVATIONS
         and gate.get("tolerance_r2") == scale.gate_tolerance
         and gate.get("heldout_family", {}).get("tolerance_r2") == scale.family_gate_tolerance
     )

@@ -28,7 +28,12 @@ from edge_runtime.contracts.training_run import MOTION_FAMILIES, RunError, RunLa
 
 # importable here: onnx2tf loads lazily
 from quantization.errors import QuantizationError
-from quantization.pipeline import ACTIVATION_SCHEMES, R2_TOLERANCE, load_envelope_grid
+from quantization.pipeline import (
+    ACTIVATION_SCHEMES,
+    DEFAULT_ACTIVATIONS,
+    R2_TOLERANCE,
+    load_envelope_grid,
+)
 
 QUANT_PYTHON_ENV = "CERVICAL_QUANT_PYTHON"
 
@@ -111,7 +116,7 @@ def quantize_run(
     family_tolerance: float | None = None,
     gate_family: str | None = None,
     rmse_tolerance: float | None = None,
-    activations: str = "per-frame",
+    activations: str = DEFAULT_ACTIVATIONS,
 ) -> VerifiedBundle:
     """Run the conversion pipeline in the toolchain venv and check its bundle as a hub would.
     ``on_line`` gets the pipeline's own progress lines (``[quantize] ...``). Raises
@@ -209,7 +214,7 @@ def quantize(
             "range (float I/O, needs ai-edge-litert); calibrated: full integer, int8 I/O, "
             "ranges calibrated once (runs on tflite-runtime 2.14 too)."
         ),
-    ] = "per-frame",
+    ] = DEFAULT_ACTIVATIONS,
 ) -> None:
     """int8 TFLite (per-channel weights), op check against the hub runtimes, accuracy gate on
     held-out subjects and on the run's held-out motion family, golden vectors, signed bundle.

@@ -84,6 +84,7 @@ from quantization.two_term import write_two_term_onnx
 # How the hub's int8 model quantises its activations (module docstring)
 ActivationScheme = Literal["per-frame", "calibrated"]
 ACTIVATION_SCHEMES: tuple[ActivationScheme, ...] = ("per-frame", "calibrated")
+DEFAULT_ACTIVATIONS: ActivationScheme = "per-frame"  # what bundles ship unless told otherwise
 
 R2_TOLERANCE = 0.005
 # On a motion family the network never saw, the full-integer model loses far more than on the
@@ -192,7 +193,7 @@ def accuracy_gate(
     result = _part_gate(gate["y"][subjects], gate["y_float"][subjects], y_int8[subjects],
                         muscles, tolerance, fmax_n, rmse_tolerance)  # fmt: skip
     if family_tolerance is None:
-        family_tolerance = R2_FAMILY_TOLERANCE["per-frame"]
+        family_tolerance = R2_FAMILY_TOLERANCE[DEFAULT_ACTIVATIONS]
     family = _part_gate(gate["y"][~subjects], gate["y_float"][~subjects], y_int8[~subjects],
                         muscles, family_tolerance, fmax_n, rmse_tolerance)  # fmt: skip
     family["family"] = str(gate["heldout_family"])
@@ -254,7 +255,7 @@ class Gated:
 def convert_and_gate(
     run: Path, tolerance: float, family_tolerance: float | None = None, with_twin: bool = True,
     rmse_tolerance: float = INT8_RMSE_TOLERANCE_PCT_FMAX,
-    activations: ActivationScheme = "per-frame",
+    activations: ActivationScheme = DEFAULT_ACTIVATIONS,
 ) -> Gated:  # fmt: skip
     """Steps 1-4 (module docstring); ``with_twin``: the run's confidence twin too, if it has one
     (a gate-only check does not need it)."""
@@ -380,7 +381,7 @@ def quantize(
     run: Path, out: Path, key_path: Path, bundle_version: str | None, tolerance: float,
     envelope_path: Path, family_tolerance: float | None = None,
     rmse_tolerance: float = INT8_RMSE_TOLERANCE_PCT_FMAX,
-    activations: ActivationScheme = "per-frame",
+    activations: ActivationScheme = DEFAULT_ACTIVATIONS,
 ) -> dict[str, Any]:  # fmt: skip
     started = time.perf_counter()
     if out.exists():
@@ -511,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--activations",
         choices=ACTIVATION_SCHEMES,
-        default="per-frame",
+        default=DEFAULT_ACTIVATIONS,
         help="how the int8 model quantises its activations (module docstring)",
     )
     parser.add_argument("--summary", type=Path, default=None, help="write the gate result as JSON")
