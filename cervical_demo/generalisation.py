@@ -51,6 +51,10 @@ def family_row(metrics: dict[str, Any], gate: dict[str, Any] | None) -> dict[str
         "r2_min": summary["r2_min_varying"],
         "r2_median": summary["r2_median"],
         "worst_muscle": summary["worst_varying_muscle"],
+        # R² = 1 - (RMSE / SD)²: the worst muscle's own error and spread on the family's frames
+        # (absent from runs made before they were recorded)
+        "worst_muscle_rmse_pct_fmax": summary.get("worst_varying_muscle_rmse_pct_fmax"),
+        "worst_muscle_sd_pct_fmax": summary.get("worst_varying_muscle_sd_pct_fmax"),
         "muscles_judged": summary["muscles_varying"],
         "r2_min_all_muscles": summary["r2_min"],
         "rmse_pct_fmax_max": summary["rmse_pct_fmax_max"],
@@ -194,18 +198,24 @@ def _evaluate_run(
     return result
 
 
+def worst_muscle_label(row: dict[str, Any]) -> str:
+    """The worst muscle with its RMSE and force SD on the family's frames, where recorded."""
+    rmse, sd = row.get("worst_muscle_rmse_pct_fmax"), row.get("worst_muscle_sd_pct_fmax")
+    return row["worst_muscle"] + ("" if rmse is None or sd is None else f" ({rmse:.2f} / {sd:.2f})")
+
+
 def _print_result(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title="cervical bench generalisation (held-out subjects, family left out)")
-    for column in ("family", "worst R²", "median R²", "worst muscle", "worst RMSE % Fmax",
-                   "int8 worst R²", "int8 drop"):  # fmt: skip
+    for column in ("family", "worst R²", "median R²", "worst muscle (RMSE / SD, % Fmax)",
+                   "worst RMSE % Fmax", "int8 worst R²", "int8 drop"):  # fmt: skip
         table.add_column(column)
     for r in result["families"]:
         q = r.get("int8") or {}
         table.add_row(
-            r["family"], f"{r['r2_min']:.4f}", f"{r['r2_median']:.4f}", r["worst_muscle"],
+            r["family"], f"{r['r2_min']:.4f}", f"{r['r2_median']:.4f}", worst_muscle_label(r),
             f"{r['rmse_pct_fmax_max']:.2f} ({r['worst_rmse_muscle']})",
             f"{q['r2_min']:.4f}" if q else "-", f"{q['largest_r2_drop']:.4f}" if q else "-",
         )  # fmt: skip

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cervical_demo.generalisation import worst_muscle_label
 from host_training.population.sampling import write_population
 from tests.conftest import LEARNING_SUBJECTS, QUANT_PYTHON
 
@@ -56,7 +57,18 @@ def test_leave_one_family_out_trains_without_it_and_reports_it(
     assert row["worst_muscle"] == summary["worst_varying_muscle"]
     assert row["r2_min"] <= row["r2_median"] and row["r2_min_all_muscles"] <= row["r2_min"]
     assert 0 < row["muscles_judged"] <= 72 and row["rmse_pct_fmax_max"] > 0
+    rmse, sd = row["worst_muscle_rmse_pct_fmax"], row["worst_muscle_sd_pct_fmax"]
+    assert 0 < rmse <= row["rmse_pct_fmax_max"] and sd > 0
+    assert row["r2_min"] == pytest.approx(1 - (rmse / sd) ** 2)
     assert "int8" not in row and result["worst_family_r2_min_int8"] is None
+
+
+def test_the_table_names_the_worst_muscles_error_and_spread_where_recorded() -> None:
+    row = {"worst_muscle": "trap_cl", "worst_muscle_rmse_pct_fmax": 0.213,
+           "worst_muscle_sd_pct_fmax": 0.72}  # fmt: skip
+    assert worst_muscle_label(row) == "trap_cl (0.21 / 0.72)"
+    # a run whose metrics predate the two figures: the muscle alone
+    assert worst_muscle_label({**row, "worst_muscle_sd_pct_fmax": None}) == "trap_cl"
 
 
 def test_an_existing_run_is_evaluated_float_int8_and_end_to_end(

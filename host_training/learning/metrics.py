@@ -6,7 +6,10 @@ mass by a few tens of percent; the reference makes muscles comparable with each 
 
 A muscle whose force barely varies over the evaluated frames (1st-99th percentile spread below 1%
 of Fmax: it is nearly silent in that motion) has an R² that says nothing; ``r2_min_varying``
-is the worst R² over the others, beside the plain ``r2_min`` over all.
+is the worst R² over the others, beside the plain ``r2_min`` over all. Its RMSE and the standard
+deviation of its force over the same frames (both in % of Fmax) come with it: R² is
+1 - (RMSE / SD)², so on a motion that moves a muscle little a small error is a low R², and the
+reader needs both to tell a wrong force from a strict ratio.
 """
 
 from __future__ import annotations
@@ -86,6 +89,7 @@ class ForceMetricsAccumulator:
         r2_varying = np.where(varying, r2, np.inf)
         worst_varying = int(np.argmin(r2_varying))
         rmse_pct = 100 * rmse / fmax
+        sd_pct = 100 * np.sqrt(self.m2 / self.n) / fmax
 
         def named(values: npt.NDArray[Any]) -> dict[str, float]:
             return {m: round(float(v), 6) for m, v in zip(muscles, values, strict=True)}
@@ -95,7 +99,7 @@ class ForceMetricsAccumulator:
             "r2_per_muscle": named(r2),
             "rmse_n_per_muscle": named(rmse),
             "mae_n_per_muscle": named(mae),
-            "rmse_pct_fmax_per_muscle": named(100 * rmse / fmax),
+            "rmse_pct_fmax_per_muscle": named(rmse_pct),
             "mae_pct_fmax_per_muscle": named(100 * mae / fmax),
             "max_abs_error_n_per_muscle": named(max_abs),
             "summary": {
@@ -106,13 +110,19 @@ class ForceMetricsAccumulator:
                 "muscles_varying": int(varying.sum()),
                 "r2_min_varying": float(r2_varying[worst_varying]) if varying.any() else None,
                 "worst_varying_muscle": muscles[worst_varying] if varying.any() else None,
+                "worst_varying_muscle_rmse_pct_fmax": (
+                    float(rmse_pct[worst_varying]) if varying.any() else None
+                ),
+                "worst_varying_muscle_sd_pct_fmax": (
+                    float(sd_pct[worst_varying]) if varying.any() else None
+                ),
                 "rmse_pct_fmax_max": float(rmse_pct.max()),
                 "worst_rmse_muscle": muscles[int(np.argmax(rmse_pct))],
                 "worst_muscle_mae_n": float(mae[worst]),
                 "worst_muscle_rmse_n": float(rmse[worst]),
                 "rmse_n_mean": float(rmse.mean()),
                 "mae_n_mean": float(mae.mean()),
-                "rmse_pct_fmax_mean": float((100 * rmse / fmax).mean()),
+                "rmse_pct_fmax_mean": float(rmse_pct.mean()),
                 "mae_pct_fmax_mean": float((100 * mae / fmax).mean()),
                 "max_abs_error_n": float(max_abs.max()),
                 "max_abs_error_muscle": muscles[int(np.argmax(max_abs))],

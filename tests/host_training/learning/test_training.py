@@ -63,6 +63,15 @@ def test_metrics_know_perfect_and_mean_predictions() -> None:
     assert off["mae_n_per_muscle"]["b"] == pytest.approx(0.5)
     assert off["mae_pct_fmax_per_muscle"]["b"] == pytest.approx(5.0)
     assert off["summary"]["worst_muscle"] == "b"
+    # the worst varying muscle's error and spread, with R² = 1 - (RMSE / SD)²
+    summary = off["summary"]
+    assert summary["worst_varying_muscle"] == "b"
+    assert summary["worst_varying_muscle_rmse_pct_fmax"] == pytest.approx(5.0)
+    assert summary["worst_varying_muscle_sd_pct_fmax"] == pytest.approx(100 * y[:, 1].std() / 10)
+    ratio = (
+        summary["worst_varying_muscle_rmse_pct_fmax"] / summary["worst_varying_muscle_sd_pct_fmax"]
+    )
+    assert summary["r2_min_varying"] == pytest.approx(1 - ratio**2)
 
 
 def test_motion_families() -> None:
